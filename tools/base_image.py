@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Print the name of a base image the Dockerfile can build on, making one if needed.
+
+Order: the Dockerfile's default (ubuntu:22.04) when present or pullable; otherwise a
+Debian 12 image built here with debootstrap and `docker import`, cached under
+DEVBOX_LOCAL_BASE so it is built once. Progress goes to stderr, the name to stdout.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+DEFAULT_BASE = "ubuntu:22.04"
+LOCAL_BASE = os.environ.get("DEVBOX_LOCAL_BASE", "devbox-base:bookworm")
+DEBIAN_MIRROR = os.environ.get("DEVBOX_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+PULL_TIMEOUT_S = 60
+
+
+def say(message: str) -> None:
+    print(f"base_image: {message}", file=sys.stderr, flush=True)
+
+
+def image_exists(name: str) -> bool:
+    return subprocess.run([DOCKER, "image", "inspect", name],
+                          capture_output=True).returncode == 0
+
+
+def try_pull(name: str) -> bool:
+    say(f"pulling {name} ...")
+    try:
+        result = subprocess.run([DOCKER, "pull", "-q", name], capture_output=True,
+                                timeout=PULL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        say(f"pulling {name} timed out after {PULL_TIMEOUT_S} s")
+        return False
+    if result.returncode != 0:
+        say(f"cannot pull {name}: {result.stderr.decode(errors='replace').strip()[:200]}")
+    return result.returncode == 0
+
+
+def build_debian_base(name: str) -> None:
+    if shutil.which("debootstrap") is None:
+        say("installing debootstrap ...")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    with tempfile.TemporaryDirectory(prefix="devbox-rootfs-") as rootfs:
+        say(f"building {name} with debootstrap from {DEBIAN_MIRROR} (about 30 s) ...")
+        subprocess.run(["debootstrap", "--variant=minbase", "bookworm", rootfs, DEBIAN_MIRROR],
+                       check=True, stdout=subprocess.DEVNULL)
+        # Like the official images: no apt caches, and the security archive too.
+        with open(os.path.join(rootfs, "etc/apt/sources.list"), "a") as sources:
+            sources.write("deb http://deb.debian.org/debian-security bookworm-security main\n")
+        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run([DOCKER, "import", "-", name], stdin=tar.stdout, check=True,
+                       stdout=subprocess.DEVNULL)
+        if tar.wait() != 0:
+            sys.exit("base_image: tar of the debootstrap tree failed")
+
+
+def main() -> None:
+    if image_exists(DEFAULT_BASE) or try_pull(DEFAULT_BASE):
+        print(DEFAULT_BASE)
+        return
+    if not image_exists(LOCAL_BASE):
+        build_debian_base(LOCAL_BASE)
+    say(f"using {LOCAL_BASE}")
+    print(LOCAL_BASE)
+
+
+if __name__ == "__main__":
+    main()
