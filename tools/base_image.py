@@ -51,9 +51,12 @@ def build_debian_base(name: str) -> None:
         say(f"building {name} with debootstrap from {DEBIAN_MIRROR} (about 30 s) ...")
         subprocess.run(["debootstrap", "--variant=minbase", "bookworm", rootfs, DEBIAN_MIRROR],
                        check=True, stdout=subprocess.DEVNULL)
-        # Like the official images: no apt caches, and the security archive too.
+        # Like the official images: the security archive too, and no apt caches.
         with open(os.path.join(rootfs, "etc/apt/sources.list"), "a") as sources:
             sources.write("deb http://deb.debian.org/debian-security bookworm-security main\n")
+        subprocess.run(["chroot", rootfs, "apt-get", "clean"], check=True)
+        shutil.rmtree(os.path.join(rootfs, "var/lib/apt/lists"))
+        os.makedirs(os.path.join(rootfs, "var/lib/apt/lists/partial"))
         tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
         subprocess.run([DOCKER, "import", "-", name], stdin=tar.stdout, check=True,
                        stdout=subprocess.DEVNULL)

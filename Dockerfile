@@ -1,0 +1,27 @@
+# The dev machine's image: a minimal base, Python and what the Ansible roles need; everything
+# else (the user's venv, packages, Jupyter, notebooks) lives on the volume mounted as home.
+# Classic-builder syntax only (no BuildKit-only features): Molecule and Debian's engine build it.
+ARG BASE_IMAGE=ubuntu:22.04
+FROM ${BASE_IMAGE}
+
+# Name of the non-root user; fly.toml passes it ([build.args] NONROOT_USER). The boot step
+# looks for the account record on the volume at /home/<NONROOT_USER>.
+ARG NONROOT_USER=pythonuser
+ENV DEVBOX_HOME=/home/${NONROOT_USER}
+
+# acl: Ansible's become to an unprivileged user may need it for its temporary files.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        python3 python3-venv ca-certificates git nano acl \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+
+# Root runs these at boot: root-owned, not writable by anyone else, outside the volume.
+COPY boot/devbox_boot.py /usr/local/sbin/devbox-boot
+COPY plugins/module_utils/devbox_account.py /usr/local/lib/devbox/devbox_account.py
+RUN chmod 0755 /usr/local/sbin/devbox-boot && chmod 0644 /usr/local/lib/devbox/devbox_account.py
+
+# PID 1: restore what the ephemeral root FS lost (user, driver init, Jupyter), then sleep;
+# exits 0 on SIGTERM so a Machine stops promptly and cleanly.
+STOPSIGNAL SIGTERM
+CMD ["/usr/local/sbin/devbox-boot"]

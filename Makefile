@@ -1,0 +1,51 @@
+# Two entry points: `make up` (a local dev machine, ends with a Jupyter URL) and `make test`.
+# Both set up what they need: a venv with the pinned tools, a Docker engine, a base image.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Debian's client where present: a newer client first on PATH may refuse classic builds.
+DOCKER := $(firstword $(wildcard /usr/bin/docker) docker)
+export DOCKER_BUILDKIT := 0
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: up down destroy test lint unit molecule engine image bench clean
+
+up: $(BIN)/.installed engine
+	$(BIN)/python tools/local_machine.py up
+
+down: $(BIN)/.installed
+	$(BIN)/python tools/local_machine.py down
+
+destroy: $(BIN)/.installed
+	$(BIN)/python tools/local_machine.py destroy
+
+test: lint unit molecule
+
+$(BIN)/.installed: requirements.txt requirements-test.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-test.txt
+	touch $@
+
+engine: $(BIN)/.installed
+	$(BIN)/python tools/ensure_docker.py
+
+image: engine
+	$(DOCKER) build -q --build-arg BASE_IMAGE=$$($(BIN)/python tools/base_image.py) -t devbox:test .
+
+lint: $(BIN)/.installed
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --profile production
+
+unit: $(BIN)/.installed
+	$(BIN)/pytest -q tests
+
+molecule: image
+	cd $(CURDIR) && $(BIN)/molecule test --all
+
+bench: $(BIN)/.installed engine
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV)
