@@ -20,7 +20,7 @@ down: $(BIN)/.installed
 destroy: $(BIN)/.installed
 	$(BIN)/python tools/local_machine.py destroy
 
-test: lint unit molecule
+test: lint image unit molecule
 
 $(BIN)/.installed: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,11 +38,11 @@ lint: $(BIN)/.installed
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --profile production
 
-unit: $(BIN)/.installed
+unit: $(BIN)/.installed engine
 	$(BIN)/pytest -q tests
 
 molecule: image
-	cd $(CURDIR) && $(BIN)/molecule test --all
+	$(BIN)/molecule test --all
 
 bench: $(BIN)/.installed engine
 	$(BIN)/python bench/run.py

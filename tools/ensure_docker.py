@@ -12,19 +12,17 @@ import subprocess
 import sys
 import time
 
-# Debian's own client: the newer client that may come first on PATH refuses some builds
-# without the buildx plugin, which Debian 12 does not package.
-DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
 DOCKERD_LOG = "/var/log/devbox-dockerd.log"
 START_TIMEOUT_S = 60
 
 
 def engine_answers() -> bool:
-    docker = DOCKER if shutil.which(DOCKER) else None
+    # Debian's own client when installed: a newer client first on PATH may refuse classic
+    # builds without the buildx plugin, which Debian 12 does not package.
+    docker = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker")
     if docker is None:
         return False
-    result = subprocess.run([docker, "info"], capture_output=True, timeout=30)
-    return result.returncode == 0
+    return subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0
 
 
 def install_engine() -> None:
@@ -57,8 +55,6 @@ def main() -> None:
         return
     if shutil.which("dockerd") is None:
         install_engine()
-        global DOCKER
-        DOCKER = "/usr/bin/docker"
     start_engine()
     print("ensure_docker: Docker engine is up", flush=True)
 

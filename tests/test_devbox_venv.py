@@ -1,0 +1,135 @@
+"""The venv logic against real venvs and the real package index (pip and uv)."""
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from devbox_venv import (Lock, VenvError, check_free_space, converge, diff, installed_distributions,
+                         pip_conf_text, venv_health)
+
+
+def params(venv, **overrides):
+    base = {"path": str(venv), "base_python": sys.executable, "requirements": [], "requirement_files": [],
+            "installer": "pip", "settings": {"index_url": None, "extra_index_urls": [], "ca_bundle": None,
+                                             "installer": "pip"},
+            "min_free_mb": 1, "lock_timeout": 5}
+    base.update(overrides)
+    return base
+
+
+def write_dist(site, name, version):
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nBody: x\n")
+
+
+def test_installed_distributions_reads_metadata_without_running_python(tmp_path):
+    site = tmp_path / "venv" / "lib" / "python3.10" / "site-packages"
+    write_dist(site, "Jupyter_Server", "2.14.0")
+    write_dist(site, "six", "1.16.0")
+    assert installed_distributions(str(tmp_path / "venv")) == {"jupyter-server": "2.14.0", "six": "1.16.0"}
+
+
+def test_health_of_absent_and_unfinished_venvs(tmp_path):
+    assert venv_health(str(tmp_path / "nope"), sys.executable)[0] == "absent"
+    (tmp_path / "half").mkdir()
+    assert venv_health(str(tmp_path / "half"), sys.executable)[0] == "incomplete"
+
+
+def test_health_sees_another_python_version(tmp_path):
+    fake = tmp_path / "python3"
+    fake.write_text("#!/bin/sh\necho 3.99\n")
+    fake.chmod(0o755)
+    venv = tmp_path / "venv"
+    converge(params(venv))
+    health, reason = venv_health(str(venv), str(fake))
+    assert health == "broken" and "3.99" in reason
+
+
+def test_pip_conf_keeps_index_and_ca_bundle():
+    text = pip_conf_text({"index_url": "https://mirror/simple", "extra_index_urls": ["https://a", "https://b"],
+                          "ca_bundle": "/etc/ca.pem"})
+    assert "index-url = https://mirror/simple" in text
+    assert "extra-index-url = https://a https://b" in text
+    assert "cert = /etc/ca.pem" in text
+
+
+def test_diff_names_installed_removed_and_upgraded():
+    assert diff({"a": "1", "b": "1"}, {"a": "2", "c": "1"}) == {
+        "installed": ["c==1"], "removed": ["b==1"], "upgraded": ["a: 1 -> 2"]}
+
+
+def test_not_enough_free_space_fails_with_the_numbers_and_the_fix(tmp_path):
+    with pytest.raises(VenvError, match=r"only \d+ MB free .* below python_env_min_free_mb=.*fly volumes extend"):
+        check_free_space(str(tmp_path), 10**12)
+
+
+def test_second_run_waits_then_fails_with_a_clear_message(tmp_path):
+    path = str(tmp_path / "venv.lock")
+    with Lock(path, timeout=1):
+        with pytest.raises(VenvError, match="another run holds the lock"):
+            with Lock(path, timeout=1):
+                pass
+
+
+def test_lock_is_granted_once_the_first_run_ends(tmp_path):
+    path = str(tmp_path / "venv.lock")
+    first = Lock(path, timeout=1).__enter__()
+    threading.Timer(0.5, first.__exit__).start()
+    with Lock(path, timeout=5):
+        pass
+
+
+def test_converge_installs_then_reports_no_change(tmp_path):
+    venv = tmp_path / "project-venv"
+    first = converge(params(venv, requirements=["six==1.16.0"]))
+    assert first["changed"] and "six==1.16.0" in first["installed"]
+    second = converge(params(venv, requirements=["six==1.16.0"]))
+    assert not second["changed"] and second["installed"] == []
+    assert (venv / "pip.conf").exists()
+
+
+def test_failed_install_reports_pip_reason_and_keeps_what_was_there(tmp_path):
+    venv = tmp_path / "project-venv"
+    converge(params(venv, requirements=["six==1.16.0"]))
+    with pytest.raises(VenvError, match="(?i)no matching distribution|could not find"):
+        converge(params(venv, requirements=["devbox-no-such-package-xyz==0.0.1"]))
+    assert installed_distributions(str(venv))["six"] == "1.16.0"
+
+
+def test_venv_with_missing_interpreter_is_rebuilt_with_the_same_versions(tmp_path):
+    venv = tmp_path / "project-venv"
+    converge(params(venv, requirements=["six==1.16.0"]))
+    for name in os.listdir(venv / "bin"):
+        if name.startswith("python"):
+            os.remove(venv / "bin" / name)
+    notebook = tmp_path / "notebook.ipynb"
+    notebook.write_text("{}")
+
+    result = converge(params(venv))
+
+    assert result["rebuilt"] and "does not run" in result["rebuilt"]
+    assert installed_distributions(str(venv))["six"] == "1.16.0"
+    assert notebook.read_text() == "{}"
+    assert not os.path.exists(str(venv) + ".pending.json")
+
+
+def test_interrupted_creation_is_redone(tmp_path):
+    venv = tmp_path / "project-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)  # no marker
+    result = converge(params(venv, requirements=["six==1.16.0"]))
+    assert result["changed"] and "six==1.16.0" in result["installed"]
+    assert venv_health(str(venv), sys.executable)[0] == "ok"
+
+
+def test_uv_installer_is_bootstrapped_and_used(tmp_path):
+    venv = tmp_path / "project-venv"
+    settings = {"index_url": None, "extra_index_urls": [], "ca_bundle": os.environ.get("SSL_CERT_FILE"),
+                "installer": "uv"}
+    result = converge(params(venv, installer="uv", settings=settings, requirements=["six==1.16.0"]))
+    assert os.access(venv / "bin" / "uv", os.X_OK)
+    assert "six==1.16.0" in result["installed"]
+    again = converge(params(venv, installer=None, settings=None, requirements=["six==1.16.0"]))
+    assert not again["changed"]
