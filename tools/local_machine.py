@@ -6,7 +6,7 @@
   destroy  remove the container and the volume
 
 Like a Fly Machine, the container's root FS is thrown away by `down` and only the volume
-survives. Jupyter's port is published on 127.0.0.1 only.
+survives. Jupyter's port is published on 127.0.0.1 only. The tests drive the same class.
 """
 from __future__ import annotations
 
@@ -17,10 +17,6 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
-NAME = os.environ.get("DEVBOX_NAME", "devbox-local")
-VOLUME = os.environ.get("DEVBOX_VOLUME", "devbox-home")
-IMAGE = os.environ.get("DEVBOX_IMAGE", "devbox:latest")
-PORT = int(os.environ.get("DEVBOX_PORT", "8888"))
 USER = "pythonuser"
 CA_IN_CONTAINER = "/etc/devbox/ca-bundle.pem"
 CA_CANDIDATES = (os.environ.get("SSL_CERT_FILE"), os.environ.get("PIP_CERT"),
@@ -32,8 +28,7 @@ def say(message: str) -> None:
 
 
 def docker(*args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run([DOCKER, *args], check=check, text=True,
-                          capture_output=quiet)
+    return subprocess.run([DOCKER, *args], check=check, text=True, capture_output=quiet)
 
 
 def host_ca_bundle() -> str | None:
@@ -41,43 +36,61 @@ def host_ca_bundle() -> str | None:
     return next((path for path in CA_CANDIDATES if path and os.path.isfile(path)), None)
 
 
-def build_image() -> None:
+def build_image(image: str) -> None:
     base = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "base_image.py")],
                           check=True, text=True, stdout=subprocess.PIPE).stdout.strip()
-    say(f"building {IMAGE} on {base}")
+    say(f"building {image} on {base}")
     docker("build", "-q", "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"NONROOT_USER={USER}",
-           "-t", IMAGE, ROOT)
+           "-t", image, ROOT, quiet=True)
 
 
-def container_state() -> str | None:
-    result = docker("inspect", "-f", "{{.State.Status}}", NAME, check=False, quiet=True)
-    return result.stdout.strip() if result.returncode == 0 else None
+class LocalMachine:
+    """One container + one named volume, provisioned over the docker connection."""
 
+    def __init__(self, name: str, volume: str, image: str, port: int | None = None):
+        self.name, self.volume, self.image, self.port = name, volume, image, port
+        self.ca_bundle = host_ca_bundle()
 
-def start_container(ca_bundle: str | None) -> None:
-    state = container_state()
-    if state == "running":
-        say(f"container {NAME} is running")
-        return
-    if state is not None:
-        docker("rm", "-f", NAME, quiet=True)
-    say(f"starting {NAME} with volume {VOLUME} at /home/{USER}, Jupyter on 127.0.0.1:{PORT}")
-    mounts = ["-v", f"{VOLUME}:/home/{USER}"]
-    if ca_bundle:
-        mounts += ["-v", f"{ca_bundle}:{CA_IN_CONTAINER}:ro"]
-    docker("run", "-d", "--name", NAME, "--hostname", NAME, *mounts,
-           "-p", f"127.0.0.1:{PORT}:8888", IMAGE, quiet=True)
+    def state(self) -> str | None:
+        result = docker("inspect", "-f", "{{.State.Status}}", self.name, check=False, quiet=True)
+        return result.stdout.strip() if result.returncode == 0 else None
 
+    def start(self) -> None:
+        """Start the container unless it runs; a stopped one is replaced (its root FS is not kept)."""
+        state = self.state()
+        if state == "running":
+            return
+        if state is not None:
+            self.remove()
+        mounts = ["-v", f"{self.volume}:/home/{USER}"]
+        if self.ca_bundle:
+            mounts += ["-v", f"{self.ca_bundle}:{CA_IN_CONTAINER}:ro"]
+        ports = ["-p", f"127.0.0.1:{self.port}:8888"] if self.port else []
+        docker("run", "-d", "--name", self.name, "--hostname", self.name, *mounts, *ports, self.image, quiet=True)
 
-def provision(ca_bundle: str | None, extra: list[str]) -> None:
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-               "-i", os.path.join(ROOT, "inventory", "local.yml"),
-               "-e", f"devbox_browser_url=http://127.0.0.1:{PORT}",
-               "-e", f"ansible_host={NAME}", "-e", f"jupyter_ip={NAME}"]
-    if ca_bundle:
-        command += ["-e", f"python_env_ca_bundle={CA_IN_CONTAINER}"]
-    say("provisioning with playbooks/site.yml")
-    subprocess.run(command + extra + [os.path.join(ROOT, "playbooks", "site.yml")], check=True, cwd=ROOT)
+    def remove(self) -> None:
+        docker("rm", "-f", self.name, check=False, quiet=True)
+
+    def remove_volume(self) -> None:
+        docker("volume", "rm", "-f", self.volume, check=False, quiet=True)
+
+    def exec(self, command: str, user: str = "root") -> subprocess.CompletedProcess:
+        return docker("exec", "-u", user, self.name, "sh", "-c", command, check=False, quiet=True)
+
+    def playbook_command(self, *extra: str) -> list[str]:
+        command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                   "-i", os.path.join(ROOT, "inventory", "local.yml"),
+                   "-e", f"ansible_host={self.name}", "-e", f"jupyter_ip={self.name}"]
+        if self.port:
+            command += ["-e", f"devbox_browser_url=http://127.0.0.1:{self.port}"]
+        if self.ca_bundle:
+            command += ["-e", f"python_env_ca_bundle={CA_IN_CONTAINER}"]
+        return command + list(extra) + [os.path.join(ROOT, "playbooks", "site.yml")]
+
+    def provision(self, *extra: str, capture: bool = False) -> subprocess.CompletedProcess:
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+        return subprocess.run(self.playbook_command(*extra), cwd=ROOT, env=env, text=True,
+                              capture_output=capture)
 
 
 def main() -> None:
@@ -85,22 +98,30 @@ def main() -> None:
     parser.add_argument("action", choices=["up", "down", "destroy"])
     parser.add_argument("playbook_args", nargs="*", help="extra arguments for ansible-playbook (after --)")
     args = parser.parse_args()
+    machine = LocalMachine(name=os.environ.get("DEVBOX_NAME", "devbox-local"),
+                           volume=os.environ.get("DEVBOX_VOLUME", "devbox-home"),
+                           image=os.environ.get("DEVBOX_IMAGE", "devbox:latest"),
+                           port=int(os.environ.get("DEVBOX_PORT", "8888")))
     try:
         if args.action == "up":
-            ca_bundle = host_ca_bundle()
-            build_image()
-            start_container(ca_bundle)
-            provision(ca_bundle, args.playbook_args)
+            build_image(machine.image)
+            say(f"starting {machine.name}: volume {machine.volume} at /home/{USER}, "
+                f"Jupyter on 127.0.0.1:{machine.port}")
+            machine.start()
+            say("provisioning with playbooks/site.yml")
+            if machine.provision(*args.playbook_args).returncode != 0:
+                sys.exit("failed: ansible-playbook playbooks/site.yml did not finish; the volume is intact, "
+                         "fix the error above and run `make up` again")
         else:
-            docker("rm", "-f", NAME, check=False, quiet=True)
-            say(f"removed container {NAME}")
+            machine.remove()
+            say(f"removed container {machine.name}")
             if args.action == "destroy":
-                docker("volume", "rm", "-f", VOLUME, check=False, quiet=True)
-                say(f"removed volume {VOLUME}")
+                machine.remove_volume()
+                say(f"removed volume {machine.volume}")
             else:
-                say(f"volume {VOLUME} kept: `make up` brings everything back")
+                say(f"volume {machine.volume} kept: `make up` brings everything back")
     except subprocess.CalledProcessError as error:
-        sys.exit(f"failed: {' '.join(map(str, error.cmd))} exited with {error.returncode}")
+        sys.exit(f"failed: {' '.join(map(str, error.cmd))} exited with {error.returncode}: {error.stderr or ''}")
 
 
 if __name__ == "__main__":
