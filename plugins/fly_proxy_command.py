@@ -1,0 +1,182 @@
+#!/usr/bin/env python3
+"""OpenSSH ProxyCommand through `fly proxy`: ssh's stdin/stdout <-> a Machine's port 22.
+
+    ProxyCommand python3 fly_proxy_command.py --app APP --port %p %h
+
+Starts `fly proxy 0:<port> <host> -a <app> --watch-stdin` (a random local port), waits for
+its line `Proxying localhost:<port> to remote [<host>]:<port>`, connects to that local port
+and relays bytes both ways. When ssh closes the connection or signals the helper (SIGHUP,
+SIGTERM, SIGINT), the proxy's process group is terminated; if the helper is killed outright,
+the proxy still exits because its stdin (a pipe from the helper) closes (--watch-stdin).
+Standard library only.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+READY = re.compile(r"^Proxying localhost:(\d+) to remote (\S+)$")
+STOP_GRACE_S = 3.0
+EXIT_FAILURE = 255  # what ssh itself exits with when it cannot connect
+
+
+class ProxyError(Exception):
+    """The tunnel could not be opened or broke; the message says why and what to do."""
+
+
+def parse_ready_line(line: str) -> int | None:
+    """The local port from flyctl's readiness line, or None for any other line."""
+    match = READY.match(line.strip())
+    return int(match.group(1)) if match else None
+
+
+class FlyProxy:
+    """`fly proxy` as a child in its own process group, stopped with the group."""
+
+    def __init__(self, fly: str, app: str, host: str, port: int):
+        self.command = [fly, "proxy", f"0:{port}", host, "-a", app, "--watch-stdin"]
+        self.host = host
+        self.app = app
+        self.process: subprocess.Popen | None = None
+        self.stderr_text = b""
+
+    def start(self, timeout: float) -> int:
+        """Start it and return the local port once it listens."""
+        try:
+            self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as error:
+            raise ProxyError(f"cannot run {self.command[0]}: {error}") from None
+        deadline = time.monotonic() + timeout
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        selector.register(self.process.stderr, selectors.EVENT_READ)
+        buffered = b""
+        open_streams = 2
+        while open_streams:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProxyError(f"`{' '.join(self.command)}` printed no readiness line within {timeout:.0f} s")
+            for key, _ in selector.select(remaining):
+                chunk = os.read(key.fileobj.fileno(), 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    open_streams -= 1
+                elif key.fileobj is self.process.stderr:
+                    self.stderr_text += chunk
+                else:
+                    buffered += chunk
+                    *lines, buffered = buffered.split(b"\n")
+                    for line in lines:
+                        port = parse_ready_line(line.decode(errors="replace"))
+                        if port:
+                            selector.close()
+                            return port
+        selector.close()
+        self.process.wait()
+        raise ProxyError(self.failure_message())
+
+    def failure_message(self) -> str:
+        said = self.stderr_text.decode(errors="replace").strip()
+        said = re.sub(r"^Error: ", "", said.splitlines()[-1] if said else "")
+        message = f"`fly proxy` to {self.host} exited with status {self.process.returncode}: {said or 'no message'}"
+        if "host was not found in DNS" in said:
+            message += (f". Stopped Machines are not in .internal DNS: check `fly machines list -a {self.app}` and "
+                        f"start it with `fly machine start <id> -a {self.app}`")
+        return message
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, STOP_GRACE_S)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+def relay(connection: socket.socket, proxy: FlyProxy) -> None:
+    """Copy stdin -> connection and connection -> stdout until the connection ends."""
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    selector = selectors.DefaultSelector()
+    selector.register(stdin, selectors.EVENT_READ)
+    selector.register(connection, selectors.EVENT_READ)
+    # Keep reading the proxy's output so it never blocks on a full pipe.
+    for stream in (proxy.process.stdout, proxy.process.stderr):
+        selector.register(stream, selectors.EVENT_READ)
+    while True:
+        for key, _ in selector.select(5):
+            if key.fileobj == stdin:
+                data = os.read(stdin, 65536)
+                if data:
+                    connection.sendall(data)
+                else:  # ssh is done sending: half-close, keep reading the answer
+                    selector.unregister(stdin)
+                    connection.shutdown(socket.SHUT_WR)
+            elif key.fileobj is connection:
+                data = connection.recv(65536)
+                if not data:
+                    if proxy.exited():
+                        raise ProxyError(proxy.failure_message())
+                    return
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(stdout, view):]
+            else:
+                data = os.read(key.fileobj.fileno(), 65536)
+                if not data:
+                    selector.unregister(key.fileobj)
+                elif key.fileobj is proxy.process.stderr:
+                    proxy.stderr_text = (proxy.stderr_text + data)[-4096:]
+        if proxy.exited():
+            raise ProxyError(proxy.failure_message())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("host", help="the Machine's .internal name, e.g. <id>.vm.<app>.internal")
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--port", type=int, default=22)
+    parser.add_argument("--fly", default="fly", help="the flyctl executable")
+    # flyctl polls DNS for up to 4 minutes before it gives up on a host.
+    parser.add_argument("--ready-timeout", type=float, default=270.0)
+    args = parser.parse_args(argv)
+
+    proxy = FlyProxy(args.fly, args.app, args.host, args.port)
+
+    def on_signal(signum, _frame):
+        proxy.stop()
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    try:
+        port = proxy.start(args.ready_timeout)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.settimeout(None)
+            relay(connection, proxy)
+        return 0
+    except (ProxyError, OSError) as error:
+        sys.stderr.write(f"fly_proxy_command: {error}\n")
+        return EXIT_FAILURE
+    finally:
+        proxy.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""Ansible inventory plugin: the started Machines of the Fly app named in fly.toml.
+
+fly.toml is the single source of truth: the app, the dev user (build arg NONROOT_USER), the
+volume mounted as the user's home, the swap the Machines should have. Each started Machine
+becomes a host reached over OpenSSH through `fly proxy` (plugins/fly_proxy_command.py) with a
+certificate from `fly ssh issue`, kept in a git-ignored folder and renewed before it expires.
+"""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: fly
+short_description: The started Machines of the Fly app named in fly.toml
+description:
+  - Reads fly.toml (app, C([build.args]) NONROOT_USER, C([mounts]) destination, swap_size_mb, vm size).
+  - Runs C(fly machines list -a APP --json); every started Machine becomes a host reached as root over
+    OpenSSH through C(fly proxy), with a certificate from C(fly ssh issue).
+  - Sets dev_user_name, dev_user_home, swap_min_mb and devbox_open_hint from fly.toml.
+  - Stopped Machines are reported; with O(start_stopped) they are started first.
+options:
+  plugin:
+    description: Marks the file as a source for this plugin.
+    required: true
+    choices: [fly]
+  fly_toml:
+    description: Path of fly.toml; relative paths start at the project root. Empty means the project's fly.toml.
+    type: str
+    default: ""
+    env:
+      - name: DEVBOX_FLY_TOML
+  org:
+    description: Fly organization slug that issues the SSH certificate. Empty means the app's own organization.
+    type: str
+    default: ""
+    env:
+      - name: DEVBOX_FLY_ORG
+  start_stopped:
+    description: Start stopped Machines (C(fly machine start ID -a APP)) instead of only reporting them.
+    type: bool
+    default: false
+    env:
+      - name: DEVBOX_FLY_START_STOPPED
+  credentials_dir:
+    description: Folder for the SSH key and certificate (mode 0700, files 0600). Empty means .fly/ssh in the project.
+    type: str
+    default: ""
+    env:
+      - name: DEVBOX_FLY_CREDENTIALS_DIR
+  certificate_hours:
+    description: Lifetime of a newly issued certificate, 1 to 72 hours.
+    type: int
+    default: 24
+  fly_command:
+    description: The flyctl executable. Empty means C(fly) or C(flyctl) on PATH, else ~/.fly/bin/flyctl.
+    type: str
+    default: ""
+    env:
+      - name: DEVBOX_FLY_COMMAND
+"""
+
+EXAMPLES = r"""
+# inventory/fly.yml
+plugin: fly
+start_stopped: false
+"""
+
+import datetime
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+
+from ansible.errors import AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin
+from ansible.utils.display import Display
+
+display = Display()
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROXY_HELPER = os.path.join(PROJECT_ROOT, "plugins", "fly_proxy_command.py")
+GPU_PRESETS = {"a100-40gb", "a100-80gb", "l40s", "a10"}
+STARTABLE_STATES = {"stopped", "suspended"}
+JUPYTER_PORT = 8888
+# A certificate is renewed when it would expire within this margin (a run must not outlive it).
+MIN_REMAINING = datetime.timedelta(hours=1)
+FLY_TIMEOUT_S = 180
+START_WAIT_S = 90
+INSTALL_HINT = "install flyctl: `curl -L https://fly.io/install.sh | sh` (then add ~/.fly/bin to PATH)"
+
+
+class FlyInventoryError(Exception):
+    """Something the user must fix; the message says what and how."""
+
+
+# ---- fly.toml -----------------------------------------------------------------------------
+
+def read_fly_toml(path: str) -> dict:
+    """The settings the roles need, checked; GPU sizes give warnings (returned, not raised)."""
+    try:
+        with open(path, "rb") as handle:
+            config = tomllib.load(handle)
+    except FileNotFoundError:
+        raise FlyInventoryError(f"{path} not found: run `fly launch --no-deploy` in the project, "
+                                "or set fly_toml in inventory/fly.yml (or DEVBOX_FLY_TOML)") from None
+    except tomllib.TOMLDecodeError as error:
+        raise FlyInventoryError(f"{path} is not valid TOML: {error}") from None
+    app = config.get("app")
+    if not isinstance(app, str) or not app:
+        raise FlyInventoryError(f"{path} names no app: add `app = \"<name>\"` (the name `fly launch` gave the app)")
+    build_args = (config.get("build") or {}).get("args") or {}
+    user = str(build_args.get("NONROOT_USER", "pythonuser"))
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise FlyInventoryError(f"{path}: [build.args] NONROOT_USER = {user!r} is not a valid login name")
+    home = f"/home/{user}"
+    mounts = config.get("mounts")
+    mount_list = mounts if isinstance(mounts, list) else [mounts] if isinstance(mounts, dict) else []
+    destinations = [m.get("destination") for m in mount_list if isinstance(m, dict)]
+    if home not in destinations:
+        found = ", ".join(map(str, destinations)) or "no [mounts] section"
+        raise FlyInventoryError(
+            f"{path}: the volume must be the dev user's home, but NONROOT_USER is {user!r} and [mounts] has "
+            f"{found}. Set [mounts] destination = \"{home}\" (or change NONROOT_USER to match), then `fly deploy`.")
+    misplaced = [key for key, table in config.items() if key != "swap_size_mb" and tables_with(table, "swap_size_mb")]
+    if misplaced and "swap_size_mb" not in config:
+        raise FlyInventoryError(
+            f"{path}: swap_size_mb sits inside [{misplaced[0]}], where Fly ignores it: move the line above the "
+            "first [table] (it is a top-level key), then `fly deploy`")
+    swap = config.get("swap_size_mb", 0)
+    if not isinstance(swap, int) or isinstance(swap, bool) or swap < 0:
+        raise FlyInventoryError(f"{path}: swap_size_mb = {swap!r} must be a whole number of MB")
+    return {"app": app, "user": user, "home": home, "swap_mb": swap, "warnings": gpu_warnings(path, config)}
+
+
+def tables_with(value, key: str) -> bool:
+    entries = value if isinstance(value, list) else [value]
+    return any(isinstance(entry, dict) and key in entry for entry in entries)
+
+
+def gpu_warnings(path: str, config: dict) -> list[str]:
+    sizes = []
+    for key in ("vm", "compute"):
+        entries = config.get(key)
+        for entry in entries if isinstance(entries, list) else [entries] if isinstance(entries, dict) else []:
+            if not isinstance(entry, dict):
+                continue
+            if str(entry.get("size", "")).lower() in GPU_PRESETS:
+                sizes.append(f"size = \"{entry['size']}\"")
+            if entry.get("gpu_kind") or entry.get("gpus"):
+                sizes.append(f"gpu_kind = \"{entry.get('gpu_kind', '')}\", gpus = {entry.get('gpus', 0)}")
+    if str(config.get("vm_size", "")).lower() in GPU_PRESETS:
+        sizes.append(f"vm_size = \"{config['vm_size']}\"")
+    return [f"{path} asks for a GPU guest ({s}), but Fly rejects GPU guests since 2026-08-01 (the API answers "
+            "HTTP 400): use a CPU size such as size = \"performance-8x\", or run the playbook against an NVIDIA "
+            "host over SSH (inventory/ssh_hosts.example.yml)" for s in sizes]
+
+
+# ---- flyctl -------------------------------------------------------------------------------
+
+def find_fly(configured: str) -> str:
+    if configured:
+        found = shutil.which(configured)
+        if not found:
+            raise FlyInventoryError(f"fly_command {configured!r} is not an executable; {INSTALL_HINT}")
+        return found
+    for candidate in ("fly", "flyctl", os.path.expanduser("~/.fly/bin/flyctl")):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise FlyInventoryError(f"flyctl is not installed (no `fly` or `flyctl` on PATH): {INSTALL_HINT}")
+
+
+class Flyctl:
+    def __init__(self, executable: str, app: str):
+        self.executable = executable
+        self.app = app
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run([self.executable, *args], capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, timeout=FLY_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise FlyInventoryError(f"`fly {' '.join(args)}` did not answer within {FLY_TIMEOUT_S} s") from None
+
+    def run_json(self, *args: str):
+        result = self.run(*args)
+        if result.returncode != 0:
+            raise FlyInventoryError(f"`fly {' '.join(args)}` failed: {error_text(result)}")
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            raise FlyInventoryError(f"`fly {' '.join(args)}` printed no JSON: {result.stdout[:200]!r}") from None
+
+    def app_status(self) -> dict:
+        """`fly status --json`; a failure is explained: not logged in, or no such app."""
+        result = self.run("status", "--json", "-a", self.app)
+        if result.returncode == 0:
+            try:
+                return json.loads(result.stdout)
+            except ValueError:
+                raise FlyInventoryError(f"`fly status --json -a {self.app}` printed no JSON") from None
+        if self.run("auth", "whoami").returncode != 0:
+            raise FlyInventoryError(f"flyctl is not logged in ({error_text(result)}): run `fly auth login`")
+        if "could not find app" in result.stderr.lower():
+            raise FlyInventoryError(
+                f"the Fly app {self.app!r} (app in fly.toml) does not exist or is not yours: create it with "
+                f"`fly launch --no-deploy` (or fix app in fly.toml), then `fly deploy`")
+        raise FlyInventoryError(f"`fly status --json -a {self.app}` failed: {error_text(result)}")
+
+    def machines(self) -> list[dict]:
+        machines = self.run_json("machines", "list", "-a", self.app, "--json")
+        if not isinstance(machines, list):
+            raise FlyInventoryError(f"`fly machines list -a {self.app} --json` did not print a list")
+        return machines
+
+    def start(self, machine_id: str) -> None:
+        result = self.run("machine", "start", machine_id, "-a", self.app)
+        if result.returncode != 0:
+            raise FlyInventoryError(f"`fly machine start {machine_id} -a {self.app}` failed: {error_text(result)}")
+
+
+def error_text(result: subprocess.CompletedProcess) -> str:
+    text = (result.stderr or result.stdout or "").strip()
+    return re.sub(r"^Error: ", "", text) or f"exit status {result.returncode}"
+
+
+# ---- Machines -> hosts ----------------------------------------------------------------------
+
+def host_names(machines: list[dict]) -> dict[str, str]:
+    """Machine id -> inventory name: the Machine's name, or its id where names are missing or shared."""
+    names = [m.get("name") for m in machines]
+    return {m["id"]: m["name"] if m.get("name") and names.count(m["name"]) == 1 else m["id"] for m in machines}
+
+
+def machine_vars(machine: dict, app: str) -> dict:
+    config = machine.get("config") or {}
+    guest = config.get("guest") or {}
+    return {
+        "fly_app": app,
+        "fly_machine_id": machine["id"],
+        "fly_machine_name": machine.get("name", ""),
+        "fly_region": machine.get("region", ""),
+        "fly_private_ip": machine.get("private_ip", ""),
+        "fly_cpu_kind": guest.get("cpu_kind", ""),
+        "fly_cpus": guest.get("cpus", 0),
+        "fly_memory_mb": guest.get("memory_mb", 0),
+        "fly_mounts": config.get("mounts") or [],
+        # The Machine's name in .internal DNS: `fly proxy` reaches it there, started or not.
+        "ansible_host": f"{machine['id']}.vm.{app}.internal",
+        "ansible_user": "root",
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+
+
+def ssh_common_args(fly: str, app: str, certificate: str) -> str:
+    proxy = shlex.join([sys.executable, PROXY_HELPER, "--fly", fly, "--app", app]).replace("%", "%%") + " --port %p %h"
+    options = [
+        f"ProxyCommand={proxy}",
+        # One master connection, hence one `fly proxy`, per Machine for a whole run.
+        "ControlMaster=auto",
+        "ControlPersist=120s",
+        # Host keys: hallpass's host keys do not survive a Machine restart (ephemeral root FS), so
+        # pinning them would break every run after a restart. The tunnel itself is authenticated by
+        # Fly (WireGuard to the org's private network) and login needs an org-signed certificate;
+        # flyctl's own `fly ssh console` ignores host keys for the same reason.
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "LogLevel=ERROR",
+        "IdentitiesOnly=yes",
+        f"CertificateFile={certificate}",
+        # Notice a dead tunnel within a minute instead of hanging.
+        "ServerAliveInterval=15",
+        "ServerAliveCountMax=4",
+    ]
+    return " ".join("-o " + shlex.quote(option) for option in options)
+
+
+# ---- SSH certificate -----------------------------------------------------------------------
+
+def certificate_status(certificate: str) -> tuple[datetime.datetime | None, list[str]]:
+    """(end of validity or None for forever, principals) read with `ssh-keygen -L`."""
+    keygen = shutil.which("ssh-keygen")
+    if not keygen:
+        raise FlyInventoryError("ssh-keygen not found: install the OpenSSH client (Debian: apt install openssh-client)")
+    result = subprocess.run([keygen, "-L", "-f", certificate], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ValueError(result.stderr.strip())
+    return parse_certificate_listing(result.stdout)
+
+
+def parse_certificate_listing(listing: str) -> tuple[datetime.datetime | None, list[str]]:
+    valid = re.search(r"^\s*Valid: (?:from \S+ to (\S+)|(forever))\s*$", listing, re.M)
+    if not valid:
+        raise ValueError("no validity in the certificate listing")
+    # ssh-keygen prints local time without a zone.
+    valid_to = None if valid.group(2) else datetime.datetime.fromisoformat(valid.group(1))
+    principals_block = re.search(r"^\s*Principals:\s*\n((?:\s{9,}\S.*\n?)*)", listing, re.M)
+    principals = principals_block.group(1).split() if principals_block else []
+    return valid_to, principals
+
+
+def certificate_is_usable(key: str, principals: list[str], now: datetime.datetime | None = None) -> bool:
+    if not (os.path.isfile(key) and os.path.isfile(key + "-cert.pub")):
+        return False
+    try:
+        valid_to, listed = certificate_status(key + "-cert.pub")
+    except ValueError:
+        return False
+    now = now or datetime.datetime.now()
+    return (valid_to is None or valid_to - now >= MIN_REMAINING) and set(principals) <= set(listed)
+
+
+def ensure_certificate(flyctl: Flyctl, org: str, folder: str, principals: list[str], hours: int) -> str:
+    """Path of a private key whose -cert.pub is valid for at least another hour; issued when needed."""
+    if not 1 <= hours <= 72:
+        raise FlyInventoryError(f"certificate_hours = {hours}: flyctl issues 1 to 72 hours")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    key = os.path.join(folder, f"id_fly_{flyctl.app}")
+    if certificate_is_usable(key, principals):
+        return key
+    # Never --overwrite (flyctl loops forever on it): issue into a fresh path, then move into place.
+    scratch = tempfile.mkdtemp(prefix=".issue-", dir=folder)
+    try:
+        fresh = os.path.join(scratch, "key")
+        args = ["ssh", "issue", org, fresh, "--hours", str(hours)]
+        for principal in principals:
+            args += ["-u", principal]
+        result = flyctl.run(*args)
+        if result.returncode != 0 or not os.path.isfile(fresh + "-cert.pub") or not os.path.isfile(fresh):
+            raise FlyInventoryError(f"`fly {' '.join(args[:2])} {org} ...` could not issue an SSH certificate: "
+                                    f"{error_text(result)}")
+        for path in (fresh, fresh + "-cert.pub"):
+            os.chmod(path, 0o600)
+        os.replace(fresh + "-cert.pub", key + "-cert.pub")
+        os.replace(fresh, key)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    display.v(f"fly inventory: issued a {hours}-hour SSH certificate for {', '.join(principals)} in {folder}")
+    return key
+
+
+# ---- the plugin ---------------------------------------------------------------------------
+
+class InventoryModule(BaseInventoryPlugin):
+    NAME = "fly"
+
+    def verify_file(self, path):
+        return super().verify_file(path) and os.path.basename(path).endswith(("fly.yml", "fly.yaml"))
+
+    def parse(self, inventory, loader, path, cache=True):
+        super().parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        try:
+            self.populate()
+        except FlyInventoryError as error:
+            raise AnsibleParserError(f"fly inventory: {error}") from None
+
+    def project_path(self, value: str, default: str) -> str:
+        return os.path.join(PROJECT_ROOT, os.path.expanduser(value or default))
+
+    def populate(self) -> None:
+        settings = read_fly_toml(self.project_path(self.get_option("fly_toml"), "fly.toml"))
+        for warning in settings["warnings"]:
+            display.warning(warning)
+        app = settings["app"]
+        flyctl = Flyctl(find_fly(self.get_option("fly_command")), app)
+        status = flyctl.app_status()
+        machines = self.started_machines(flyctl, flyctl.machines())
+        org = self.get_option("org") or ((status.get("Organization") or {}).get("Slug") or "")
+        if not org:
+            raise FlyInventoryError(f"no organization for app {app!r} in `fly status --json`: set org in inventory/fly.yml")
+        principals = ["root", settings["user"]]
+        key = ensure_certificate(flyctl, org, self.project_path(self.get_option("credentials_dir"), ".fly/ssh"),
+                                 principals, self.get_option("certificate_hours"))
+        self.add_hosts(settings, flyctl.executable, key, machines)
+
+    def started_machines(self, flyctl: Flyctl, machines: list[dict]) -> list[dict]:
+        app = flyctl.app
+        if not machines:
+            raise FlyInventoryError(f"app {app!r} has no Machines: run `fly deploy` (it creates them from fly.toml)")
+        stopped = [m for m in machines if m.get("state") in STARTABLE_STATES]
+        if stopped and self.get_option("start_stopped"):
+            for machine in stopped:
+                display.display(f"fly inventory: starting Machine {machine['id']} ({machine.get('name', '')})")
+                flyctl.start(machine["id"])
+            machines = self.wait_started(flyctl, {m["id"] for m in stopped})
+            stopped = []
+        started = [m for m in machines if m.get("state") == "started"]
+        others = [m for m in machines if m.get("state") not in ("started", "destroyed", "destroying")]
+        if others:
+            listing = ", ".join(f"{m['id']} ({m.get('name', '')}, {m.get('state')})" for m in others)
+            commands = "; ".join(f"fly machine start {m['id']} -a {app}" for m in others if m in stopped)
+            message = f"app {app!r} has Machines that are not started and are left out: {listing}."
+            if commands:
+                message += f" Start them with: {commands} (or set start_stopped: true in inventory/fly.yml)"
+            if not started:
+                raise FlyInventoryError(f"no started Machines: {message}")
+            display.warning(message)
+        if not started:
+            raise FlyInventoryError(f"app {app!r} has no started Machines: run `fly deploy`")
+        return started
+
+    def wait_started(self, flyctl: Flyctl, ids: set[str]) -> list[dict]:
+        deadline = time.monotonic() + START_WAIT_S
+        while True:
+            machines = flyctl.machines()
+            if all(m.get("state") == "started" for m in machines if m["id"] in ids):
+                return machines
+            if time.monotonic() > deadline:
+                late = ", ".join(m["id"] for m in machines if m["id"] in ids and m.get("state") != "started")
+                raise FlyInventoryError(f"Machines {late} did not reach `started` within {START_WAIT_S} s: "
+                                        f"see `fly machine status <id> -a {flyctl.app}`")
+            time.sleep(2)
+
+    def add_hosts(self, settings: dict, fly: str, key: str, machines: list[dict]) -> None:
+        app = settings["app"]
+        names = host_names(machines)
+        self.inventory.add_group("fly")
+        for machine in machines:
+            host = names[machine["id"]]
+            self.inventory.add_host(host, group="fly")
+            region = re.sub(r"[^a-z0-9_]", "_", machine.get("region", "unknown").lower())
+            self.inventory.add_group(f"fly_region_{region}")
+            self.inventory.add_child(f"fly_region_{region}", host)
+            paths = [m.get("path") for m in (machine.get("config") or {}).get("mounts") or []]
+            if settings["home"] not in paths:
+                display.warning(f"Machine {machine['id']} has no volume at {settings['home']}: the venv and notebooks "
+                                "there are lost when it restarts; `fly deploy` attaches the [mounts] volume")
+            target = f"{machine['id']}.vm.{app}.internal" if len(machines) > 1 else ""
+            host_vars = dict(
+                machine_vars(machine, app),
+                ansible_ssh_private_key_file=key,
+                ansible_ssh_common_args=ssh_common_args(fly, app, key + "-cert.pub"),
+                dev_user_name=settings["user"],
+                dev_user_home=settings["home"],
+                swap_min_mb=settings["swap_mb"],
+                devbox_open_hint=" ".join(filter(None, ["fly proxy", str(JUPYTER_PORT), target, "-a", app])),
+            )
+            for name, value in host_vars.items():
+                self.inventory.set_variable(host, name, value)
