@@ -92,8 +92,14 @@ class FlyProxy:
                         f"start it with `fly machine start <id> -a {self.app}`")
         return message
 
-    def exited(self) -> bool:
-        return self.process is not None and self.process.poll() is not None
+    def exited(self, grace: float = 0.0) -> bool:
+        if self.process is None:
+            return False
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -131,7 +137,8 @@ def relay(connection: socket.socket, proxy: FlyProxy) -> None:
             elif key.fileobj is connection:
                 data = connection.recv(65536)
                 if not data:
-                    if proxy.exited():
+                    # A dying proxy also closes the connection: tell that apart from a normal end.
+                    if proxy.exited(grace=0.5):
                         raise ProxyError(proxy.failure_message())
                     return
                 view = memoryview(data)

@@ -1,0 +1,90 @@
+"""Shared by the fly tests: the `fly` test double's state, its environment, the code under test."""
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import subprocess
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOUBLE_DIR = os.path.join(ROOT, "tests", "fly_double")
+DOUBLE = os.path.join(DOUBLE_DIR, "fly")
+PROXY_HELPER = os.path.join(ROOT, "plugins", "fly_proxy_command.py")
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+ORG = "test-org"
+
+
+def load_source(name: str, path: str):
+    loader = importlib.machinery.SourceFileLoader(name, path)
+    spec = importlib.util.spec_from_loader(name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def make_state(folder: str, apps: dict[str, str]) -> str:
+    """A state folder for the double: an org SSH CA and the apps ({app: org slug})."""
+    os.makedirs(folder, exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test-org-ca", "-f",
+                    os.path.join(folder, "ca")], check=True)
+    with open(os.path.join(folder, "apps.json"), "w", encoding="utf-8") as handle:
+        json.dump({app: {"org": org} for app, org in apps.items()}, handle)
+    return folder
+
+
+def fly_env(state: str, logged_in: bool = True, **extra: str) -> dict[str, str]:
+    """The environment of a user whose `fly` is the double."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("FLY_ACCESS_TOKEN", "FLY_API_TOKEN") and not key.startswith(("DEVBOX_FLY_", "FLY_DOUBLE_"))}
+    env["PATH"] = DOUBLE_DIR + os.pathsep + env.get("PATH", "")
+    env["FLY_DOUBLE_STATE"] = state
+    if logged_in:
+        env["FLY_ACCESS_TOKEN"] = "test-token"
+    env.update(extra)
+    return env
+
+
+def calls(state: str) -> list[list[str]]:
+    """Every argv the double was called with, in order."""
+    path = os.path.join(state, "calls.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def process_gone(pid: int) -> bool:
+    """True when pid has exited (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def fly_proxy_pids(marker: str) -> list[int]:
+    """Running `fly proxy` processes (of the double) whose command line contains marker."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(arg.endswith("fly_double/fly") for arg in argv) and "proxy" in argv and marker in " ".join(argv):
+            if not process_gone(int(entry)):
+                found.append(int(entry))
+    return found

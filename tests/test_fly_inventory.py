@@ -1,0 +1,343 @@
+"""The fly inventory plugin: fly.toml, Machines JSON -> hosts, the SSH certificate, every error path."""
+import datetime
+import json
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+from ansible.errors import AnsibleParserError
+from ansible.inventory.data import InventoryData
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import inventory_loader
+
+from fly_testkit import ORG, ROOT, calls, fly_env, make_state
+
+inventory_loader.add_directory(os.path.join(ROOT, "plugins", "inventory"))
+fly_plugin_module = inventory_loader.get("fly").__class__.__module__
+fly = __import__("sys").modules[fly_plugin_module]
+
+# fly-facts.md's example of `fly machines list --json`, plus a stopped Machine.
+MACHINES = [
+    {
+        "id": "a5c5de9ce64ca12", "name": "aged-wind-2649", "state": "started", "region": "ord",
+        "image_ref": {"registry": "registry.fly.io", "repository": "myapp", "tag": "deployment-01H",
+                      "digest": "sha256:...", "labels": {}},
+        "instance_id": "01HE...", "private_ip": "fdaa:0:18:a7b:196:e274:9ce1:2",
+        "created_at": "2023-10-31T02:30:10Z", "updated_at": "2023-10-31T02:35:26Z", "host_status": "ok",
+        "cordoned": False,
+        "config": {
+            "init": {"swap_size_mb": 32768}, "image": "registry.fly.io/myapp:deployment-01H",
+            "guest": {"cpu_kind": "performance", "cpus": 8, "memory_mb": 32768},
+            "mounts": [{"volume": "vol_...", "path": "/home/pythonuser", "name": "data", "size_gb": 100,
+                        "encrypted": True}],
+            "restart": {"policy": "on-failure", "max_retries": 10}, "metadata": {"fly_platform_version": "v2"},
+        },
+    },
+    {"id": "3d8d9015be7189", "name": "quiet-sun-101", "state": "stopped", "region": "ams", "cordoned": False,
+     "image_ref": {}, "config": {"guest": {"cpu_kind": "performance", "cpus": 8, "memory_mb": 32768}}},
+]
+
+FLY_TOML = """
+app = "myapp"
+swap_size_mb = 2048
+
+[[vm]]
+  size = "performance-8x"
+
+[build.args]
+  NONROOT_USER = "alice"
+
+[mounts]
+  source = "data"
+  destination = "/home/alice"
+"""
+
+
+def write(tmp_path, text, name="fly.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+class FakeFlyctl:
+    """Answers `fly machines list` from a script of lists; records starts."""
+
+    def __init__(self, *listings):
+        self.app = "myapp"
+        self.executable = "/usr/local/bin/fly"
+        self.listings = list(listings)
+        self.started = []
+
+    def machines(self):
+        return self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
+
+    def start(self, machine_id):
+        self.started.append(machine_id)
+
+
+def plugin_with(options):
+    plugin = inventory_loader.get("fly")
+    plugin._options = dict({"start_stopped": False}, **options)
+    plugin.inventory = InventoryData()
+    return plugin
+
+
+# ---- fly.toml ------------------------------------------------------------------------------
+
+def test_the_projects_fly_toml_gives_app_user_home_and_swap():
+    settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml"))
+    assert settings["app"] == "python-dev-machine"
+    assert settings["user"] == "pythonuser" and settings["home"] == "/home/pythonuser"
+    assert settings["swap_mb"] == 32768
+    assert settings["warnings"] == []
+
+
+def test_a_custom_user_and_swap_are_read(tmp_path):
+    settings = fly.read_fly_toml(write(tmp_path, FLY_TOML))
+    assert (settings["app"], settings["user"], settings["home"], settings["swap_mb"]) == ("myapp", "alice", "/home/alice", 2048)
+
+
+def test_a_mount_that_is_not_the_users_home_says_how_to_fix_it(tmp_path):
+    path = write(tmp_path, FLY_TOML.replace('destination = "/home/alice"', 'destination = "/data"'))
+    with pytest.raises(fly.FlyInventoryError, match=r'Set \[mounts\] destination = "/home/alice"'):
+        fly.read_fly_toml(path)
+
+
+def test_a_missing_mount_is_an_error(tmp_path):
+    path = write(tmp_path, FLY_TOML.split("[mounts]")[0])
+    with pytest.raises(fly.FlyInventoryError, match="no \\[mounts\\] section"):
+        fly.read_fly_toml(path)
+
+
+def test_swap_filed_under_a_table_is_an_error(tmp_path):
+    path = write(tmp_path, FLY_TOML.replace("swap_size_mb = 2048\n", "").replace('size = "performance-8x"',
+                                                                              'size = "performance-8x"\nswap_size_mb = 2048'))
+    with pytest.raises(fly.FlyInventoryError, match=r"swap_size_mb sits inside \[vm\].*move the line above"):
+        fly.read_fly_toml(path)
+
+
+@pytest.mark.parametrize("vm", ['size = "a100-40gb"', 'size = "a100-80gb"', 'size = "l40s"', 'size = "a10"',
+                                'size = "performance-8x"\n  gpu_kind = "a100-pcie-40gb"'])
+def test_a_gpu_size_gives_a_clear_warning(tmp_path, vm):
+    settings = fly.read_fly_toml(write(tmp_path, FLY_TOML.replace('size = "performance-8x"', vm)))
+    assert len(settings["warnings"]) == 1
+    assert "Fly rejects GPU guests since 2026-08-01" in settings["warnings"][0]
+    assert "inventory/ssh_hosts.example.yml" in settings["warnings"][0]
+
+
+def test_a_missing_fly_toml_names_the_command_to_create_it(tmp_path):
+    with pytest.raises(fly.FlyInventoryError, match="fly launch --no-deploy"):
+        fly.read_fly_toml(str(tmp_path / "fly.toml"))
+
+
+def test_a_fly_toml_without_an_app_is_an_error(tmp_path):
+    with pytest.raises(fly.FlyInventoryError, match="names no app"):
+        fly.read_fly_toml(write(tmp_path, FLY_TOML.replace('app = "myapp"', "")))
+
+
+# ---- Machines -> hosts ---------------------------------------------------------------------
+
+def test_started_machines_become_hosts_with_their_vars_and_region_groups():
+    plugin = plugin_with({})
+    settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml")) | {"app": "myapp"}
+    plugin.add_hosts(settings, "/usr/local/bin/fly", "/p/.fly/ssh/id_fly_myapp", MACHINES[:1])
+    host = plugin.inventory.get_host("aged-wind-2649")
+    assert host is not None
+    assert [group.name for group in host.get_groups()] == ["fly", "fly_region_ord"]
+    host_vars = host.get_vars()
+    assert host_vars["ansible_host"] == "a5c5de9ce64ca12.vm.myapp.internal"
+    assert host_vars["ansible_user"] == "root"
+    assert host_vars["fly_machine_id"] == "a5c5de9ce64ca12" and host_vars["fly_region"] == "ord"
+    assert host_vars["fly_private_ip"] == "fdaa:0:18:a7b:196:e274:9ce1:2"
+    assert (host_vars["fly_cpus"], host_vars["fly_memory_mb"]) == (8, 32768)
+    assert host_vars["fly_mounts"][0]["path"] == "/home/pythonuser"
+    assert (host_vars["dev_user_name"], host_vars["dev_user_home"], host_vars["swap_min_mb"]) == \
+        ("pythonuser", "/home/pythonuser", 32768)
+    assert host_vars["devbox_open_hint"] == "fly proxy 8888 -a myapp"
+    assert host_vars["ansible_ssh_private_key_file"] == "/p/.fly/ssh/id_fly_myapp"
+    args = host_vars["ansible_ssh_common_args"]
+    assert "fly_proxy_command.py --fly /usr/local/bin/fly --app myapp --port %p %h'" in args
+    for option in ("ControlMaster=auto", "ControlPersist=", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null",
+                   "CertificateFile=/p/.fly/ssh/id_fly_myapp-cert.pub"):
+        assert option in args
+
+
+def test_with_several_machines_the_open_hint_names_each_machine():
+    plugin = plugin_with({})
+    second = dict(MACHINES[0], id="148e21d4b2d389", name="bold-sea-7")
+    settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml")) | {"app": "myapp"}
+    plugin.add_hosts(settings, "fly", "/k", [MACHINES[0], second])
+    assert plugin.inventory.get_host("bold-sea-7").get_vars()["devbox_open_hint"] == \
+        "fly proxy 8888 148e21d4b2d389.vm.myapp.internal -a myapp"
+
+
+def test_host_names_fall_back_to_ids_where_names_are_missing_or_shared():
+    machines = [{"id": "1", "name": "a"}, {"id": "2", "name": "a"}, {"id": "3", "name": ""}, {"id": "4", "name": "b"}]
+    assert fly.host_names(machines) == {"1": "1", "2": "2", "3": "3", "4": "b"}
+
+
+def test_stopped_machines_are_reported_with_the_command_to_start_them(monkeypatch):
+    warnings = []
+    monkeypatch.setattr(fly.display, "warning", warnings.append)
+    started = plugin_with({}).started_machines(FakeFlyctl(MACHINES), MACHINES)
+    assert [m["id"] for m in started] == ["a5c5de9ce64ca12"]
+    assert len(warnings) == 1
+    assert "3d8d9015be7189 (quiet-sun-101, stopped)" in warnings[0]
+    assert "fly machine start 3d8d9015be7189 -a myapp" in warnings[0] and "start_stopped: true" in warnings[0]
+
+
+def test_only_stopped_machines_is_an_error_naming_the_start_command():
+    with pytest.raises(fly.FlyInventoryError, match="no started Machines.*fly machine start 3d8d9015be7189 -a myapp"):
+        plugin_with({}).started_machines(FakeFlyctl(MACHINES[1:]), MACHINES[1:])
+
+
+def test_no_machines_at_all_is_an_error_naming_fly_deploy():
+    with pytest.raises(fly.FlyInventoryError, match="has no Machines: run `fly deploy`"):
+        plugin_with({}).started_machines(FakeFlyctl([]), [])
+
+
+def test_start_stopped_starts_them_and_waits_until_they_run(monkeypatch):
+    monkeypatch.setattr(fly.time, "sleep", lambda _: None)
+    monkeypatch.setattr(fly.display, "warning", lambda message: pytest.fail(f"unexpected warning: {message}"))
+    starting = [MACHINES[0], dict(MACHINES[1], state="starting")]
+    running = [MACHINES[0], dict(MACHINES[1], state="started")]
+    flyctl = FakeFlyctl(starting, running)
+    started = plugin_with({"start_stopped": True}).started_machines(flyctl, MACHINES)
+    assert flyctl.started == ["3d8d9015be7189"]
+    assert [m["id"] for m in started] == ["a5c5de9ce64ca12", "3d8d9015be7189"]
+
+
+# ---- certificate ---------------------------------------------------------------------------
+
+LISTING = """/x/id-cert.pub:
+        Type: ssh-ed25519-cert-v01@openssh.com user certificate
+        Public key: ED25519-CERT SHA256:lFIWG+7WuQkgN5QMw0YQs+FJbcCVzeVTOxZzUMVZTxQ
+        Signing CA: ED25519 SHA256:lFIWG+7WuQkgN5QMw0YQs+FJbcCVzeVTOxZzUMVZTxQ (using ssh-ed25519)
+        Key ID: "t"
+        Serial: 0
+        Valid: from 2026-11-28T12:21:40 to 2026-11-28T14:51:40
+        Principals: 
+                root
+                pythonuser
+        Critical Options: (none)
+        Extensions: 
+                permit-pty
+"""
+
+
+def test_the_certificate_listing_gives_expiry_and_principals():
+    valid_to, principals = fly.parse_certificate_listing(LISTING)
+    assert valid_to == datetime.datetime(2026, 11, 28, 14, 51, 40)
+    assert principals == ["root", "pythonuser"]
+    assert fly.parse_certificate_listing(LISTING.replace("from 2026-11-28T12:21:40 to 2026-11-28T14:51:40",
+                                                         "forever"))[0] is None
+
+
+def sign(tmp_path, validity, principals="root,pythonuser"):
+    """A key and certificate signed by a local CA, valid as given (ssh-keygen -V)."""
+    ca = tmp_path / "ca"
+    if not ca.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], check=True)
+    key = tmp_path / "id_fly_myapp"
+    for path in (key, tmp_path / "id_fly_myapp.pub", tmp_path / "id_fly_myapp-cert.pub"):
+        path.unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", "t", "-n", principals, "-V", validity, f"{key}.pub"],
+                   check=True)
+    return str(key)
+
+
+def test_a_certificate_is_reused_only_with_an_hour_left_and_the_right_principals(tmp_path):
+    wanted = ["root", "pythonuser"]
+    assert fly.certificate_is_usable(sign(tmp_path, "-1h:+3h"), wanted)
+    assert not fly.certificate_is_usable(sign(tmp_path, "-1h:+50m"), wanted)
+    assert not fly.certificate_is_usable(sign(tmp_path, "-3h:-1h"), wanted)
+    assert not fly.certificate_is_usable(sign(tmp_path, "-1h:+3h", principals="root"), wanted)
+    assert not fly.certificate_is_usable(str(tmp_path / "missing"), wanted)
+
+
+def test_ensure_certificate_issues_into_a_fresh_path_and_moves_the_pair_into_place(tmp_path):
+    state = make_state(str(tmp_path / "state"), {"myapp": ORG})
+    folder = tmp_path / "creds"
+    env = fly_env(state)
+    flyctl = fly.Flyctl(shutil.which("fly", path=env["PATH"]), "myapp")
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        key = fly.ensure_certificate(flyctl, ORG, str(folder), ["root", "alice"], 6)
+        again = fly.ensure_certificate(flyctl, ORG, str(folder), ["root", "alice"], 6)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    assert key == again == str(folder / "id_fly_myapp")
+    assert sorted(os.listdir(folder)) == ["id_fly_myapp", "id_fly_myapp-cert.pub"]
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert all(stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600 for name in os.listdir(folder))
+    issued = [c["argv"] for c in calls(state) if c["argv"][:2] == ["ssh", "issue"]]
+    assert len(issued) == 1, "a valid certificate must be reused"
+    assert issued[0][2] == ORG and os.path.dirname(os.path.dirname(issued[0][3])) == str(folder)
+    assert issued[0][4:] == ["--hours", "6", "-u", "root", "-u", "alice"]
+    assert fly.certificate_status(key + "-cert.pub")[1] == ["root", "alice"]
+
+
+# ---- the whole plugin against the fly double -----------------------------------------------------
+
+@pytest.fixture
+def fly_home(tmp_path, monkeypatch):
+    """A user with the double as `fly`, logged in, an app named in a fly.toml, no Machines yet."""
+    app = "devbox-unit-" + os.urandom(4).hex()
+    state = make_state(str(tmp_path / "state"), {app: ORG})
+    for name, value in fly_env(state).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("FLY_ACCESS_TOKEN")
+    monkeypatch.setenv("FLY_ACCESS_TOKEN", "test-token")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DEVBOX_FLY_TOML", write(tmp_path, FLY_TOML.replace('"myapp"', f'"{app}"')))
+    monkeypatch.setenv("DEVBOX_FLY_CREDENTIALS_DIR", str(tmp_path / "creds"))
+    source = tmp_path / "fly.yml"
+    source.write_text("plugin: fly\n")
+    return {"app": app, "state": state, "source": str(source)}
+
+
+def parse(source):
+    plugin = inventory_loader.get("fly")
+    inventory = InventoryData()
+    plugin.parse(inventory, DataLoader(), source, cache=False)
+    return inventory
+
+
+def test_fly_not_installed_says_how_to_install_it(fly_home, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with pytest.raises(AnsibleParserError, match=r"flyctl is not installed.*https://fly.io/install.sh"):
+        parse(fly_home["source"])
+
+
+def test_not_logged_in_names_fly_auth_login(fly_home, monkeypatch):
+    monkeypatch.delenv("FLY_ACCESS_TOKEN")
+    with pytest.raises(AnsibleParserError, match=r"not logged in .*run `fly auth login`"):
+        parse(fly_home["source"])
+
+
+def test_a_missing_app_names_fly_launch(fly_home, monkeypatch, tmp_path):
+    monkeypatch.setenv("DEVBOX_FLY_TOML", write(tmp_path, FLY_TOML.replace('"myapp"', '"not-my-app"'), "other.toml"))
+    with pytest.raises(AnsibleParserError, match=r"app 'not-my-app'.*does not exist.*fly launch --no-deploy"):
+        parse(fly_home["source"])
+
+
+def test_an_app_without_machines_names_fly_deploy(fly_home):
+    with pytest.raises(AnsibleParserError, match=r"has no Machines: run `fly deploy`"):
+        parse(fly_home["source"])
+    listed = [c["argv"] for c in calls(fly_home["state"])]
+    assert ["machines", "list", "-a", fly_home["app"], "--json"] in listed
+
+
+def test_ansible_inventory_shows_the_error_and_fails_when_told_to(fly_home):
+    env = dict(os.environ, ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="true", ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+    env.pop("FLY_ACCESS_TOKEN")
+    result = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-inventory"), "--list"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "fly inventory: flyctl is not logged in" in result.stderr and "fly auth login" in result.stderr
+    assert json.dumps("fly auth login") not in result.stdout
