@@ -5,3 +5,4 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for folder in ("plugins/module_utils", "plugins/test", "roles/jupyter/files", "boot"):
     sys.path.insert(0, os.path.join(ROOT, folder))
+sys.path.insert(0, os.path.join(ROOT, "tools"))

@@ -1,0 +1,195 @@
+"""Nothing lost: bad input, restarts, a dead Jupyter, a broken venv, interrupted and parallel runs.
+
+One local machine (the shipped image, a named volume as home) is provisioned once; each test
+changes something the way a user or the platform would, then checks the volume and what the
+next run reports. A restart is modelled as on Fly: the container is removed and a new one is
+started from the same image with the same volume.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from local_machine import LocalMachine
+
+IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
+HOME = "/home/pythonuser"
+VENV = f"{HOME}/project-venv"
+LAUNCHER = f"{HOME}/.local/bin/devbox-jupyter"
+
+
+def recap_changed(output: str) -> int:
+    match = re.search(r"changed=(\d+)", output.split("PLAY RECAP")[-1])
+    assert match, output[-2000:]
+    return int(match.group(1))
+
+
+def run(machine, *extra):
+    result = machine.provision("-e", json.dumps({"python_env_packages": ["six==1.16.0"]}), *extra, capture=True)
+    return result.returncode, result.stdout + result.stderr
+
+
+def jupyter_status(machine) -> dict:
+    result = machine.exec(LAUNCHER + " status", user="pythonuser")
+    return json.loads(result.stdout)
+
+
+def token(machine) -> str:
+    return machine.exec(f"cat {HOME}/.jupyter/devbox_token").stdout
+
+
+def distributions(machine) -> str:
+    return machine.exec(f"ls {VENV}/lib/python3*/site-packages | grep dist-info | sort").stdout
+
+
+def wait_until(predicate, timeout=60, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def machine():
+    machine = LocalMachine(name="devbox-lifecycle", volume="devbox-lifecycle-home", image=IMAGE)
+    machine.remove()
+    machine.remove_volume()
+    machine.start()
+    try:
+        rc, output = run(machine)
+        assert rc == 0, output[-3000:]
+        yield machine
+    finally:
+        machine.remove()
+        machine.remove_volume()
+
+
+@pytest.mark.parametrize("variable, value, expected", [
+    ("dev_user_name", "Bad Name", "dev_user_name=\"Bad Name\""),
+    ("dev_user_uid", "abc", "dev_user_uid"),
+    ("gpu_required", "maybe", "gpu_required=\"maybe\""),
+    ("python_env_packages", ["numpy==="], "\"numpy===\" is not a requirement specifier"),
+    ("python_env_installer", "conda", "python_env_installer"),
+    ("python_env_index_url", "mirror.local/simple", "\"mirror.local/simple\" is not an http(s)"),
+    ("jupyter_ip", "0.0.0.0", "jupyter_ip=0.0.0.0"),
+    ("jupyter_port", 80, "jupyter_port=80"),
+    ("swap_min_mb", "lots", "swap_min_mb"),
+])
+def test_bad_input_is_rejected_before_any_change(machine, variable, value, expected):
+    before = (jupyter_status(machine)["pid"], distributions(machine), token(machine))
+    rc, output = run(machine, "-e", json.dumps({variable: value}))
+    assert rc != 0
+    assert expected in output
+    assert "Check every input before changing anything" in output
+    assert "Provision the Python dev machine" not in output, "nothing may run after a failed check"
+    assert (jupyter_status(machine)["pid"], distributions(machine), token(machine)) == before
+
+
+def test_second_run_changes_nothing_and_prints_the_token_once(machine):
+    rc, output = run(machine)
+    assert rc == 0 and recap_changed(output) == 0
+    assert output.count(token(machine)) == 1, "the token appears only in the report's URL line"
+    assert re.search(r"Jupyter: http://localhost:8888/lab\?token=" + token(machine), output)
+
+
+def test_package_that_cannot_install_fails_with_pips_reason_and_keeps_the_rest(machine):
+    before = (jupyter_status(machine)["pid"], distributions(machine))
+    rc, output = run(machine, "-e", json.dumps({"python_env_packages": ["six==1.16.0", "devbox-no-such-dist==9.9"]}))
+    assert rc != 0
+    assert "package installation failed" in output and "devbox-no-such-dist" in output
+    assert (jupyter_status(machine)["pid"], distributions(machine)) == before
+
+
+def test_too_little_free_space_fails_before_installing(machine):
+    before = distributions(machine)
+    rc, output = run(machine, "-e", json.dumps({"python_env_min_free_mb": 10**9,
+                                                "python_env_packages": ["six==1.16.0", "tomli==2.0.1"]}))
+    assert rc != 0 and "below python_env_min_free_mb=1000000000" in output and "fly volumes extend" in output
+    assert distributions(machine) == before
+
+
+def test_restart_restores_user_and_jupyter_without_ansible(machine):
+    before_token, before_url = token(machine), jupyter_status(machine)["url"]
+    machine.exec(f"echo '{{}}' > {HOME}/project/keep.ipynb", user="pythonuser")
+    machine.remove()
+    machine.start()
+    wait_until(lambda: machine.exec(LAUNCHER + " status", user="pythonuser").returncode == 0,
+               what="the boot step to start Jupyter")
+    assert machine.exec("id -u pythonuser").stdout.strip() == "1000"
+    assert token(machine) == before_token
+    # Same port, on the new container's own private address (resolved at launch, as on Fly).
+    address = machine.exec("getent hosts devbox-lifecycle").stdout.split()[0]
+    assert jupyter_status(machine)["url"] == f"http://{address}:8888/"
+    assert before_url.endswith(":8888/")
+    assert machine.exec(f"cat {HOME}/project/keep.ipynb").stdout.strip() == "{}"
+    rc, output = run(machine)
+    assert rc == 0 and recap_changed(output) == 0, "a rerun after a restart reinstalls nothing"
+    assert token(machine) == before_token
+
+
+def test_killed_jupyter_is_noticed_and_restarted_with_its_log_kept(machine):
+    pid = jupyter_status(machine)["pid"]
+    machine.exec(f"kill -9 {pid}")
+    wait_until(lambda: not jupyter_status(machine)["running"], what="the stale pidfile to be noticed")
+    rc, output = run(machine)
+    assert rc == 0 and recap_changed(output) == 1
+    status = jupyter_status(machine)
+    assert status["healthy"] and status["pid"] != pid
+    starts = machine.exec(f"grep -c 'devbox-jupyter start' {HOME}/.jupyter/devbox-jupyter.log").stdout
+    assert int(starts) >= 2, "the log of the dead server is kept"
+
+
+def test_venv_without_interpreter_is_rebuilt_with_the_same_packages(machine):
+    before_token = token(machine)
+    six_before = machine.exec(f"ls -d {VENV}/lib/python3*/site-packages/six-*.dist-info").stdout.strip()
+    machine.exec(f"rm -f {VENV}/bin/python {VENV}/bin/python3 {VENV}/bin/python3.*")
+    rc, output = run(machine, "-e", '{"python_env_packages": []}')
+    assert rc == 0, output[-3000:]
+    assert "Rebuilt /home/pythonuser/project-venv" in output
+    assert machine.exec(f"ls -d {VENV}/lib/python3*/site-packages/six-*.dist-info").stdout.strip() == six_before
+    assert machine.exec(f"{VENV}/bin/python -c 'import six, jupyterlab'", user="pythonuser").returncode == 0
+    assert machine.exec(f"cat {HOME}/project/keep.ipynb").stdout.strip() == "{}"
+    assert token(machine) == before_token
+
+
+def test_interrupted_install_is_completed_by_the_next_run(machine):
+    # pandas and numpy take seconds to download and unpack: long enough to be cut halfway.
+    extra = json.dumps({"python_env_packages": ["six==1.16.0", "pandas==2.2.3"]})
+    controller = subprocess.Popen(machine.playbook_command("-e", extra), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_until(lambda: "uv pip install" in machine.exec("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '").stdout
+               or controller.poll() is not None, timeout=120, what="the install to start")
+    assert controller.poll() is None, "the run finished before it could be interrupted"
+    os.killpg(controller.pid, signal.SIGKILL)
+    controller.wait()
+    # As when the SSH link drops: the installer on the machine dies too.
+    machine.exec("for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline 2>/dev/null | grep -q 'uv pip install'"
+                 " && kill -9 ${d#/proc/}; done; true")
+    rc, output = run(machine, "-e", extra)
+    assert rc == 0, output[-3000:]
+    assert machine.exec(f"{VENV}/bin/python -c 'import pandas'", user="pythonuser").returncode == 0
+
+
+def test_two_runs_at_once_do_not_corrupt_the_venv(machine):
+    extra = json.dumps({"python_env_packages": ["six==1.16.0", "tomli==2.0.1", "idna==3.7", "colorama==0.4.6"]})
+    runs = [subprocess.Popen(machine.playbook_command("-e", extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=600)[0] for process in runs]
+    for process, output in zip(runs, outputs):
+        assert process.returncode == 0 or "another run holds the lock" in output, output[-3000:]
+    assert machine.exec(f"{VENV}/bin/python -c 'import colorama, six'", user="pythonuser").returncode == 0
+    assert machine.exec(f"{VENV}/bin/python -m pip check", user="pythonuser").returncode == 0
+
+
+def test_root_runs_nothing_the_user_can_write(machine):
+    for path in ("/usr/local/sbin/devbox-boot", "/usr/local/lib/devbox/devbox_account.py",
+                 "/usr/local/lib/devbox", "/usr/local/sbin", "/usr/local/lib", "/usr/local", "/usr", "/"):
+        owner, mode = machine.exec(f"stat -c '%U %a' {path}").stdout.split()
+        assert owner == "root" and int(mode, 8) & 0o022 == 0, f"{path}: {owner} {mode}"
+    assert machine.exec("test -w /usr/local/sbin/devbox-boot", user="pythonuser").returncode != 0
