@@ -1,0 +1,533 @@
+#!/usr/bin/env python3
+"""Benchmark of issue 5: our Ansible-provisioned dev machine against the seed's boot path.
+
+Builds both images on the same base (tools/base_image.py): the seed's, re-implemented from its
+description under bench/seed/, and ours from the project's Dockerfile. Then measures, side by
+side and interleaved, each figure the median of --runs runs:
+
+  image  image sizes
+  cold   fresh volume to Jupyter answering with its token (ours: container + playbooks/site.yml)
+  warm   container recreated on a provisioned volume to Jupyter answering (no Ansible for ours)
+  noop   no-op rerun of site.yml: seconds and task results that ran a module on the host
+  add    one small package added and site.yml rerun, against uv installing it alone
+  multi  no-op rerun on 4 machines against 1
+
+Prints a markdown table and writes it to bench/results/latest.md (a subset chosen with --only
+goes to bench/results/partial.md.tmp instead, so it never replaces the full table). Every
+container and volume it creates is named devbox-bench-<pid>-* and removed at the end, also on
+Ctrl-C. Progress goes to stderr. Run it with `make bench`; it is not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+import yaml
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+USER = "pythonuser"
+HOME = f"/home/{USER}"
+VENV = f"{HOME}/project-venv"
+CA_IN_CONTAINER = "/etc/devbox/ca-bundle.pem"
+CA_CANDIDATES = (os.environ.get("SSL_CERT_FILE"), os.environ.get("PIP_CERT"),
+                 "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+IMAGES = {"seed": "devbox-bench:seed", "ours": "devbox-bench:ours"}
+FIGURES = ("image", "cold", "warm", "noop", "add", "multi")
+FULL_OUTPUT = os.path.join(BENCH, "results", "latest.md")
+PARTIAL_OUTPUT = os.path.join(BENCH, "results", "partial.md.tmp")
+JUPYTER_PORT = 8888
+ANSWER_TIMEOUT_S = 600
+TOKEN_IN_LOG = re.compile(r"[?&]token=([0-9a-f]+)")
+MACHINES_FOR_MULTI = 4
+
+
+class BenchError(Exception):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"bench {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+def docker(*args: str) -> str:
+    result = subprocess.run([DOCKER, *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BenchError(f"docker {' '.join(args[:3])} ... failed: {result.stderr.strip()[-2000:]}")
+    return result.stdout.strip()
+
+
+def docker_connection(container: str) -> dict:
+    """Inventory variables reaching a bench container with `docker exec`."""
+    return {"ansible_connection": "community.docker.docker", "ansible_host": container}
+
+
+# Connection kinds for the playbook runs: container name -> inventory variables. An SSH kind
+# (sshd in a test image, ansible_host 127.0.0.1 and a published port) belongs here once
+# tests/ has such an image.
+CONNECTIONS = {"docker": docker_connection}
+
+
+def host_ca_bundle() -> str | None:
+    """The host's CA bundle: pip and uv in the containers must trust the TLS-intercepting proxy."""
+    return next((path for path in CA_CANDIDATES if path and os.path.isfile(path)), None)
+
+
+def jupyter_answers(port: int, token: str) -> bool:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status",
+                                     headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def token_from_log(container: str, timeout: float) -> str:
+    """The token Jupyter prints in its URL; follows the log so it is seen the moment it appears."""
+    with subprocess.Popen([DOCKER, "logs", "-f", container], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace") as logs:
+        killer = threading.Timer(timeout, logs.kill)
+        killer.daemon = True
+        killer.start()
+        try:
+            for line in logs.stdout:
+                match = TOKEN_IN_LOG.search(line)
+                if match:
+                    return match.group(1)
+        finally:
+            killer.cancel()
+            logs.kill()
+    raise BenchError(f"{container}: no Jupyter token in its log within {timeout:.0f} s "
+                     f"(or the container stopped); see `docker logs {container}`")
+
+
+@dataclass
+class Machine:
+    """A container of one side (seed or ours) with a named volume of the same name as home."""
+    side: str
+    name: str
+    ca_bundle: str | None
+    token: str | None = None
+
+    def start(self) -> None:
+        command = ["run", "-d", "--name", self.name, "--hostname", self.name,
+                   "-v", f"{self.name}:{HOME}", "-p", f"127.0.0.1::{JUPYTER_PORT}"]
+        if self.ca_bundle:
+            command += ["-v", f"{self.ca_bundle}:{CA_IN_CONTAINER}:ro"]
+            if self.side == "seed":
+                command += ["-e", f"PIP_CERT={CA_IN_CONTAINER}"]  # the seed's pip has no other setting
+        docker(*command, IMAGES[self.side])
+
+    def remove_container(self) -> None:
+        subprocess.run([DOCKER, "rm", "-f", self.name], capture_output=True)
+
+    def port(self) -> int:
+        return int(docker("port", self.name, str(JUPYTER_PORT)).splitlines()[0].rsplit(":", 1)[1])
+
+    def read_token(self) -> str:
+        """Ours keeps the token on the volume; the seed prints a new one at every start."""
+        if self.side == "ours":
+            return docker("exec", self.name, "cat", f"{HOME}/.jupyter/devbox_token")
+        return token_from_log(self.name, ANSWER_TIMEOUT_S)
+
+    def wait_answering(self, since: float) -> float:
+        """Seconds from `since` until Jupyter answers an authenticated request from the host."""
+        if self.side == "seed" or self.token is None:
+            self.token = self.read_token()
+        port = self.port()
+        deadline = since + ANSWER_TIMEOUT_S
+        while not jupyter_answers(port, self.token):
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.name}: Jupyter did not answer within {ANSWER_TIMEOUT_S} s")
+            time.sleep(0.05)
+        return time.monotonic() - since
+
+
+@dataclass
+class Row:
+    figure: str
+    baseline: str
+    ours: str
+    ratio: str
+    target: str
+    met: bool
+    samples: dict[str, list[float]] = field(default_factory=dict)
+
+
+def spread(values: list[float], digits: int = 1) -> str:
+    return f"{statistics.median(values):.{digits}f} s ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: str):
+        self.args = args
+        self.workdir = workdir
+        self.prefix = f"devbox-bench-{os.getpid()}"
+        self.ca_bundle = host_ca_bundle()
+        self.created: list[str] = []  # containers and their volumes share these names
+        self.provisioned: dict[str, Machine] = {}
+        self.playbook_runs = 0
+        self.noop_tasks: list[list] = []
+        self.base_image = ""
+        self.load_at_start = os.getloadavg()[0]
+
+    # ---- machines -------------------------------------------------------------------------
+
+    def new_machine(self, side: str, label: str) -> Machine:
+        name = f"{self.prefix}-{side}-{label}"
+        self.created.append(name)
+        docker("volume", "create", name)
+        return Machine(side, name, self.ca_bundle)
+
+    def remove(self, machine: Machine) -> None:
+        machine.remove_container()
+        subprocess.run([DOCKER, "volume", "rm", "-f", machine.name], capture_output=True)
+        self.created.remove(machine.name)
+
+    def cleanup(self) -> None:
+        for name in self.created:
+            subprocess.run([DOCKER, "rm", "-f", name], capture_output=True)
+            subprocess.run([DOCKER, "volume", "rm", "-f", name], capture_output=True)
+        if self.created:
+            say(f"removed {len(self.created)} bench containers and their volumes")
+        self.created.clear()
+
+    def provision(self, machine: Machine, since: float) -> float:
+        """Start a machine on its volume and bring Jupyter up the way its side does it."""
+        machine.start()
+        if machine.side == "ours":
+            self.playbook([machine])
+        return machine.wait_answering(since)
+
+    def provisioned_machine(self, side: str) -> Machine:
+        """A provisioned machine to reuse: the cold figure's last one, or a new one."""
+        if side not in self.provisioned:
+            say(f"provisioning a {side} machine (untimed)")
+            machine = self.new_machine(side, "provisioned")
+            self.provision(machine, time.monotonic())
+            self.provisioned[side] = machine
+        return self.provisioned[side]
+
+    # ---- Ansible --------------------------------------------------------------------------
+
+    def inventory(self, machines: list[Machine]) -> str:
+        """The local inventory's settings, one host per bench container."""
+        with open(os.path.join(ROOT, "inventory", "local.yml")) as local:
+            group = yaml.safe_load(local)["all"]
+        template = dict(group.get("vars") or {})
+        template.update(next(iter(group["hosts"].values())) or {})
+        hosts = {}
+        for machine in machines:
+            hostvars = dict(template, jupyter_ip=machine.name, jupyter_lab_spec=self.args.package_set,
+                            devbox_browser_url=f"http://127.0.0.1:{machine.port()}")
+            hostvars.update(CONNECTIONS[self.args.connection](machine.name))
+            if self.ca_bundle:
+                hostvars["python_env_ca_bundle"] = CA_IN_CONTAINER
+            hosts[machine.name] = hostvars
+        path = os.path.join(self.workdir, f"inventory-{len(machines)}.yml")
+        with open(path, "w") as out:
+            json.dump({"all": {"hosts": hosts}}, out)  # JSON is YAML
+        return path
+
+    def playbook(self, machines: list[Machine], limit: Machine | None = None,
+                 extra_vars: dict | None = None) -> tuple[float, dict]:
+        """Run site.yml; return its seconds and the bench_stats callback's figures."""
+        self.playbook_runs += 1
+        stats_file = os.path.join(self.workdir, f"stats-{self.playbook_runs}.json")
+        log_file = os.path.join(self.workdir, f"playbook-{self.playbook_runs}.log")
+        command = [ANSIBLE_PLAYBOOK, "-i", self.inventory(machines)]
+        if limit:
+            command += ["--limit", limit.name]
+        if extra_vars:
+            command += ["-e", json.dumps(extra_vars)]
+        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+                   ANSIBLE_CALLBACK_PLUGINS=os.path.join(BENCH, "callback_plugins"),
+                   ANSIBLE_CALLBACKS_ENABLED="bench_stats", BENCH_STATS_FILE=stats_file)
+        with open(log_file, "w") as log:
+            started = time.monotonic()
+            process = subprocess.Popen(command + [os.path.join(ROOT, "playbooks", "site.yml")], cwd=ROOT,
+                                       env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                returncode = process.wait()
+            except KeyboardInterrupt:
+                # Its forked workers too: killing the main process alone would orphan them.
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait()
+                raise
+            elapsed = time.monotonic() - started
+        if returncode != 0:
+            with open(log_file) as log:
+                tail = "".join(log.readlines()[-40:])
+            raise BenchError(f"site.yml failed (exit {returncode}); end of {log_file}:\n{tail}")
+        with open(stats_file) as stats:
+            return elapsed, json.load(stats)
+
+    # ---- figures --------------------------------------------------------------------------
+
+    def build_images(self) -> None:
+        self.base_image = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "base_image.py")],
+                                         check=True, text=True, stdout=subprocess.PIPE).stdout.strip()
+        build = ["build", "-q", "--build-arg", f"BASE_IMAGE={self.base_image}",
+                 "--build-arg", f"NONROOT_USER={USER}"]
+        say(f"building {IMAGES['seed']} on {self.base_image}")
+        docker(*build, "-t", IMAGES["seed"], os.path.join(BENCH, "seed"))
+        say(f"building {IMAGES['ours']} on {self.base_image}")
+        # The repository has no .dockerignore: send the tree without .venv and .git (~600 MB).
+        tar = subprocess.Popen(["tar", "-C", ROOT, "--exclude=./.venv", "--exclude=./.git", "-c", "."],
+                               stdout=subprocess.PIPE)
+        result = subprocess.run([DOCKER, *build, "-t", IMAGES["ours"], "-"], stdin=tar.stdout,
+                                capture_output=True, text=True)
+        tar.stdout.close()
+        if tar.wait() != 0 or result.returncode != 0:
+            raise BenchError(f"building {IMAGES['ours']} failed: {result.stderr.strip()[-2000:]}")
+
+    def figure_image(self) -> Row:
+        sizes = {side: int(docker("image", "inspect", "-f", "{{.Size}}", image)) / 1e6
+                 for side, image in IMAGES.items()}
+        base = int(docker("image", "inspect", "-f", "{{.Size}}", self.base_image)) / 1e6
+        ratio = sizes["ours"] / sizes["seed"]
+        say(f"image: seed {sizes['seed']:.0f} MB, ours {sizes['ours']:.0f} MB (base {base:.0f} MB)")
+        return Row("image size (base included)", f"seed: {sizes['seed']:.0f} MB", f"{sizes['ours']:.0f} MB",
+                   f"{ratio:.2f}", "≤ 0.5", ratio <= 0.5)
+
+    def figure_cold(self, keep: bool) -> Row:
+        samples = {"seed": [], "ours": []}
+        for run in range(self.args.runs):
+            for side in self.interleaved(run):
+                machine = self.new_machine(side, f"cold{run}")
+                say(f"cold {run + 1}/{self.args.runs}: {side} on fresh volume {machine.name}")
+                samples[side].append(self.provision(machine, time.monotonic()))
+                say(f"cold {run + 1}/{self.args.runs}: {side} answered after {samples[side][-1]:.1f} s")
+                if keep and run == self.args.runs - 1:
+                    self.provisioned[side] = machine
+                else:
+                    self.remove(machine)
+        return self.compare("cold provision (fresh volume to Jupyter answering)", samples, 0.6)
+
+    def figure_warm(self) -> Row:
+        machines = {side: self.provisioned_machine(side) for side in IMAGES}
+        samples = {"seed": [], "ours": []}
+        for run in range(self.args.runs):
+            for side in self.interleaved(run):
+                machine = machines[side]
+                machine.remove_container()
+                started = time.monotonic()
+                machine.start()
+                samples[side].append(machine.wait_answering(started))
+                say(f"warm {run + 1}/{self.args.runs}: {side} answered after {samples[side][-1]:.1f} s")
+        return self.compare("warm restart (container recreated to Jupyter answering)", samples, 1.0)
+
+    def figure_noop(self) -> Row:
+        machine = self.provisioned_machine("ours")
+        seconds, runs, changed = [], [], []
+        for run in range(self.args.runs):
+            elapsed, stats = self.playbook([machine])
+            seconds.append(elapsed)
+            runs.append(stats["host_task_runs"].get(machine.name, 0))
+            changed.append(stats["changed"].get(machine.name, 0))
+            if run == self.args.runs // 2:
+                self.noop_tasks = stats["tasks"]
+            say(f"noop {run + 1}/{self.args.runs}: {elapsed:.2f} s, {runs[-1]} module runs on the host, "
+                f"changed={changed[-1]}")
+        median = statistics.median(seconds)
+        ours = f"{spread(seconds, 2)}; {statistics.median(runs):.0f} module runs on the host"
+        if any(changed):
+            ours += f"; NOT a no-op: changed={max(changed)}"
+        return Row("no-op rerun of site.yml", "—", ours, "—", "≤ 3 s", median <= 3 and not any(changed),
+                   {"ours": seconds})
+
+    def figure_add(self) -> Row:
+        machine = self.provisioned_machine("ours")
+        package = self.args.package
+        uv = [f"{VENV}/bin/uv", "pip", "install", "--python", f"{VENV}/bin/python", package]
+        samples = {"uv": [], "ours": []}
+        for run in range(self.args.runs):
+            for side in self.interleaved(run, ("uv", "ours")):
+                self.forget_package(machine, package)  # the same venv state, no cached download
+                started = time.monotonic()
+                if side == "uv":
+                    self.as_user(machine, *uv)
+                    samples["uv"].append(time.monotonic() - started)
+                else:
+                    samples["ours"].append(self.playbook([machine], extra_vars={"python_env_packages": [package]})[0])
+                # Both sides must really have installed it (fails the run otherwise).
+                self.as_user(machine, f"{VENV}/bin/python", "-c",
+                             f"import importlib.metadata; importlib.metadata.version({package!r})")
+            say(f"add {run + 1}/{self.args.runs}: uv {samples['uv'][-1]:.2f} s, ours {samples['ours'][-1]:.2f} s")
+        uv_median, ours_median = statistics.median(samples["uv"]), statistics.median(samples["ours"])
+        return Row(f"add one small package (`{package}`) and rerun", f"uv alone: {spread(samples['uv'], 2)}",
+                   spread(samples["ours"], 2), f"+{ours_median - uv_median:.2f} s", "≤ uv + 2 s",
+                   ours_median <= uv_median + 2, samples)
+
+    def figure_multi(self) -> Row:
+        machines = [self.new_machine("ours", f"m{number}") for number in range(1, MACHINES_FOR_MULTI + 1)]
+        say(f"multi: provisioning {len(machines)} machines in one playbook run (untimed)")
+        for machine in machines:
+            machine.start()
+        self.playbook(machines)
+        samples = {"1": [], str(len(machines)): []}
+        for run in range(self.args.runs):
+            for count in self.interleaved(run, ("1", str(len(machines)))):
+                limit = machines[0] if count == "1" else None
+                samples[count].append(self.playbook(machines, limit=limit)[0])
+            say(f"multi {run + 1}/{self.args.runs}: 1 machine {samples['1'][-1]:.2f} s, "
+                f"{len(machines)} machines {samples[str(len(machines))][-1]:.2f} s")
+        one, many = statistics.median(samples["1"]), statistics.median(samples[str(len(machines))])
+        return Row(f"no-op rerun on {len(machines)} machines vs 1", f"1 machine: {spread(samples['1'], 2)}",
+                   f"{len(machines)} machines: {spread(samples[str(len(machines))], 2)}",
+                   f"{many / one:.2f}x", "≤ 1.5x", many / one <= 1.5, samples)
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    @staticmethod
+    def interleaved(run: int, pair: tuple[str, str] = ("seed", "ours")) -> tuple[str, str]:
+        """Alternate which side goes first, so neither always gets the warmer page cache."""
+        return pair if run % 2 == 0 else pair[::-1]
+
+    def as_user(self, machine: Machine, *command: str) -> None:
+        env = ["-e", f"HOME={HOME}"] + (["-e", f"SSL_CERT_FILE={CA_IN_CONTAINER}"] if self.ca_bundle else [])
+        docker("exec", "-u", USER, *env, machine.name, *command)
+
+    def forget_package(self, machine: Machine, package: str) -> None:
+        self.as_user(machine, f"{VENV}/bin/uv", "pip", "uninstall", "--python", f"{VENV}/bin/python", package)
+        self.as_user(machine, f"{VENV}/bin/uv", "cache", "clean", package)
+
+    @staticmethod
+    def compare(figure: str, samples: dict[str, list[float]], target: float) -> Row:
+        ratio = statistics.median(samples["ours"]) / statistics.median(samples["seed"])
+        return Row(figure, f"seed: {spread(samples['seed'])}", spread(samples["ours"]), f"{ratio:.2f}",
+                   f"≤ {target:.1f} of the seed", ratio <= target, samples)
+
+    def run(self, figures: list[str]) -> list[Row]:
+        self.build_images()
+        rows = []
+        for figure in FIGURES:
+            if figure not in figures:
+                continue
+            say(f"figure: {figure}")
+            if figure == "cold":
+                # Keep the last cold machines when a later figure needs provisioned ones.
+                rows.append(self.figure_cold(keep=bool({"warm", "noop", "add"} & set(figures))))
+            else:
+                rows.append(getattr(self, f"figure_{figure}")())
+        return rows
+
+
+def machine_description() -> str:
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"nproc {len(os.sched_getaffinity(0))}, {model}, kernel {platform.release()}"
+
+
+def render(bench: Bench, rows: list[Row], figures: list[str]) -> str:
+    engine = docker("version", "-f", "{{.Server.Version}}")
+    lines = [
+        "# Benchmark: ours against the seed's boot path",
+        "",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- machine: {machine_description()}, Docker engine {engine}; load average (1 min) "
+        f"{bench.load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
+        "- baselines: the seed's boot path (bench/seed/) for image, cold and warm; uv alone for "
+        "add; ours on 1 machine for the 4-machine rerun",
+        f"- both images on the same base `{bench.base_image}`; package set `{bench.args.package_set}`; "
+        f"connection: {bench.args.connection}",
+        f"- each figure: median of {bench.args.runs} runs (min–max in brackets), seed and ours interleaved",
+        f"- command: `.venv/bin/python bench/run.py --runs {bench.args.runs}"
+        + (f" --only {','.join(figures)}`" if figures != list(FIGURES) else "` (`make bench`)"),
+        "",
+        "| figure | baseline | ours | ours / baseline | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {row.figure} | {row.baseline} | {row.ours} | {row.ratio} | {row.target} | "
+              f"{'yes' if row.met else '**no**'} |" for row in rows]
+    lines += ["", "Jupyter answering = `GET /api/status` with `Authorization: token <t>` from the host "
+              "returns 200. Module runs on the host = task results of site.yml that ran a module on "
+              "the machine (loop items counted; assert, set_fact and debug run on the controller).",
+              "", "## Samples (seconds)", ""]
+    for row in rows:
+        for side, values in row.samples.items():
+            lines.append(f"- {row.figure}, {side}: {', '.join(f'{value:.2f}' for value in values)}")
+    if bench.noop_tasks:
+        lines += ["", "## Where the no-op rerun spends its time (median run, slowest tasks)", "",
+                  "| task | s |", "|---|---|"]
+        slowest = sorted((task for task in bench.noop_tasks if task[1] is not None), key=lambda task: -task[1])
+        lines += [f"| {name} | {seconds:.2f} |" for name, seconds in slowest[:8]]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure, the median is reported (default 3)")
+    parser.add_argument("--only", default=",".join(FIGURES),
+                        help=f"comma-separated figures to measure, of {','.join(FIGURES)} (default all)")
+    parser.add_argument("--connection", choices=sorted(CONNECTIONS), default="docker",
+                        help="how ansible-playbook reaches the machines (default docker)")
+    parser.add_argument("--package-set", default="jupyter",
+                        help="what both sides install for Jupyter (the seed's `pip install jupyter`)")
+    parser.add_argument("--package", default="tomli-w", help="the small package of the add figure")
+    parser.add_argument("--output", help=f"markdown file to write (default {os.path.relpath(FULL_OUTPUT, ROOT)} "
+                                         f"for all figures, else {os.path.relpath(PARTIAL_OUTPUT, ROOT)})")
+    args = parser.parse_args()
+    args.figures = [figure.strip() for figure in args.only.split(",") if figure.strip()]
+    unknown = set(args.figures) - set(FIGURES)
+    if unknown or not args.figures:
+        parser.error(f"--only: unknown figure(s) {', '.join(sorted(unknown)) or '(none given)'}; "
+                     f"choose from {','.join(FIGURES)}")
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def interrupt(_signum, _frame) -> None:
+    """Ctrl-C and SIGTERM leave through the same way, so the cleanup still runs."""
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    args = parse_args()
+    figures = [figure for figure in FIGURES if figure in args.figures]
+    # Also when started in the background, where the shell leaves SIGINT ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
+    with tempfile.TemporaryDirectory(prefix="devbox-bench-") as workdir:
+        bench = Bench(args, workdir)
+        try:
+            rows = bench.run(figures)
+        except KeyboardInterrupt:
+            sys.exit("bench: interrupted")
+        except (BenchError, subprocess.CalledProcessError) as error:
+            sys.exit(f"bench: failed: {error}")
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+            bench.cleanup()
+        report = render(bench, rows, figures)
+    output = args.output or (FULL_OUTPUT if figures == list(FIGURES) else PARTIAL_OUTPUT)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output, "w") as out:
+        out.write(report)
+    print(report)
+    say(f"written to {os.path.relpath(output, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
