@@ -1,5 +1,6 @@
 """The venv logic against real venvs and the real package index (pip and uv)."""
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -11,7 +12,7 @@ from devbox_venv import (Lock, VenvError, check_free_space, converge, diff, inst
 
 
 def params(venv, **overrides):
-    base = {"path": str(venv), "base_python": sys.executable, "requirements": [], "requirement_files": [],
+    base = {"path": str(venv), "base_python": sys.executable, "requirements": [],
             "installer": "pip", "settings": {"index_url": None, "extra_index_urls": [], "ca_bundle": None,
                                              "installer": "pip"},
             "min_free_mb": 1, "lock_timeout": 5}
@@ -133,3 +134,20 @@ def test_uv_installer_is_bootstrapped_and_used(tmp_path):
     assert "six==1.16.0" in result["installed"]
     again = converge(params(venv, installer=None, settings=None, requirements=["six==1.16.0"]))
     assert not again["changed"]
+
+
+def test_requirements_file_text_is_kept_in_the_project_and_installed(tmp_path):
+    venv, project = tmp_path / "project-venv", tmp_path / "project"
+    result = converge(params(venv, project_dir=str(project), requirements_file_text="six==1.16.0\n"))
+    assert (project / "requirements.txt").read_text() == "six==1.16.0\n"
+    assert "six==1.16.0" in result["installed"]
+    assert not converge(params(venv, project_dir=str(project), requirements_file_text="six==1.16.0\n"))["changed"]
+
+
+def test_health_sees_a_base_python_upgraded_under_the_venv(tmp_path):
+    venv = tmp_path / "venv"
+    converge(params(venv))
+    config = (venv / "pyvenv.cfg").read_text()
+    (venv / "pyvenv.cfg").write_text(re.sub(r"(?m)^version\s*=.*$", "version = 3.9.18", config))
+    health, reason = venv_health(str(venv), sys.executable)
+    assert health == "broken" and "uses Python 3.9" in reason

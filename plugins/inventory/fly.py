@@ -386,7 +386,7 @@ class InventoryModule(BaseInventoryPlugin):
         stopped = [m for m in machines if m.get("state") in STARTABLE_STATES]
         if stopped and self.get_option("start_stopped"):
             for machine in stopped:
-                display.display(f"fly inventory: starting Machine {machine['id']} ({machine.get('name', '')})")
+                display.display(f"fly inventory: starting Machine {machine['id']} ({machine.get('name', '')})", stderr=True)
                 flyctl.start(machine["id"])
             machines = self.wait_started(flyctl, {m["id"] for m in stopped})
             stopped = []

@@ -49,6 +49,11 @@ def installed_distributions(venv: str) -> dict[str, str]:
 
 def python_version(python: str) -> str | None:
     """'3.11' for a runnable interpreter, None for a missing or broken one."""
+    found = python if os.path.isabs(python) else shutil.which(python)
+    if found is None or not os.access(found, os.X_OK):
+        return None
+    if os.path.realpath(found) == os.path.realpath(sys.executable):
+        return "%d.%d" % sys.version_info[:2]  # this very interpreter: no need to start another
     try:
         result = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                                 capture_output=True, text=True, timeout=60)
@@ -57,15 +62,30 @@ def python_version(python: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def built_for(venv: str) -> str | None:
+    """'3.11' from pyvenv.cfg's version line."""
+    try:
+        with open(os.path.join(venv, "pyvenv.cfg")) as config:
+            for line in config:
+                key, _, value = line.partition("=")
+                if key.strip() in ("version", "version_info"):
+                    return ".".join(value.strip().split(".")[:2])
+    except OSError:
+        pass
+    return None
+
+
 def venv_health(venv: str, base_python: str) -> tuple[str, str]:
     """('ok'|'absent'|'incomplete'|'broken', reason)."""
     if not os.path.isdir(venv):
         return "absent", f"{venv} does not exist"
     if not os.path.exists(os.path.join(venv, COMPLETE_MARKER)):
         return "incomplete", f"{venv} was left unfinished by an interrupted run"
-    inside = python_version(os.path.join(venv, "bin", "python"))
-    if inside is None:
+    if python_version(os.path.join(venv, "bin", "python")) is None:
         return "broken", f"{venv}/bin/python is missing or does not run"
+    # The version the venv was built for (its site-packages path): bin/python is only a
+    # symlink, which follows a base interpreter that changed version underneath it.
+    inside = built_for(venv)
     base = python_version(base_python)
     if base is not None and inside != base:
         return "broken", f"{venv} uses Python {inside} but {base_python} is Python {base}"
@@ -98,16 +118,19 @@ def pip_conf_text(settings: dict) -> str:
     return text.getvalue()
 
 
-def write_if_changed(path: str, text: str) -> bool:
+def write_if_changed(path: str, text: str, mode: int = 0o644) -> bool:
+    """Atomically write text with mode unless the file already holds it; True when written."""
     try:
         with open(path) as current:
-            if current.read() == text:
+            if current.read() == text and os.stat(path).st_mode & 0o777 == mode:
                 return False
     except OSError:
         pass
     temporary = path + ".tmp"
-    with open(temporary, "w") as out:
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(descriptor, "w") as out:
         out.write(text)
+    os.chmod(temporary, mode)
     os.replace(temporary, path)
     return True
 
@@ -220,6 +243,15 @@ def converge(params: dict) -> dict:
     # is finished by the next run instead of being forgotten.
     pending_path = venv + ".pending.json"
     result = {"changed": False, "rebuilt": None, "installed": [], "removed": [], "upgraded": []}
+    requirement_files = []
+    if params.get("project_dir"):
+        if not os.path.isdir(params["project_dir"]):
+            os.makedirs(params["project_dir"], mode=0o755)
+            result["changed"] = True
+        if params.get("requirements_file_text") is not None:
+            requirement_files.append(os.path.join(params["project_dir"], "requirements.txt"))
+            if write_if_changed(requirement_files[0], params["requirements_file_text"]):
+                result["changed"] = True
     with Lock(venv + ".lock", params["lock_timeout"]):
         settings = load_settings(venv) if params["settings"] is None else params["settings"]
         pending = load_json(pending_path)
@@ -242,16 +274,16 @@ def converge(params: dict) -> dict:
             mark_complete(venv)
         wanted = [f"{name}=={version}" for name, version in sorted(pending.items())
                   if name not in ("pip", "setuptools", "wheel", "uv")]
-        if wanted or params["requirements"] or params["requirement_files"]:
+        if wanted or params["requirements"] or requirement_files:
             check_free_space(os.path.dirname(venv), params["min_free_mb"])
             run_installer(install_command(venv, installer, settings, wanted + params["requirements"],
-                                          params["requirement_files"]), installer_env(settings))
+                                          requirement_files), installer_env(settings))
         if pending:
             os.remove(pending_path)
         after = installed_distributions(venv)
         result.update(diff(before, after))
         if any(result[key] for key in ("installed", "removed", "upgraded")):
             result["changed"] = True
-        result["python_version"] = python_version(os.path.join(venv, "bin", "python"))
+        result["python_version"] = built_for(venv)
         result["distributions"] = len(after)
     return result

@@ -14,9 +14,10 @@ description:
   - One run at a time per venv (a lock file beside it); checks free space before installing.
 options:
   path: {type: path, required: true, description: The venv directory.}
+  project_dir: {type: path, description: A project directory to create beside it when absent.}
   base_python: {type: str, default: python3, description: Interpreter the venv is built from.}
   requirements: {type: list, elements: str, default: [], description: Requirement specifiers.}
-  requirement_files: {type: list, elements: path, default: [], description: Requirements files on the target.}
+  requirements_file_text: {type: str, description: "Content for <project_dir>/requirements.txt, written there and installed."}
   installer: {type: str, choices: [uv, pip], description: The installer; default the stored one, else uv.}
   configure: {type: bool, default: true, description: Write the installer settings below (false keeps the stored ones).}
   index_url: {type: str, description: Package index URL replacing PyPI.}
@@ -35,9 +36,10 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "path": {"type": "path", "required": True},
+            "project_dir": {"type": "path"},
             "base_python": {"type": "str", "default": "python3"},
             "requirements": {"type": "list", "elements": "str", "default": []},
-            "requirement_files": {"type": "list", "elements": "path", "default": []},
+            "requirements_file_text": {"type": "str"},
             "installer": {"type": "str", "choices": ["uv", "pip"]},
             "configure": {"type": "bool", "default": True},
             "index_url": {"type": "str"},
@@ -51,6 +53,8 @@ def main() -> None:
     ca_bundle = params["ca_bundle"]
     if ca_bundle and not _readable(ca_bundle):
         module.fail_json(msg=f"python_env_ca_bundle={ca_bundle!r}: no readable file there on the target")
+    if params["requirements_file_text"] is not None and not params["project_dir"]:
+        module.fail_json(msg="requirements_file_text needs project_dir")
     params["settings"] = None
     if params["configure"]:
         params["settings"] = {"index_url": params["index_url"], "ca_bundle": ca_bundle,

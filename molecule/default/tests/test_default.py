@@ -74,10 +74,10 @@ def jupyter_process_owners(host) -> list[str]:
     """Owners of the running Jupyter servers, read from /proc (the image has no ps)."""
     script = ("import glob, os, pwd\n"
               "for d in glob.glob('/proc/[0-9]*'):\n"
-              "    try:\n        cmd = open(d + '/cmdline', 'rb').read().replace(b'\\0', b' ')\n"
+              "    try:\n        argv = open(d + '/cmdline', 'rb').read().split(b'\\0')\n"
               "    except OSError:\n        continue\n"
-              "    if b'jupyter' in cmd and b' lab ' in cmd:\n"
-              "        print(pwd.getpwuid(os.stat(d).st_uid).pw_name)\n")
+              "    if argv[0].startswith(b'%s/bin/python') and any(a.endswith(b'/jupyter-lab') for a in argv):\n"
+              "        print(pwd.getpwuid(os.stat(d).st_uid).pw_name)\n" % VENV)
     return host.check_output("python3 -c %s", script).split()
 
 
