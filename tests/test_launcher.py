@@ -19,8 +19,8 @@ def home(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("name", ["0.0.0.0", "::", ""])
-def test_wildcard_addresses_are_refused(name):
+@pytest.mark.parametrize("name", ["0.0.0.0", "::", "", "8.8.8.8", "2001:4860:4860::8888"])
+def test_wildcard_and_public_addresses_are_refused(name):
     with pytest.raises(launcher.LauncherError):
         launcher.resolve(name)
 

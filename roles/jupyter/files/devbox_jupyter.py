@@ -51,7 +51,7 @@ def load_settings() -> dict:
 
 
 def resolve(name: str) -> str:
-    """The address to listen on; never a wildcard (all interfaces)."""
+    """The address to listen on: never a wildcard (all interfaces), never a public address."""
     try:
         address = str(ipaddress.ip_address(name))
     except ValueError:
@@ -60,8 +60,12 @@ def resolve(name: str) -> str:
         except socket.gaierror as error:
             raise LauncherError(f"cannot resolve ServerApp.ip {name!r}: {error}") from error
         address = infos[0][4][0]
-    if not name or ipaddress.ip_address(address).is_unspecified:
+    parsed = ipaddress.ip_address(address)
+    if not name or parsed.is_unspecified:
         raise LauncherError(f"refusing to listen on {name!r}: it means all interfaces")
+    if parsed.is_global:
+        raise LauncherError(f"refusing to listen on {name!r} ({address}): a public address; use a private "
+                            "one and reach it through fly proxy or an SSH tunnel")
     return address
 
 
