@@ -116,9 +116,23 @@ class FlyProxy:
                 continue
 
 
-def relay(connection: socket.socket, proxy: FlyProxy) -> None:
-    """Copy stdin -> connection and connection -> stdout until the connection ends."""
+def connect(port: int) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", port), timeout=30)
+    connection.settimeout(None)
+    return connection
+
+
+def relay(port: int, proxy: FlyProxy, retry_s: float) -> None:
+    """Copy stdin -> the proxied connection -> stdout until the connection ends.
+
+    A connection closed before the server said anything (a Machine just started: its SSH server
+    is not listening yet) is opened again, for up to retry_s, replaying what ssh had sent.
+    """
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    retry_until = time.monotonic() + retry_s
+    sent_before_answer = bytearray()
+    answered, stdin_open = False, True
+    connection = connect(port)
     selector = selectors.DefaultSelector()
     selector.register(stdin, selectors.EVENT_READ)
     selector.register(connection, selectors.EVENT_READ)
@@ -129,21 +143,43 @@ def relay(connection: socket.socket, proxy: FlyProxy) -> None:
         for key, _ in selector.select(5):
             if key.fileobj == stdin:
                 data = os.read(stdin, 65536)
-                if data:
-                    connection.sendall(data)
-                else:  # ssh is done sending: half-close, keep reading the answer
-                    selector.unregister(stdin)
-                    connection.shutdown(socket.SHUT_WR)
+                if not answered:
+                    sent_before_answer += data
+                try:
+                    if data:
+                        connection.sendall(data)
+                    else:  # ssh is done sending: half-close, keep reading the answer
+                        selector.unregister(stdin)
+                        stdin_open = False
+                        connection.shutdown(socket.SHUT_WR)
+                except OSError:
+                    if answered:
+                        raise
             elif key.fileobj is connection:
-                data = connection.recv(65536)
-                if not data:
-                    # A dying proxy also closes the connection: tell that apart from a normal end.
-                    if proxy.exited(grace=0.5):
-                        raise ProxyError(proxy.failure_message())
+                try:
+                    data = connection.recv(65536)
+                except ConnectionResetError:
+                    data = b""
+                if data:
+                    answered = True
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(stdout, view):]
+                    continue
+                # A dying proxy also closes the connection: tell that apart from a normal end.
+                if proxy.exited(grace=0.5):
+                    raise ProxyError(proxy.failure_message())
+                if answered or time.monotonic() > retry_until:
                     return
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(stdout, view):]
+                selector.unregister(connection)
+                connection.close()
+                time.sleep(1)
+                connection = connect(port)
+                connection.sendall(sent_before_answer)
+                if not stdin_open:
+                    connection.shutdown(socket.SHUT_WR)
+                selector.register(connection, selectors.EVENT_READ)
+                break
             else:
                 data = os.read(key.fileobj.fileno(), 65536)
                 if not data:
@@ -162,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fly", default="fly", help="the flyctl executable")
     # flyctl polls DNS for up to 4 minutes before it gives up on a host.
     parser.add_argument("--ready-timeout", type=float, default=270.0)
+    parser.add_argument("--retry", type=float, default=30.0,
+                        help="seconds to retry a connection the server closes before answering")
     args = parser.parse_args(argv)
 
     proxy = FlyProxy(args.fly, args.app, args.host, args.port)
@@ -173,10 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
     try:
-        port = proxy.start(args.ready_timeout)
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-            connection.settimeout(None)
-            relay(connection, proxy)
+        relay(proxy.start(args.ready_timeout), proxy, args.retry)
         return 0
     except (ProxyError, OSError) as error:
         sys.stderr.write(f"fly_proxy_command: {error}\n")

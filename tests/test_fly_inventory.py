@@ -149,6 +149,7 @@ def test_started_machines_become_hosts_with_their_vars_and_region_groups():
     host_vars = host.get_vars()
     assert host_vars["ansible_host"] == "a5c5de9ce64ca12.vm.myapp.internal"
     assert host_vars["ansible_user"] == "root"
+    assert host_vars["ansible_ssh_timeout"] >= 30, "the banner arrives only after fly proxy has started"
     assert host_vars["fly_machine_id"] == "a5c5de9ce64ca12" and host_vars["fly_region"] == "ord"
     assert host_vars["fly_private_ip"] == "fdaa:0:18:a7b:196:e274:9ce1:2"
     assert (host_vars["fly_cpus"], host_vars["fly_memory_mb"]) == (8, 32768)

@@ -133,3 +133,26 @@ def test_a_proxy_that_never_gets_ready_is_stopped_with_its_process_group(state, 
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_server_not_listening_yet_is_retried_with_what_ssh_had_sent(state):
+    # A Machine just started: its SSH server drops the first connection, then answers.
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        first, _ = server.accept()
+        first.close()
+        with server.accept()[0] as second:
+            while data := second.recv(4096):
+                second.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    process = start_helper(state, server.getsockname()[1])
+    try:
+        assert round_trip(process) == b"SSH-2.0-test\r\n"
+        process.stdin.close()
+        assert process.wait(10) == 0
+    finally:
+        process.kill()
+        process.wait()
+        server.close()

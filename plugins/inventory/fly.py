@@ -90,6 +90,7 @@ JUPYTER_PORT = 8888
 MIN_REMAINING = datetime.timedelta(hours=1)
 FLY_TIMEOUT_S = 180
 START_WAIT_S = 90
+SSH_CONNECT_TIMEOUT_S = 60
 INSTALL_HINT = "install flyctl: `curl -L https://fly.io/install.sh | sh` (then add ~/.fly/bin to PATH)"
 
 
@@ -253,6 +254,9 @@ def machine_vars(machine: dict, app: str) -> dict:
         "ansible_host": f"{machine['id']}.vm.{app}.internal",
         "ansible_user": "root",
         "ansible_python_interpreter": "/usr/bin/python3",
+        # ssh's ConnectTimeout covers the wait for the server's banner, which through `fly proxy`
+        # includes starting the proxy (and flyctl's agent and WireGuard tunnel): 10 s is too short.
+        "ansible_ssh_timeout": SSH_CONNECT_TIMEOUT_S,
     }
 
 

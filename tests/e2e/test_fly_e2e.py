@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import urllib.request
 
@@ -66,6 +67,9 @@ def app(tmp_path_factory):
         if running:
             docker("start", container)
         machines[container] = machine_id
+    for container in machines:
+        if not container.endswith("-m3"):
+            assert wait_until(lambda: ssh_banner(container), timeout=60), f"no SSH server in {container}"
     fly_toml = work / "fly.toml"
     with open(os.path.join(ROOT, "fly.toml"), encoding="utf-8") as handle:
         fly_toml.write_text(handle.read().replace('app = "python-dev-machine"', f'app = "{name}"'))
@@ -84,6 +88,16 @@ def app(tmp_path_factory):
         for container in machines:
             docker("rm", "-f", container, check=False)
             docker("volume", "rm", "-f", f"{container}-home", check=False)
+
+
+def ssh_banner(container):
+    """True once the Machine's SSH server answers, as after `fly deploy` (which waits for it)."""
+    address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container).stdout.strip()
+    try:
+        with socket.create_connection((address, 22), timeout=2) as connection:
+            return connection.recv(8).startswith(b"SSH-2.0")
+    except OSError:
+        return False
 
 
 def close_ssh_masters(context):
