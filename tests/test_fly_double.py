@@ -181,3 +181,15 @@ def test_process_gone_tells_a_running_process_from_an_exited_one():
         child.kill()
     assert wait_until(lambda: process_gone(child.pid))
     child.wait()
+
+
+def test_status_json_has_flyctls_top_level_keys_and_the_org_slug(state):
+    result = run_double(state, "status", "--json", "-a", "myapp")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    # Go's encoder sorts map keys: renderMachineJSONStatus builds a map.
+    assert list(status) == ["AppURL", "Deployed", "Hostname", "ID", "Machines", "Name", "Organization",
+                            "PlatformVersion", "Status", "Version"]
+    assert status["Name"] == "myapp" and status["Organization"]["Slug"] == ORG
+    assert {"ID", "Name", "Slug"} <= set(status["Organization"])
+    assert result.stdout == json.dumps(status, indent=4) + "\n"

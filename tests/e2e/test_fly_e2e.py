@@ -176,6 +176,12 @@ def test_second_converge_changes_nothing(app, first_converge):
     assert {host: counts[0] for host, counts in recap(output).items()} == {host: 0 for host in started(app)}
 
 
+def test_the_machines_pid_1_is_the_images_boot_step(app):
+    for container in started(app):
+        command_line = docker("exec", container, "cat", "/proc/1/cmdline").stdout
+        assert command_line.split("\0")[:2] == ["/usr/bin/python3", "/usr/local/sbin/devbox-boot"], command_line
+
+
 def test_jupyter_outlives_the_ssh_sessions_and_no_fly_proxy_is_left(app, first_converge):
     close_ssh_masters(app)
     assert wait_until(lambda: not fly_proxy_pids(app["name"]), timeout=15), "a fly proxy outlived its SSH master"
