@@ -91,6 +91,32 @@ def test_bad_input_is_rejected_before_any_change(machine, variable, value, expec
     assert (jupyter_status(machine)["pid"], distributions(machine), token(machine)) == before
 
 
+def test_uid_of_another_account_is_refused_with_the_way_out(machine):
+    before = (jupyter_status(machine)["pid"], distributions(machine))
+    rc, output = run(machine, "-e", json.dumps({"dev_user_uid": 1, "dev_user_gid": 1}))
+    assert rc != 0
+    assert "uid 1 already belongs to user 'daemon'" in output and "set dev_user_uid" in output
+    assert machine.exec("id -u pythonuser").stdout.strip() == "1000"
+    assert (jupyter_status(machine)["pid"], distributions(machine)) == before
+
+
+def test_too_little_swap_warns_or_fails_naming_the_fly_toml_key(machine):
+    rc, output = run(machine, "-e", json.dumps({"swap_min_mb": 10**6}))
+    assert rc == 0 and "WARNING: Swap is" in output and "`swap_size_mb = 1000000` in fly.toml" in output
+    rc, output = run(machine, "-e", json.dumps({"swap_min_mb": 10**6, "swap_required": True}))
+    assert rc != 0 and "below swap_min_mb=1000000" in output
+
+
+def test_changed_settings_restart_jupyter(machine):
+    pid = jupyter_status(machine)["pid"]
+    rc, output = run(machine, "-e", json.dumps({"jupyter_port": 8899}))
+    assert rc == 0, output[-3000:]
+    status = jupyter_status(machine)
+    assert status["healthy"] and status["pid"] != pid and status["url"].endswith(":8899/")
+    rc, output = run(machine)
+    assert rc == 0 and jupyter_status(machine)["url"].endswith(":8888/")
+
+
 def test_second_run_changes_nothing_and_prints_the_token_once(machine):
     rc, output = run(machine)
     assert rc == 0 and recap_changed(output) == 0
