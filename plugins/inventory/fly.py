@@ -84,7 +84,7 @@ display = Display()
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROXY_HELPER = os.path.join(PROJECT_ROOT, "plugins", "fly_proxy_command.py")
 GPU_PRESETS = {"a100-40gb", "a100-80gb", "l40s", "a10"}
-STARTABLE_STATES = {"stopped", "suspended"}
+STARTABLE_STATES = {"created", "stopped", "suspended"}
 JUPYTER_PORT = 8888
 # A certificate is renewed when it would expire within this margin (a run must not outlive it).
 MIN_REMAINING = datetime.timedelta(hours=1)
