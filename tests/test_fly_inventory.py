@@ -259,19 +259,14 @@ def test_a_certificate_is_reused_only_with_an_hour_left_and_the_right_principals
     assert not fly.certificate_is_usable(str(tmp_path / "missing"), wanted)
 
 
-def test_ensure_certificate_issues_into_a_fresh_path_and_moves_the_pair_into_place(tmp_path):
+def test_ensure_certificate_issues_into_a_fresh_path_and_moves_the_pair_into_place(tmp_path, monkeypatch):
     state = make_state(str(tmp_path / "state"), {"myapp": ORG})
+    for name, value in fly_env(state).items():
+        monkeypatch.setenv(name, value)
     folder = tmp_path / "creds"
-    env = fly_env(state)
-    flyctl = fly.Flyctl(shutil.which("fly", path=env["PATH"]), "myapp")
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        key = fly.ensure_certificate(flyctl, ORG, str(folder), ["root", "alice"], 6)
-        again = fly.ensure_certificate(flyctl, ORG, str(folder), ["root", "alice"], 6)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    flyctl = fly.Flyctl(shutil.which("fly"), "myapp")
+    key = fly.ensure_certificate(flyctl, ORG, str(folder), ["root", "alice"], 6)
+    again = fly.ensure_certificate(flyctl, ORG, str(folder), ["root", "alice"], 6)
     assert key == again == str(folder / "id_fly_myapp")
     assert sorted(os.listdir(folder)) == ["id_fly_myapp", "id_fly_myapp-cert.pub"]
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
@@ -342,3 +337,16 @@ def test_ansible_inventory_shows_the_error_and_fails_when_told_to(fly_home):
     assert result.returncode != 0
     assert "fly inventory: flyctl is not logged in" in result.stderr and "fly auth login" in result.stderr
     assert json.dumps("fly auth login") not in result.stdout
+
+
+def test_a_failed_issue_is_an_error_and_leaves_no_files(tmp_path, monkeypatch):
+    state = make_state(str(tmp_path / "state"), {"myapp": ORG})
+    for name, value in fly_env(state).items():
+        monkeypatch.setenv(name, value)
+    flyctl = fly.Flyctl(shutil.which("fly"), "myapp")
+    folder = tmp_path / "creds"
+    with pytest.raises(fly.FlyInventoryError, match="could not issue an SSH certificate: Could not find organization"):
+        fly.ensure_certificate(flyctl, "not-my-org", str(folder), ["root"], 24)
+    assert os.listdir(folder) == []
+    with pytest.raises(fly.FlyInventoryError, match="1 to 72 hours"):
+        fly.ensure_certificate(flyctl, ORG, str(folder), ["root"], 100)
