@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from local_machine import LocalMachine
+from local_machine import LocalMachine, docker
 
 IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
@@ -143,6 +143,10 @@ def test_too_little_free_space_fails_before_installing(machine):
 def test_restart_restores_user_and_jupyter_without_ansible(machine):
     before_token, before_url = token(machine), jupyter_status(machine)["url"]
     machine.exec(f"echo '{{}}' > {HOME}/project/keep.ipynb", user="pythonuser")
+    started = time.monotonic()
+    docker("stop", "-t", "30", machine.name, quiet=True)
+    assert time.monotonic() - started < 10, "PID 1 must stop promptly on SIGTERM"
+    assert docker("inspect", "-f", "{{.State.ExitCode}}", machine.name, quiet=True).stdout.strip() == "0"
     machine.remove()
     machine.start()
     wait_until(lambda: machine.exec(LAUNCHER + " status", user="pythonuser").returncode == 0,
