@@ -52,35 +52,31 @@ def validate(spec: dict) -> dict:
     return clean
 
 
+def _entry(lookup, key):
+    """A pwd/grp entry, or None where the database has none."""
+    try:
+        return lookup(key)
+    except KeyError:
+        return None
+
+
 def conflicts(account: dict) -> list[str]:
     """Accounts or groups in the image that stand in the way, each with how to get round it."""
     problems = []
     name, uid, gid = account["name"], account["uid"], account["gid"]
-    try:
-        by_uid = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        by_uid = None
-    if by_uid not in (None, name):
-        problems.append(f"uid {uid} already belongs to user '{by_uid}' in the image: set "
-                        f"dev_user_uid (and dev_user_gid) to a free id, or dev_user_name: {by_uid}")
-    try:
-        existing = pwd.getpwnam(name)
-    except KeyError:
-        existing = None
+    by_uid = _entry(pwd.getpwuid, uid)
+    if by_uid is not None and by_uid.pw_name != name:
+        problems.append(f"uid {uid} already belongs to user '{by_uid.pw_name}' in the image: set "
+                        f"dev_user_uid (and dev_user_gid) to a free id, or dev_user_name: {by_uid.pw_name}")
+    existing = _entry(pwd.getpwnam, name)
     if existing is not None and existing.pw_uid != uid:
         problems.append(f"user '{name}' already exists in the image with uid {existing.pw_uid}: set "
                         f"dev_user_uid: {existing.pw_uid}, or choose another dev_user_name")
-    try:
-        by_gid = grp.getgrgid(gid).gr_name
-    except KeyError:
-        by_gid = None
-    if by_gid not in (None, name):
-        problems.append(f"gid {gid} already belongs to group '{by_gid}' in the image: set "
+    by_gid = _entry(grp.getgrgid, gid)
+    if by_gid is not None and by_gid.gr_name != name:
+        problems.append(f"gid {gid} already belongs to group '{by_gid.gr_name}' in the image: set "
                         "dev_user_gid to a free id")
-    try:
-        group = grp.getgrnam(name)
-    except KeyError:
-        group = None
+    group = _entry(grp.getgrnam, name)
     if group is not None and group.gr_gid != gid:
         problems.append(f"group '{name}' already exists in the image with gid {group.gr_gid}: set "
                         f"dev_user_gid: {group.gr_gid}")
@@ -104,16 +100,11 @@ def ensure_account(account: dict, dry_run: bool = False) -> list[str]:
     if problems:
         raise AccountError("; ".join(problems))
     name, changes = account["name"], []
-    try:
-        grp.getgrnam(name)
-    except KeyError:
+    if _entry(grp.getgrnam, name) is None:
         changes.append(f"created group {name} (gid {account['gid']})")
         if not dry_run:
             _run(["groupadd", "-g", str(account["gid"]), name])
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        entry = None
+    entry = _entry(pwd.getpwnam, name)
     if entry is None:
         changes.append(f"created user {name} (uid {account['uid']})")
         if not dry_run:
