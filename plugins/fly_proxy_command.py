@@ -63,7 +63,10 @@ class FlyProxy:
         while open_streams:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ProxyError(f"`{' '.join(self.command)}` printed no readiness line within {timeout:.0f} s")
+                said = self.stderr_text.decode(errors="replace").strip()
+                raise ProxyError(f"`{' '.join(self.command)}` printed no readiness line within {timeout:.0f} s"
+                                 + (f" (it said: {said.splitlines()[-1]})" if said else "")
+                                 + f"; is the Machine started? `fly machines list -a {self.app}`")
             for key, _ in selector.select(remaining):
                 chunk = os.read(key.fileobj.fileno(), 65536)
                 if not chunk:

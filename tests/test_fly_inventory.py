@@ -159,7 +159,7 @@ def test_started_machines_become_hosts_with_their_vars_and_region_groups():
     assert host_vars["devbox_open_hint"] == "fly proxy 8888 -a myapp"
     assert host_vars["ansible_ssh_private_key_file"] == "/p/.fly/ssh/id_fly_myapp"
     args = host_vars["ansible_ssh_common_args"]
-    assert "fly_proxy_command.py --fly /usr/local/bin/fly --app myapp --port %p %h'" in args
+    assert "fly_proxy_command.py --fly /usr/local/bin/fly --app myapp --ready-timeout 50 --port %p %h'" in args
     for option in ("ControlMaster=auto", "ControlPersist=", "StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null",
                    "CertificateFile=/p/.fly/ssh/id_fly_myapp-cert.pub"):
         assert option in args

@@ -261,7 +261,9 @@ def machine_vars(machine: dict, app: str) -> dict:
 
 
 def ssh_common_args(fly: str, app: str, certificate: str) -> str:
-    proxy = shlex.join([sys.executable, PROXY_HELPER, "--fly", fly, "--app", app]).replace("%", "%%") + " --port %p %h"
+    # The helper gives up before ssh does, so its own explanation reaches the user.
+    helper = [sys.executable, PROXY_HELPER, "--fly", fly, "--app", app, "--ready-timeout", str(SSH_CONNECT_TIMEOUT_S - 10)]
+    proxy = shlex.join(helper).replace("%", "%%") + " --port %p %h"
     options = [
         f"ProxyCommand={proxy}",
         # One master connection, hence one `fly proxy`, per Machine for a whole run.
