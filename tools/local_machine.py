@@ -55,10 +55,19 @@ class LocalMachine:
         result = docker("inspect", "-f", "{{.State.Status}}", self.name, check=False, quiet=True)
         return result.stdout.strip() if result.returncode == 0 else None
 
+    def runs_current_image(self) -> bool:
+        running = docker("inspect", "-f", "{{.Image}}", self.name, check=False, quiet=True).stdout.strip()
+        built = docker("image", "inspect", "-f", "{{.Id}}", self.image, check=False, quiet=True).stdout.strip()
+        return running == built
+
     def start(self) -> None:
-        """Start the container unless it runs; a stopped one is replaced (its root FS is not kept)."""
+        """Start the container unless it runs the current image; anything else is replaced.
+
+        Like a Fly Machine after a deploy or a restart: the root FS comes fresh from the image
+        and the volume stays.
+        """
         state = self.state()
-        if state == "running":
+        if state == "running" and self.runs_current_image():
             return
         if state is not None:
             self.remove()
