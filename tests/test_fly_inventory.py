@@ -5,6 +5,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 
 import pytest
 from ansible.errors import AnsibleParserError
@@ -14,9 +15,9 @@ from ansible.plugins.loader import inventory_loader
 
 from fly_testkit import ORG, ROOT, calls, fly_env, make_state
 
+# Loaded as Ansible loads it, so its option definitions are registered.
 inventory_loader.add_directory(os.path.join(ROOT, "plugins", "inventory"))
-fly_plugin_module = inventory_loader.get("fly").__class__.__module__
-fly = __import__("sys").modules[fly_plugin_module]
+fly = sys.modules[inventory_loader.get("fly").__class__.__module__]
 
 # fly-facts.md's example of `fly machines list --json`, plus a stopped Machine.
 MACHINES = [
@@ -287,8 +288,6 @@ def fly_home(tmp_path, monkeypatch):
     state = make_state(str(tmp_path / "state"), {app: ORG})
     for name, value in fly_env(state).items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("FLY_ACCESS_TOKEN")
-    monkeypatch.setenv("FLY_ACCESS_TOKEN", "test-token")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("DEVBOX_FLY_TOML", write(tmp_path, FLY_TOML.replace('"myapp"', f'"{app}"')))
     monkeypatch.setenv("DEVBOX_FLY_CREDENTIALS_DIR", str(tmp_path / "creds"))
