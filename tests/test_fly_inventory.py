@@ -317,7 +317,7 @@ def test_not_logged_in_names_fly_auth_login(fly_home, monkeypatch):
 
 def test_a_missing_app_names_fly_launch(fly_home, monkeypatch, tmp_path):
     monkeypatch.setenv("DEVBOX_FLY_TOML", write(tmp_path, FLY_TOML.replace('"myapp"', '"not-my-app"'), "other.toml"))
-    with pytest.raises(AnsibleParserError, match=r"app 'not-my-app'.*does not exist.*fly launch --no-deploy"):
+    with pytest.raises(AnsibleParserError, match=r"app 'not-my-app'.*does not exist.*`fly apps create not-my-app`"):
         parse(fly_home["source"])
 
 

@@ -209,7 +209,7 @@ class Flyctl:
         if "could not find app" in result.stderr.lower():
             raise FlyInventoryError(
                 f"the Fly app {self.app!r} (app in fly.toml) does not exist or is not yours: create it with "
-                f"`fly launch --no-deploy` (or fix app in fly.toml), then `fly deploy`")
+                f"`fly apps create {self.app}` (or fix app in fly.toml), then `fly deploy`")
         raise FlyInventoryError(f"`fly status --json -a {self.app}` failed: {error_text(result)}")
 
     def machines(self) -> list[dict]:
