@@ -9,7 +9,7 @@ DOCKER := $(firstword $(wildcard /usr/bin/docker) docker)
 export DOCKER_BUILDKIT := 0
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: up down destroy test lint unit molecule engine image bench clean
+.PHONY: venv up down destroy test lint unit molecule engine image bench clean
 
 up: $(BIN)/.installed engine
 	$(BIN)/python tools/local_machine.py up
@@ -21,6 +21,8 @@ destroy: $(BIN)/.installed
 	$(BIN)/python tools/local_machine.py destroy
 
 test: lint image unit molecule
+
+venv: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt requirements-test.txt
 	$(PYTHON) -m venv $(VENV)
