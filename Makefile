@@ -11,6 +11,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: venv up down destroy test lint unit molecule engine image bench clean
 
+# Variables for the playbook, as YAML/JSON: make up VARS='{"python_env_packages": ["numpy"]}'
+# (make hands VARS to tools/local_machine.py in the environment, quotes intact).
 up: $(BIN)/.installed engine
 	$(BIN)/python tools/local_machine.py up
 
@@ -34,7 +36,7 @@ engine: $(BIN)/.installed
 	$(BIN)/python tools/ensure_docker.py
 
 image: engine
-	$(DOCKER) build -q --build-arg BASE_IMAGE=$$($(BIN)/python tools/base_image.py) -t devbox:test .
+	base=$$($(BIN)/python tools/base_image.py) && $(DOCKER) build -q --build-arg BASE_IMAGE=$$base -t devbox:test .
 
 lint: $(BIN)/.installed
 	$(BIN)/yamllint --strict .

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, "/usr/local/lib/devbox")
-from devbox_account import AccountError, ensure_account, load_record  # noqa: E402
+from devbox_account import AccountError, ensure_account, ensure_home, load_record  # noqa: E402
 
 LAUNCHER = ".local/bin/devbox-jupyter"
 
@@ -35,31 +35,50 @@ def restore(home: str) -> None:
         log(f"no account record under {home}: fresh volume, waiting for provisioning")
         return
     try:
-        for change in ensure_account(account):
+        # Fly's init hands a mounted volume to the image's user (root): give the home back too.
+        for change in ensure_account(account) + ensure_home(account):
             log(change)
-    except AccountError as error:
+    except (AccountError, OSError) as error:
         log(f"cannot recreate user {account['name']}: {error}")
         return
     nvidia_smi = shutil.which("nvidia-smi")
     if nvidia_smi:
         result = subprocess.run([nvidia_smi], capture_output=True, text=True)
         log(f"nvidia-smi exited with {result.returncode}")
+    log(f"jupyter: {run_launcher(account['name'], home, 'start', timeout=120)}")
+
+
+def run_launcher(user: str, home: str, action: str, timeout: float) -> str:
+    """su drops to the user before the launcher runs: root never executes the user's file."""
     launcher = os.path.join(home, LAUNCHER)
-    if os.path.exists(launcher):
-        # su drops to the user before the launcher runs: root never executes the user's file.
-        result = subprocess.run(["su", "-s", "/bin/sh", "-c", f"exec {launcher} start", account["name"]],
-                                capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        log(f"jupyter: {(result.stdout or result.stderr).strip()}")
+    if not os.path.exists(launcher):
+        return f"no launcher at {launcher} yet"
+    try:
+        result = subprocess.run(["su", "-s", "/bin/sh", "-c", f"exec {launcher} {action}", user],
+                                capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"{action} did not finish within {timeout} s"
+    return (result.stdout or result.stderr).strip()
 
 
 def main() -> None:
+    home = os.environ.get("DEVBOX_HOME", "/home/pythonuser")
+
     def stop(_signum, _frame):
+        # Let Jupyter save and shut its kernels down before the machine goes.
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the launcher's exit is subprocess.run's to reap
+        try:
+            account = load_record(home)
+        except AccountError:
+            account = None
+        if account is not None:
+            log(f"jupyter: {run_launcher(account['name'], home, 'stop', timeout=5)}")
         log("stopping")
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    restore(os.environ.get("DEVBOX_HOME", "/home/pythonuser"))
+    restore(home)
     # Reap only after restoring: a reaper running meanwhile would steal subprocess.run's exit codes.
     signal.signal(signal.SIGCHLD, lambda *_: reap())
     reap()

@@ -74,7 +74,7 @@ def test_record_round_trip_and_no_rewrite_when_unchanged(tmp_path):
     assert save_record(account) is True
     assert save_record(account) is False
     path = tmp_path / ".devbox" / "account.json"
-    assert oct(path.stat().st_mode & 0o777) == "0o644" and path.stat().st_uid == 0
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert load_record(str(tmp_path)) == account
 
 
@@ -82,7 +82,8 @@ def test_missing_record_means_fresh_volume(tmp_path):
     assert load_record(str(tmp_path)) is None
 
 
-@pytest.mark.parametrize("content", ["not json", "[]", json.dumps(dict(GOOD, name="x y"))])
+@pytest.mark.parametrize("content", ["not json", "[]", json.dumps(dict(GOOD, name="x y")),
+                                     json.dumps(dict(GOOD, groups=["disk"]))])
 def test_damaged_record_is_rejected(tmp_path, content):
     (tmp_path / ".devbox").mkdir()
     (tmp_path / ".devbox" / "account.json").write_text(content)
@@ -99,3 +100,38 @@ def test_record_for_another_home_is_rejected(tmp_path):
     (other / ".devbox" / "account.json").write_text(open(account_lib.record_path(account["home"])).read())
     with pytest.raises(AccountError, match="names home"):
         load_record(str(other))
+
+
+def test_groups_beyond_the_gpu_device_groups_are_refused():
+    for group in ("disk", "root", "sudo", "shadow"):
+        with pytest.raises(AccountError, match="must be among video, render"):
+            validate(dict(GOOD, groups=[group]))
+
+
+def test_a_record_the_user_could_write_is_not_trusted(tmp_path):
+    account = validate(dict(GOOD, home=str(tmp_path)))
+    save_record(account)
+    record = tmp_path / ".devbox" / "account.json"
+    os.chown(record, 1000, 1000)
+    with pytest.raises(AccountError, match="not a root-owned file"):
+        load_record(str(tmp_path))
+    os.chown(record, 0, 0)
+    os.chown(tmp_path / ".devbox", 1000, 1000)
+    with pytest.raises(AccountError, match="not a root-owned directory"):
+        load_record(str(tmp_path))
+
+
+def test_saving_never_follows_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    os.chmod(victim, 0o700)
+    home = tmp_path / "home"
+    home.mkdir()
+    os.symlink(victim, home / ".devbox")
+    account = validate(dict(GOOD, home=str(home)))
+
+    save_record(account)
+
+    assert oct(victim.stat().st_mode & 0o777) == "0o700" and os.listdir(victim) == []
+    assert not os.path.islink(home / ".devbox") and load_record(str(home)) == account
+    assert [p for p in os.listdir(home) if p.startswith(".devbox.untrusted-")]

@@ -151,3 +151,37 @@ def test_health_sees_a_base_python_upgraded_under_the_venv(tmp_path):
     (venv / "pyvenv.cfg").write_text(re.sub(r"(?m)^version\s*=.*$", "version = 3.9.18", config))
     health, reason = venv_health(str(venv), sys.executable)
     assert health == "broken" and "uses Python 3.9" in reason
+
+
+def test_a_venv_without_our_marker_keeps_its_packages(tmp_path):
+    venv = tmp_path / "project-venv"  # as the seed's post-initialization script leaves it
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "six==1.16.0"], check=True)
+
+    result = converge(params(venv))
+
+    assert installed_distributions(str(venv))["six"] == "1.16.0"
+    assert result["rebuilt"] and "six==1.16.0" not in result["installed"], "nothing new, nothing lost"
+
+
+def test_the_users_own_spec_wins_over_a_rebuilt_venvs_old_version(tmp_path):
+    venv = tmp_path / "project-venv"
+    converge(params(venv, requirements=["six==1.16.0"]))
+    os.remove(venv / "bin" / "python")
+    result = converge(params(venv, requirements=["six==1.17.0"]))
+    assert installed_distributions(str(venv))["six"] == "1.17.0"
+    assert result["rebuilt"] and not os.path.exists(str(venv) + ".pending.json")
+
+
+def test_a_satisfied_rerun_needs_no_free_space(tmp_path):
+    venv = tmp_path / "project-venv"
+    converge(params(venv, requirements=["six==1.16.0"]))
+    assert not converge(params(venv, requirements=["six==1.16.0"], min_free_mb=10**12))["changed"]
+    with pytest.raises(VenvError, match="below python_env_min_free_mb"):
+        converge(params(venv, requirements=["six==1.17.0"], min_free_mb=10**12))
+
+
+def test_installer_settings_are_private(tmp_path):
+    venv = tmp_path / "project-venv"
+    converge(params(venv))
+    assert oct((venv / "pip.conf").stat().st_mode & 0o777) == "0o600"

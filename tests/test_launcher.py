@@ -1,8 +1,10 @@
 """The Jupyter launcher's pure parts; the real server is exercised by the Molecule scenarios."""
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -68,3 +70,37 @@ def test_settings_come_from_the_server_config(home):
 def test_status_without_config_is_an_error_not_a_crash(home):
     with pytest.raises(launcher.LauncherError, match="cannot read"):
         launcher.status()
+
+
+def test_pid_reused_by_another_process_is_not_the_server(home):
+    os.makedirs(home / ".jupyter")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (home / ".jupyter" / "devbox-jupyter.pid").write_text(f"{other.pid} 1\n")  # another start time
+        assert launcher.read_pid() is None
+        launcher.write_pid(other.pid)
+        assert launcher.read_pid() == other.pid
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_health_probe_goes_straight_to_the_server_despite_a_proxy(monkeypatch):
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"version": "2.0.0"}).encode() if self.path == "/api" else b"{}"
+            self.send_response(200 if self.path == "/api" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("no_proxy", "")
+    try:
+        assert launcher.healthy("127.0.0.1", server.server_address[1])
+    finally:
+        server.shutdown()

@@ -44,9 +44,13 @@ def try_pull(name: str) -> bool:
 
 def build_debian_base(name: str) -> None:
     if shutil.which("debootstrap") is None:
+        if os.geteuid() != 0:
+            sys.exit("base_image: no base image can be pulled and building one needs debootstrap: "
+                     "install it (apt-get install debootstrap) or run as root")
         say("installing debootstrap ...")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True, env=env)
     with tempfile.TemporaryDirectory(prefix="devbox-rootfs-") as rootfs:
         say(f"building {name} with debootstrap from {DEBIAN_MIRROR} (about 30 s) ...")
         subprocess.run(["debootstrap", "--variant=minbase", "bookworm", rootfs, DEBIAN_MIRROR],

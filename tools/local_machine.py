@@ -105,7 +105,8 @@ class LocalMachine:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["up", "down", "destroy"])
-    parser.add_argument("playbook_args", nargs="*", help="extra arguments for ansible-playbook (after --)")
+    parser.add_argument("playbook_args", nargs="*",
+                        help="extra arguments for ansible-playbook (after --); $VARS adds `-e $VARS`")
     args = parser.parse_args()
     machine = LocalMachine(name=os.environ.get("DEVBOX_NAME", "devbox-local"),
                            volume=os.environ.get("DEVBOX_VOLUME", "devbox-home"),
@@ -118,7 +119,8 @@ def main() -> None:
                 f"Jupyter on 127.0.0.1:{machine.port}")
             machine.start()
             say("provisioning with playbooks/site.yml")
-            if machine.provision(*args.playbook_args).returncode != 0:
+            extra = (["-e", os.environ["VARS"]] if os.environ.get("VARS") else []) + args.playbook_args
+            if machine.provision(*extra).returncode != 0:
                 sys.exit("failed: ansible-playbook playbooks/site.yml did not finish; the volume is intact, "
                          "fix the error above and run `make up` again")
         else:

@@ -11,13 +11,19 @@ import os
 import pwd
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
+import time
 
 # useradd's default NAME_REGEX, as on Debian and Ubuntu.
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 MIN_ID, MAX_ID = 1, 60000
 RECORD_DIR = ".devbox"
 RECORD_FILE = "account.json"
+# The record lives on the volume, inside the user's home: root grants nothing from it beyond
+# the groups that own GPU device nodes.
+ALLOWED_GROUPS = ("video", "render")
 
 
 class AccountError(Exception):
@@ -46,8 +52,8 @@ def validate(spec: dict) -> dict:
         raise AccountError(f"dev_user_shell={shell!r} must be an absolute path")
     clean["shell"] = shell
     groups = spec.get("groups", [])
-    if not isinstance(groups, list) or not all(isinstance(g, str) and NAME_PATTERN.match(g) for g in groups):
-        raise AccountError(f"supplementary groups {groups!r} must be a list of group names")
+    if not isinstance(groups, list) or not all(group in ALLOWED_GROUPS for group in groups):
+        raise AccountError(f"supplementary groups {groups!r} must be among {', '.join(ALLOWED_GROUPS)}")
     clean["groups"] = sorted(set(groups))
     return clean
 
@@ -122,7 +128,9 @@ def ensure_account(account: dict, dry_run: bool = False) -> list[str]:
             changes.append(f"corrected user {name}: {' '.join(fixes)}")
             if not dry_run:
                 _run(["usermod", *fixes, name])
-    missing = [g for g in account["groups"] if g not in current_groups(name)]
+    # A device group that a new base image lacks is skipped: the account still comes up.
+    missing = [group for group in account["groups"]
+               if _entry(grp.getgrnam, group) is not None and group not in current_groups(name)]
     if missing:
         changes.append(f"added {name} to groups {', '.join(missing)}")
         if not dry_run:
@@ -137,12 +145,14 @@ def ensure_home(account: dict, skel: str = "/etc/skel", dry_run: bool = False) -
     volume and would undo ownership the user chose deliberately.
     """
     home, uid, gid, changes = account["home"], account["uid"], account["gid"], []
+    if os.path.islink(home):
+        raise AccountError(f"{home} is a symbolic link: the home must be the volume's mount point")
     if not os.path.isdir(home):
         changes.append(f"created {home}")
         if not dry_run:
             os.makedirs(home, mode=0o750)
-    stat = os.stat(home) if os.path.isdir(home) else None
-    if stat is None or (stat.st_uid, stat.st_gid) != (uid, gid):
+    info = os.stat(home) if os.path.isdir(home) else None
+    if info is None or (info.st_uid, info.st_gid) != (uid, gid):
         changes.append(f"chowned {home} to {uid}:{gid}")
         if not dry_run:
             os.chown(home, uid, gid)
@@ -151,48 +161,91 @@ def ensure_home(account: dict, skel: str = "/etc/skel", dry_run: bool = False) -
             source, target = os.path.join(skel, entry), os.path.join(home, entry)
             if os.path.lexists(target) or not os.path.isfile(source):
                 continue
-            changes.append(f"added {target} from {skel}")
-            if not dry_run:
-                shutil.copy2(source, target)
-                os.chown(target, uid, gid)
+            if dry_run or _copy_as_new_file(source, target, uid, gid):
+                changes.append(f"added {target} from {skel}")
     return changes
+
+
+def _copy_as_new_file(source: str, target: str, uid: int, gid: int) -> bool:
+    """Root writes into the user's home: create the file afresh, never through a planted link."""
+    try:
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "wb") as out, open(source, "rb") as original:
+        shutil.copyfileobj(original, out)
+        os.fchown(out.fileno(), uid, gid)
+        os.fchmod(out.fileno(), stat.S_IMODE(os.stat(source).st_mode))
+    return True
 
 
 def record_path(home: str) -> str:
     return os.path.join(home, RECORD_DIR, RECORD_FILE)
 
 
+def _trusted(info: os.stat_result, kind) -> bool:
+    """Owned by root, of the expected kind, writable by nobody else."""
+    return kind(info.st_mode) and info.st_uid == 0 and not info.st_mode & 0o022
+
+
+def _record_dir(home: str) -> str:
+    """~/.devbox as a root-owned directory; anything else there (the user's, a link) is moved aside."""
+    path = os.path.join(home, RECORD_DIR)
+    try:
+        if _trusted(os.lstat(path), stat.S_ISDIR):
+            return path
+        os.rename(path, f"{path}.untrusted-{int(time.time())}")
+    except FileNotFoundError:
+        pass
+    os.mkdir(path, 0o755)  # fails, rather than trusting it, if something appeared meanwhile
+    os.chown(path, 0, 0)
+    return path
+
+
 def save_record(account: dict, dry_run: bool = False) -> bool:
     """Keep the account on the volume for the boot step; root-owned; True when it changed."""
-    path = record_path(account["home"])
     text = json.dumps(account, indent=2, sort_keys=True) + "\n"
     try:
-        with open(path) as current:
-            if current.read() == text:
-                return False
-    except OSError:
+        if _read_record_text(account["home"]) == text:
+            return False
+    except (AccountError, OSError):
         pass
     if not dry_run:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        os.chown(os.path.dirname(path), 0, 0)
-        os.chmod(os.path.dirname(path), 0o755)
-        temporary = path + ".tmp"
-        with open(temporary, "w") as out:
+        directory = _record_dir(account["home"])
+        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".account-")
+        with os.fdopen(descriptor, "w") as out:
             out.write(text)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
+            os.fchmod(out.fileno(), 0o644)
+        os.replace(temporary, os.path.join(directory, RECORD_FILE))
     return True
+
+
+def _read_record_text(home: str) -> str | None:
+    """The record's text when it is root's own file in root's own directory; None when absent."""
+    directory, path = os.path.join(home, RECORD_DIR), record_path(home)
+    try:
+        if not _trusted(os.lstat(directory), stat.S_ISDIR):
+            raise AccountError(f"{directory} is not a root-owned directory: its record is not trusted")
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise AccountError(f"{path} is unreadable: {error}") from error
+    with os.fdopen(descriptor) as record:
+        if not _trusted(os.fstat(record.fileno()), stat.S_ISREG):
+            raise AccountError(f"{path} is not a root-owned file: not trusted")
+        return record.read()
 
 
 def load_record(home: str) -> dict | None:
     """The recorded account, validated; None when there is no record (a fresh volume)."""
     path = record_path(home)
-    try:
-        with open(path) as record:
-            data = json.load(record)
-    except FileNotFoundError:
+    text = _read_record_text(home)
+    if text is None:
         return None
-    except (OSError, ValueError) as error:
+    try:
+        data = json.loads(text)
+    except ValueError as error:
         raise AccountError(f"{path} is unreadable: {error}") from error
     if not isinstance(data, dict):
         raise AccountError(f"{path} does not hold a JSON object")

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 COMPLETE_MARKER = ".devbox-complete"
@@ -29,10 +30,16 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def installed_distributions(venv: str) -> dict[str, str]:
-    """{canonical name: version} from the venv's site-packages metadata."""
+def installed_distributions(venv: str, portable_only: bool = False) -> dict[str, str]:
+    """{canonical name: version} from the venv's site-packages metadata.
+
+    portable_only leaves out editable and local installs (those with a direct_url.json), which
+    cannot be fetched again by name and version.
+    """
     found = {}
     for metadata in glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "*.dist-info", "METADATA")):
+        if portable_only and os.path.exists(os.path.join(os.path.dirname(metadata), "direct_url.json")):
+            continue
         name = version = None
         with open(metadata, encoding="utf-8", errors="replace") as lines:
             for line in lines:
@@ -45,6 +52,30 @@ def installed_distributions(venv: str) -> dict[str, str]:
         if name and version:
             found[canonical(name)] = version
     return found
+
+
+# `name` or `name==version`: the forms whose satisfaction can be read off the metadata.
+SIMPLE_SPEC = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:==\s*([A-Za-z0-9.!+_-]+))?\s*$")
+SPEC_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+TOOLING = {"pip", "setuptools", "wheel", "uv"}
+
+
+def requirement_lines(text: str) -> list[str]:
+    """The requirement lines of a requirements file (no comments, blanks or options)."""
+    lines = (line.split(" #", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith(("#", "-"))]
+
+
+def surely_satisfied(specs: list[str], installed: dict[str, str]) -> bool:
+    """True only when every spec is a plain name or name==version that is installed as asked."""
+    for spec in specs:
+        match = SIMPLE_SPEC.match(spec)
+        if match is None:
+            return False
+        version = installed.get(canonical(match.group(1)))
+        if version is None or (match.group(2) and match.group(2) != version):
+            return False
+    return True
 
 
 def python_version(python: str) -> str | None:
@@ -126,11 +157,10 @@ def write_if_changed(path: str, text: str, mode: int = 0o644) -> bool:
                 return False
     except OSError:
         pass
-    temporary = path + ".tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".devbox-")
     with os.fdopen(descriptor, "w") as out:
         out.write(text)
-    os.chmod(temporary, mode)
+        os.fchmod(out.fileno(), mode)
     os.replace(temporary, path)
     return True
 
@@ -150,9 +180,10 @@ def load_settings(venv: str) -> dict:
 
 def save_settings(venv: str, settings: dict) -> bool:
     """Persist the installer settings: pip.conf for pip, a JSON copy for uv and later runs."""
-    changed = write_if_changed(os.path.join(venv, "pip.conf"), pip_conf_text(settings))
+    # 0600: index URLs may carry credentials.
+    changed = write_if_changed(os.path.join(venv, "pip.conf"), pip_conf_text(settings), 0o600)
     text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
-    return write_if_changed(os.path.join(venv, SETTINGS_FILE), text) or changed
+    return write_if_changed(os.path.join(venv, SETTINGS_FILE), text, 0o600) or changed
 
 
 def installer_env(settings: dict) -> dict:
@@ -236,48 +267,84 @@ def diff(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
     }
 
 
+def write_project_files(params: dict) -> tuple[list[str], bool]:
+    """The project directory and its requirements.txt; (requirement files, changed)."""
+    project, text = params.get("project_dir"), params.get("requirements_file_text")
+    if not project:
+        return [], False
+    changed = not os.path.isdir(project)
+    if changed:
+        os.makedirs(project, mode=0o755)
+    if text is None:
+        return [], changed
+    path = os.path.join(project, "requirements.txt")
+    return [path], write_if_changed(path, text) or changed
+
+
+def reinstall_owed(venv: str, installer: str, settings: dict, owed: dict[str, str]) -> list[str]:
+    """Reinstall a rebuilt venv's distributions at their versions; where a version cannot be had
+    (no wheel for the new Python), take the newest that can. Returns what moved."""
+    pinned = [f"{name}=={version}" for name, version in sorted(owed.items())]
+    try:
+        run_installer(install_command(venv, installer, settings, pinned, []), installer_env(settings))
+        return []
+    except VenvError:
+        run_installer(install_command(venv, installer, settings, sorted(owed), []), installer_env(settings))
+    now = installed_distributions(venv)
+    return sorted(f"{name}: {version} -> {now.get(name)}" for name, version in owed.items() if now.get(name) != version)
+
+
 def converge(params: dict) -> dict:
     """Bring the venv to the requested state; return what happened (changed, details)."""
     venv, base_python = params["path"], params["base_python"]
-    # Distributions still owed to a rebuilt venv, kept outside it so an interrupted rebuild
-    # is finished by the next run instead of being forgotten.
+    # Distributions owed to a rebuilt venv, kept outside it so an interrupted rebuild is
+    # finished by the next run instead of being forgotten.
     pending_path = venv + ".pending.json"
-    result = {"changed": False, "rebuilt": None, "installed": [], "removed": [], "upgraded": []}
-    requirement_files = []
-    if params.get("project_dir"):
-        if not os.path.isdir(params["project_dir"]):
-            os.makedirs(params["project_dir"], mode=0o755)
-            result["changed"] = True
-        if params.get("requirements_file_text") is not None:
-            requirement_files.append(os.path.join(params["project_dir"], "requirements.txt"))
-            if write_if_changed(requirement_files[0], params["requirements_file_text"]):
-                result["changed"] = True
+    result = {"changed": False, "rebuilt": None, "installed": [], "removed": [], "upgraded": [], "moved": []}
     with Lock(venv + ".lock", params["lock_timeout"]):
+        requirement_files, result["changed"] = write_project_files(params)
         settings = load_settings(venv) if params["settings"] is None else params["settings"]
+        installer = params["installer"] or settings.get("installer") or "uv"
         pending = load_json(pending_path)
         health, reason = venv_health(venv, base_python)
+        before = installed_distributions(venv)
         if health != "ok":
             check_free_space(os.path.dirname(venv), params["min_free_mb"])
-            if health == "broken":
-                pending.update(installed_distributions(venv))
+            # An unfinished or foreign venv (the seed's has no marker) may hold packages too.
+            owed = {name: version for name, version in installed_distributions(venv, portable_only=True).items()
+                    if name not in TOOLING}
+            if owed:
+                pending.update(owed)
                 write_if_changed(pending_path, json.dumps(pending, indent=2, sort_keys=True))
                 result["rebuilt"] = reason
             create_venv(venv, base_python)
             result["changed"] = True
         if save_settings(venv, settings):
             result["changed"] = True
-        before = installed_distributions(venv)
-        installer = params["installer"] or settings.get("installer") or "uv"
         if installer == "uv" and ensure_uv(venv, settings):
             result["changed"] = True
         if health != "ok":
             mark_complete(venv)
-        wanted = [f"{name}=={version}" for name, version in sorted(pending.items())
-                  if name not in ("pip", "setuptools", "wheel", "uv")]
-        if wanted or params["requirements"] or requirement_files:
+        requested = list(params["requirements"])
+        for path in requirement_files:
+            with open(path) as requirements_file:
+                requested += requirement_lines(requirements_file.read())
+        # What the user asks for by name wins over the version the old venv had.
+        asked = {canonical(m.group(1)) for m in map(SPEC_NAME.match, requested) if m}
+        owed = {name: version for name, version in pending.items() if name not in asked}
+        if owed or not surely_satisfied(requested, installed_distributions(venv)):
             check_free_space(os.path.dirname(venv), params["min_free_mb"])
-            run_installer(install_command(venv, installer, settings, wanted + params["requirements"],
-                                          requirement_files), installer_env(settings))
+        try:
+            if owed:
+                result["moved"] = reinstall_owed(venv, installer, settings, owed)
+            if params["requirements"] or requirement_files:
+                run_installer(install_command(venv, installer, settings, params["requirements"], requirement_files),
+                              installer_env(settings))
+        except VenvError as error:
+            if pending:
+                raise VenvError(f"{error}\n(still owed to the rebuilt venv, listed in {pending_path}: "
+                                f"{', '.join(sorted(pending))})") from error
+            raise
         if pending:
             os.remove(pending_path)
         after = installed_distributions(venv)

@@ -24,8 +24,8 @@ import os
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_account import (AccountError, current_groups, ensure_account,
-                                                   load_record, save_record)
+from ansible.module_utils.devbox_account import (ALLOWED_GROUPS, AccountError, current_groups,
+                                                   ensure_account, load_record, save_record)
 from ansible.module_utils.devbox_gpu import (QUERY_ARGS, device_groups_needed, find_nvidia_smi,
                                                parse_cuda_version, parse_query)
 
@@ -92,7 +92,12 @@ def main() -> None:
     facts["present"] = bool(facts["gpus"])
     if required == "true" and not facts["present"]:
         module.fail_json(msg="gpu_required=true but nvidia-smi lists no GPU", gpu=facts)
-    joined = join_groups(module, module.params["user"], module.params["home"], device_groups_needed(device_nodes()))
+    needed = device_groups_needed(device_nodes())
+    refused = [group for group in needed if group not in ALLOWED_GROUPS]
+    if refused:
+        module.fail_json(msg=f"the GPU device nodes /dev/nvidia* are open only to group(s) {', '.join(refused)}: "
+                             f"make them mode 0666 (the NVIDIA default) or give them to group video", gpu=facts)
+    joined = join_groups(module, module.params["user"], module.params["home"], needed)
     module.exit_json(changed=bool(joined), joined_groups=joined, gpu=facts)
 
 

@@ -9,7 +9,8 @@ description:
   - Runs as the dev user. Installs I(lab_spec) into the venv (same installer settings as python_env),
     writes the server settings (one JSON file), the given token (0600), and the launcher; then starts
     the server unless it is healthy, or restarts it when its settings or token changed.
-  - Listens on fly-local-6pn when /etc/hosts has it (a Fly Machine's 6PN address), else on I(ip).
+  - With I(ip=auto), listens on fly-local-6pn when /etc/hosts has it (a Fly Machine's 6PN address), else
+    on 127.0.0.1.
 options:
   home: {type: path, required: true, description: The user's home, the volume.}
   lab_spec: {type: str, default: jupyterlab, description: Requirement specifier for JupyterLab.}
@@ -32,14 +33,16 @@ FLY_PRIVATE_NAME = "fly-local-6pn"
 
 
 def listen_name(ip: str, hosts_path: str = "/etc/hosts") -> str:
-    """The name or address to listen on; resolved again by the launcher at every start."""
+    """For "auto": fly-local-6pn on a Fly Machine, else 127.0.0.1. The launcher resolves names at start."""
+    if ip != "auto":
+        return ip
     try:
         with open(hosts_path) as hosts:
             if FLY_PRIVATE_NAME in hosts.read().split():
                 return FLY_PRIVATE_NAME
     except OSError:
         pass
-    return "127.0.0.1" if ip == "auto" else ip
+    return "127.0.0.1"
 
 
 def server_config(home: str, listen: str, port: int) -> dict:
@@ -84,7 +87,8 @@ def main() -> None:
     token_changed = bool(params["token"]) and write_if_changed(os.path.join(config_dir, "devbox_token"),
                                                                params["token"], 0o600)
     launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755)
-    action = "restart" if (config_changed or token_changed) else "start"
+    # A new JupyterLab (or anything under it) only serves once the server restarts.
+    action = "restart" if (config_changed or token_changed or venv["installed"] or venv["upgraded"]) else "start"
     run = subprocess.run([launcher, action], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     try:
         outcome = json.loads(run.stdout)

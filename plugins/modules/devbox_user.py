@@ -22,8 +22,8 @@ author: devbox maintainers
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_account import (AccountError, current_groups, ensure_account,
-                                                   ensure_home, save_record, validate)
+from ansible.module_utils.devbox_account import (ALLOWED_GROUPS, AccountError, current_groups,
+                                                   ensure_account, ensure_home, save_record, validate)
 
 
 def main() -> None:
@@ -42,8 +42,9 @@ def main() -> None:
         account = validate(dict(module.params))
         changes = ensure_account(account, dry_run=module.check_mode)
         changes += ensure_home(account, dry_run=module.check_mode)
-        # Groups added later (the gpu role's device groups) stay in the record for the boot step.
-        account["groups"] = sorted(set(account["groups"]) | set(current_groups(account["name"])))
+        # Device groups added later (by the gpu role) stay in the record for the boot step.
+        device_groups = set(current_groups(account["name"])) & set(ALLOWED_GROUPS)
+        account["groups"] = sorted(set(account["groups"]) | device_groups)
         if save_record(account, dry_run=module.check_mode):
             changes.append("recorded the account on the volume")
     except (AccountError, OSError) as error:

@@ -34,6 +34,8 @@ LOCK_FILE = os.path.join(CONFIG_DIR, "devbox-jupyter.lock")
 VENV = os.path.join(HOME, "project-venv")
 PROJECT = os.path.join(HOME, "project")
 START_TIMEOUT_S = 90
+# The probe goes straight to the server: an http_proxy from the environment would swallow it.
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 STOP_TIMEOUT_S = 20
 
 
@@ -89,28 +91,42 @@ def ensure_token() -> bool:
     return True
 
 
-def read_pid() -> int | None:
+def process_state(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks) from /proc/<pid>/stat; None when gone."""
     try:
-        with open(PID_FILE) as pidfile:
-            pid = int(pidfile.read().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            if b"jupyter" not in cmdline.read():
-                return None  # the pid was reused by something else
         with open(f"/proc/{pid}/stat") as stat:
-            if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                return None  # exited, not yet reaped
+            fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
+    return fields[0], fields[19]  # fields 3 and 22 of proc(5)
+
+
+def write_pid(pid: int) -> None:
+    # The start time tells our server from a later process that was given the same pid.
+    state = process_state(pid)
+    with open(PID_FILE + ".tmp", "w") as pidfile:
+        pidfile.write(f"{pid} {state[1] if state else ''}\n")
+    os.replace(PID_FILE + ".tmp", PID_FILE)
+
+
+def read_pid() -> int | None:
+    """The server's pid, or None when the pidfile is missing or stale."""
+    try:
+        with open(PID_FILE) as pidfile:
+            pid_text, _, started = pidfile.read().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    state = process_state(pid)
+    if state is None or state[0] == "Z" or state[1] != started:
+        return None  # exited, exited but not yet reaped, or the pid now belongs to another process
     return pid
 
 
 def healthy(address: str, port: int) -> bool:
     """/api answers with Jupyter's version JSON (no token needed for this one endpoint)."""
     try:
-        with urllib.request.urlopen(url_for(address, port) + "api", timeout=3) as response:
+        with NO_PROXY.open(url_for(address, port) + "api", timeout=3) as response:
             return response.status == 200 and "version" in json.load(response)
     except (OSError, ValueError, urllib.error.URLError):
         return False
@@ -155,9 +171,7 @@ def start() -> dict:
         process = subprocess.Popen(
             [jupyter, "lab", f"--ServerApp.ip={address}", f"--config={CONFIG_FILE}"],
             cwd=PROJECT, env=env, stdin=devnull, stdout=log, stderr=log, start_new_session=True)
-    with open(PID_FILE + ".tmp", "w") as pidfile:
-        pidfile.write(f"{process.pid}\n")
-    os.replace(PID_FILE + ".tmp", PID_FILE)
+    write_pid(process.pid)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -179,7 +193,10 @@ def stop_pid(pid: int) -> None:
     while time.monotonic() < deadline and read_pid() == pid:
         time.sleep(0.2)
     if read_pid() == pid:
-        os.killpg(pid, signal.SIGKILL)
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def stop() -> dict:
