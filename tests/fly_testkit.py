@@ -5,7 +5,9 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import socket
 import subprocess
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,3 +90,21 @@ def fly_proxy_pids(marker: str) -> list[int]:
             if not process_gone(int(entry)):
                 found.append(int(entry))
     return found
+
+
+def echo_server() -> socket.socket:
+    """A TCP echo server on a random loopback port (stands in for the SSH server behind a proxy)."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                while data := connection.recv(4096):
+                    connection.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server

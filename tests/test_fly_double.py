@@ -7,11 +7,10 @@ import re
 import socket
 import stat
 import subprocess
-import threading
 
 import pytest
 
-from fly_testkit import DOUBLE, ORG, fly_env, load_source, make_state, process_gone, wait_until
+from fly_testkit import DOUBLE, ORG, echo_server, fly_env, load_source, make_state, process_gone, wait_until
 
 double = load_source("fly_double", DOUBLE)
 
@@ -127,21 +126,6 @@ def test_ssh_issue_rejects_overwrite_and_bad_hours(state, tmp_path):
     assert result.returncode == 1 and "Invalid expiration time (1-72 hours)" in result.stderr
 
 
-def echo_server():
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve():
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            with connection:
-                while data := connection.recv(4096):
-                    connection.sendall(data)
-
-    threading.Thread(target=serve, daemon=True).start()
-    return server
 
 
 def test_proxy_prints_the_readiness_line_relays_and_exits_when_stdin_closes(state):

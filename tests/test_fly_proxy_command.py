@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from fly_testkit import DOUBLE, ORG, PROXY_HELPER, calls, fly_env, load_source, make_state, process_gone, wait_until
+from fly_testkit import (DOUBLE, ORG, PROXY_HELPER, calls, echo_server, fly_env, load_source, make_state,
+                         process_gone, wait_until)
 
 helper = load_source("fly_proxy_command", PROXY_HELPER)
 APP = "proxyapp"
@@ -23,19 +24,7 @@ def test_the_readiness_line_gives_the_local_port():
 
 @pytest.fixture
 def echo_port():
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def serve():
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:
-                return
-            with connection:
-                while data := connection.recv(4096):
-                    connection.sendall(data)
-
-    threading.Thread(target=serve, daemon=True).start()
+    server = echo_server()
     yield server.getsockname()[1]
     server.close()
 
