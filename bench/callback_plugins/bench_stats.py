@@ -18,7 +18,7 @@ from ansible.plugins.callback import CallbackBase
 # Actions that run on the controller only: their results cost no round trip to the host.
 CONTROLLER_ONLY = {"assert", "debug", "set_fact", "fail", "meta", "add_host", "group_by",
                    "set_stats", "pause", "include_tasks", "include_role", "import_tasks",
-                   "import_role", "include_vars"}
+                   "import_role", "include_vars", "validate_argument_spec"}
 
 
 class CallbackModule(CallbackBase):
