@@ -300,7 +300,8 @@ def converge(params: dict) -> dict:
     # Distributions owed to a rebuilt venv, kept outside it so an interrupted rebuild is
     # finished by the next run instead of being forgotten.
     pending_path = venv + ".pending.json"
-    result = {"changed": False, "rebuilt": None, "installed": [], "removed": [], "upgraded": [], "moved": []}
+    result = {"changed": False, "rebuilt": None, "reinstalled": [], "moved": [],
+              "installed": [], "removed": [], "upgraded": []}
     with Lock(venv + ".lock", params["lock_timeout"]):
         requirement_files, result["changed"] = write_project_files(params)
         settings = load_settings(venv) if params["settings"] is None else params["settings"]
@@ -337,6 +338,7 @@ def converge(params: dict) -> dict:
         try:
             if owed:
                 result["moved"] = reinstall_owed(venv, installer, settings, owed)
+                result["reinstalled"] = sorted(f"{name}=={version}" for name, version in owed.items())
             if params["requirements"] or requirement_files:
                 run_installer(install_command(venv, installer, settings, params["requirements"], requirement_files),
                               installer_env(settings))
