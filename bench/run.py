@@ -14,6 +14,10 @@ figure the median of --runs runs:
   add    one small package added and site.yml rerun, against uv installing it alone
   multi  no-op rerun on 4 machines against 1
 
+--connection says how ansible-playbook reaches ours' machines: docker (`docker exec`, the
+default) or ssh (real OpenSSH on loopback to an sshd in ours' containers: the image of
+tests/fly_machine built on top of ours, which accepts certificates of a CA made per run).
+
 Prints a markdown table and writes it to bench/results/latest.md (a subset chosen with --only,
 or fewer than 3 runs, goes to bench/results/partial.md.tmp instead, so it never replaces the
 full table). Every container and volume it creates is named devbox-bench-<pid>-* and removed
@@ -22,11 +26,15 @@ at the end, also on Ctrl-C. Progress goes to stderr. Run it with `make bench`; i
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import platform
 import re
+import shlex
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -50,6 +58,8 @@ CA_IN_CONTAINER = "/etc/devbox/ca-bundle.pem"
 CA_CANDIDATES = (os.environ.get("SSL_CERT_FILE"), os.environ.get("PIP_CERT"),
                  "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 IMAGES = {"seed": "devbox-bench:seed", "ours": "devbox-bench:ours"}
+SSH_IMAGE = "devbox-bench:ours-ssh"  # ours plus tests/fly_machine's sshd, for --connection ssh
+SSH_READY_TIMEOUT_S = 60
 FIGURES = ("image", "cold", "warm", "noop", "add", "multi")
 FULL_OUTPUT = os.path.join(BENCH, "results", "latest.md")
 PARTIAL_OUTPUT = os.path.join(BENCH, "results", "partial.md.tmp")
@@ -69,22 +79,11 @@ def say(message: str) -> None:
     print(f"bench {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
-def docker(*args: str) -> str:
-    result = subprocess.run([DOCKER, *args], capture_output=True, text=True)
+def docker(*args: str, env: dict | None = None) -> str:
+    result = subprocess.run([DOCKER, *args], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise BenchError(f"docker {' '.join(args[:3])} ... failed: {result.stderr.strip()[-2000:]}")
     return result.stdout.strip()
-
-
-def docker_connection(container: str) -> dict:
-    """Inventory variables reaching a bench container with `docker exec`."""
-    return {"ansible_connection": "community.docker.docker", "ansible_host": container}
-
-
-# Connection kinds for the playbook runs: container name -> inventory variables. An SSH kind
-# (sshd in a test image, ansible_host 127.0.0.1 and a published port) belongs here once
-# tests/ has such an image.
-CONNECTIONS = {"docker": docker_connection}
 
 
 def host_ca_bundle() -> str | None:
@@ -127,16 +126,21 @@ class Machine:
     side: str
     name: str
     ca_bundle: str | None
+    image: str = ""  # the connection's image of the side (IMAGES[side] when empty)
+    run_args: list[str] = field(default_factory=list)  # the connection's, e.g. sshd's published port
     token: str | None = None
 
-    def start(self) -> None:
+    def start(self, bare: bool = False) -> None:
+        """bare: from the side's own image, without the connection's additions (such as sshd)."""
         command = ["run", "-d", "--name", self.name, "--hostname", self.name,
                    "-v", f"{self.name}:{HOME}", "-p", f"127.0.0.1::{JUPYTER_PORT}"]
         if self.ca_bundle:
             command += ["-v", f"{self.ca_bundle}:{CA_IN_CONTAINER}:ro"]
             if self.side == "seed":
                 command += ["-e", f"PIP_CERT={CA_IN_CONTAINER}"]  # the seed's pip has no other setting
-        docker(*command, IMAGES[self.side])
+        if not bare:
+            command += self.run_args
+        docker(*command, IMAGES[self.side] if bare or not self.image else self.image)
 
     def remove_container(self) -> None:
         subprocess.run([DOCKER, "rm", "-f", self.name], capture_output=True)
@@ -173,6 +177,131 @@ class Machine:
                          for command, output in zip(commands, outputs))
 
 
+class DockerConnection:
+    """ansible-playbook reaches ours' containers with `docker exec` (community.docker.docker)."""
+    name = "docker"
+    description = "docker (community.docker.docker, `docker exec`)"
+
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+
+    def prepare(self, tree: str) -> None:
+        """Called once ours' image is built."""
+
+    def image(self, side: str) -> str:
+        return IMAGES[side]
+
+    def run_args(self, side: str) -> list[str]:
+        """Extra `docker run` arguments of a container of that side."""
+        return []
+
+    def hostvars(self, machine: Machine) -> dict:
+        return {"ansible_connection": "community.docker.docker", "ansible_host": machine.name}
+
+    def wait_ready(self, machine: Machine, timeout: float = SSH_READY_TIMEOUT_S) -> None:
+        """Returns once ansible-playbook can reach the (just started) machine."""
+
+    def playbook_env(self, run: int) -> dict:
+        return {}
+
+    def after_playbook(self, run: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class SshConnection(DockerConnection):
+    """ansible-playbook reaches ours' containers with OpenSSH on 127.0.0.1.
+
+    Ours' containers run SSH_IMAGE (tests/fly_machine on top of ours: an sshd on port 22 that
+    accepts only ed25519 certificates of the CA mounted at /etc/ssh/fly_org_ca.pub), port 22
+    published on a random 127.0.0.1 port. The CA and a client key with its certificate are made
+    per bench run in the workdir. Each playbook run gets its own ControlPath directory, so it
+    opens its own master connections (as a rerun minutes later would; the project's ansible.cfg
+    sets ControlPersist), and they are closed after it.
+    """
+    name = "ssh"
+    description = ("ssh (OpenSSH on 127.0.0.1 to tests/fly_machine's sshd built on ours; a fresh master "
+                   "connection per playbook run; warm restarts from ours' own image, without sshd)")
+
+    def __init__(self, workdir: str):
+        super().__init__(workdir)
+        keys = os.path.join(workdir, "ssh")
+        self.ca = os.path.join(keys, "ca")
+        self.key = os.path.join(keys, "id_ed25519")
+        self.certificate = self.key + "-cert.pub"
+        # Unix socket paths are short (108 bytes): %C adds 40 characters to the directory.
+        self.control_root = tempfile.mkdtemp(prefix="devbox-bench-cp-", dir="/tmp")
+
+    def prepare(self, tree: str) -> None:
+        os.makedirs(os.path.dirname(self.key))
+        for path, comment in ((self.ca, "devbox-bench-ca"), (self.key, "devbox-bench")):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path], check=True)
+        subprocess.run(["ssh-keygen", "-q", "-s", self.ca, "-I", "devbox-bench", "-n", f"root,{USER}",
+                        "-V", "-5m:+12h", self.key + ".pub"], check=True)
+        say(f"building {SSH_IMAGE} on {IMAGES['ours']} (tests/fly_machine)")
+        docker("build", "-q", "--build-arg", f"DEVBOX_IMAGE={IMAGES['ours']}", "-t", SSH_IMAGE,
+               os.path.join(tree, "tests", "fly_machine"), env=dict(os.environ, DOCKER_BUILDKIT="0"))
+
+    def image(self, side: str) -> str:
+        return SSH_IMAGE if side == "ours" else IMAGES[side]
+
+    def run_args(self, side: str) -> list[str]:
+        if side != "ours":
+            return []
+        return ["-p", "127.0.0.1::22", "-v", f"{self.ca}.pub:/etc/ssh/fly_org_ca.pub:ro"]
+
+    @staticmethod
+    def port(machine: Machine) -> int:
+        return int(docker("port", machine.name, "22").splitlines()[0].rsplit(":", 1)[1])
+
+    def hostvars(self, machine: Machine) -> dict:
+        options = ["-o", f"CertificateFile={self.certificate}", "-o", "IdentitiesOnly=yes",
+                   "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+        return {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": self.port(machine),
+                "ansible_user": "root", "ansible_ssh_private_key_file": self.key,
+                "ansible_ssh_common_args": shlex.join(options)}
+
+    def wait_ready(self, machine: Machine, timeout: float = SSH_READY_TIMEOUT_S) -> None:
+        """Until sshd sends its banner through the published port (docker-proxy accepts earlier)."""
+        if machine.side != "ours":
+            return
+        port = self.port(machine)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
+                    if connection.recv(8).startswith(b"SSH-2.0"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise BenchError(f"{machine.name}: no SSH banner on 127.0.0.1:{port} within {timeout:.0f} s\n"
+                                 f"{machine.diagnostics()}")
+            time.sleep(0.05)
+
+    def control_dir(self, run: int) -> str:
+        return os.path.join(self.control_root, str(run))
+
+    def playbook_env(self, run: int) -> dict:
+        return {"ANSIBLE_SSH_CONTROL_PATH_DIR": self.control_dir(run)}
+
+    def after_playbook(self, run: int) -> None:
+        """Ends the run's ControlPersist masters (untimed), as their idle timeout would."""
+        for socket_path in glob.glob(os.path.join(self.control_dir(run), "*")):
+            subprocess.run(["ssh", "-O", "exit", "-S", socket_path, "unused"], capture_output=True, timeout=30)
+
+    def close(self) -> None:
+        for run_dir in glob.glob(os.path.join(self.control_root, "*")):
+            self.after_playbook(int(os.path.basename(run_dir)))
+        shutil.rmtree(self.control_root, ignore_errors=True)
+
+
+# Connection kinds for the playbook runs (--connection).
+CONNECTIONS = {"docker": DockerConnection, "ssh": SshConnection}
+
+
 @dataclass
 class Row:
     figure: str
@@ -205,6 +334,7 @@ class Bench:
         self.load_at_start = os.getloadavg()[0]
         self.tree = os.path.join(workdir, "tree")  # the project's snapshot that is measured
         self.tree_description = ""
+        self.connection = CONNECTIONS[args.connection](workdir)
 
     # ---- machines -------------------------------------------------------------------------
 
@@ -212,7 +342,12 @@ class Bench:
         name = f"{self.prefix}-{side}-{label}"
         self.created.append(name)
         docker("volume", "create", name)
-        return Machine(side, name, self.ca_bundle)
+        return Machine(side, name, self.ca_bundle, self.connection.image(side), self.connection.run_args(side))
+
+    def start(self, machine: Machine) -> None:
+        """Start the machine's container and wait until ansible-playbook can reach it."""
+        machine.start()
+        self.connection.wait_ready(machine)
 
     def remove(self, machine: Machine) -> None:
         machine.remove_container()
@@ -226,10 +361,11 @@ class Bench:
         if self.created:
             say(f"removed {len(self.created)} bench containers and their volumes")
         self.created.clear()
+        self.connection.close()
 
     def provision(self, machine: Machine, since: float) -> float:
         """Start a machine on its volume and bring Jupyter up the way its side does it."""
-        machine.start()
+        self.start(machine)
         if machine.side == "ours":
             self.playbook([machine])
         return machine.wait_answering(since)
@@ -255,7 +391,7 @@ class Bench:
         for machine in machines:
             hostvars = dict(template, jupyter_ip=machine.name, jupyter_lab_spec=self.args.package_set,
                             devbox_browser_url=f"http://127.0.0.1:{machine.port()}")
-            hostvars.update(CONNECTIONS[self.args.connection](machine.name))
+            hostvars.update(self.connection.hostvars(machine))
             if self.ca_bundle:
                 hostvars["python_env_ca_bundle"] = CA_IN_CONTAINER
             hosts[machine.name] = hostvars
@@ -277,7 +413,8 @@ class Bench:
             command += ["-e", json.dumps(extra_vars)]
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(self.tree, "ansible.cfg"),
                    ANSIBLE_CALLBACK_PLUGINS=os.path.join(BENCH, "callback_plugins"),
-                   ANSIBLE_CALLBACKS_ENABLED="bench_stats", BENCH_STATS_FILE=stats_file)
+                   ANSIBLE_CALLBACKS_ENABLED="bench_stats", BENCH_STATS_FILE=stats_file,
+                   **self.connection.playbook_env(self.playbook_runs))
         with open(log_file, "w") as log:
             started = time.monotonic()
             process = subprocess.Popen(command + [os.path.join(self.tree, "playbooks", "site.yml")], cwd=self.tree,
@@ -290,6 +427,7 @@ class Bench:
                 process.wait()
                 raise
             elapsed = time.monotonic() - started
+        self.connection.after_playbook(self.playbook_runs)
         if returncode != 0:
             with open(log_file) as log:
                 tail = "".join(log.readlines()[-40:])
@@ -330,6 +468,7 @@ class Bench:
         docker(*build, "-t", IMAGES["seed"], os.path.join(BENCH, "seed"))
         say(f"building {IMAGES['ours']} on {self.base_image}")
         docker(*build, "-t", IMAGES["ours"], self.tree)
+        self.connection.prepare(self.tree)
 
     def figure_image(self) -> Row:
         sizes = {side: int(docker("image", "inspect", "-f", "{{.Size}}", image)) / 1e6
@@ -367,7 +506,7 @@ class Bench:
                 machine = machines[side]
                 machine.remove_container()
                 started = time.monotonic()
-                machine.start()
+                machine.start(bare=True)  # the image's own boot path: no Ansible, so no sshd either
                 try:
                     samples[side].append(machine.wait_answering(started, WARM_TIMEOUT_S))
                 except BenchError as error:
@@ -376,6 +515,12 @@ class Bench:
                     say(f"warm {run + 1}/{self.args.runs}: {side} FAILED: {error}")
                     continue
                 say(f"warm {run + 1}/{self.args.runs}: {side} answered after {samples[side][-1]:.1f} s")
+        for machine in machines.values():
+            if machine.run_args or machine.image != IMAGES[machine.side]:
+                # Back on the connection's image (untimed) for the later figures' playbook runs.
+                machine.remove_container()
+                self.start(machine)
+                machine.wait_answering(time.monotonic())
         figure = "warm restart (container recreated to Jupyter answering)"
         if not (samples["seed"] and samples["ours"]):
             return Row(figure, "—", "—", "—", "≤ 1.0 of the seed", False, samples)
@@ -434,6 +579,8 @@ class Bench:
         say(f"multi: provisioning {len(machines)} machines in one playbook run (untimed)")
         for machine in machines:
             machine.start()
+        for machine in machines:
+            self.connection.wait_ready(machine)
         self.playbook(machines)
         samples = {"1": [], str(len(machines)): []}
         changed = 0
@@ -515,7 +662,7 @@ def render(bench: Bench, rows: list[Row]) -> str:
         "add; ours on 1 machine for the 4-machine rerun",
         f"- project measured: {bench.tree_description}",
         f"- both images on the same base `{bench.base_image}`; package set `{bench.args.package_set}`; "
-        f"connection: {bench.args.connection}",
+        f"connection: {bench.connection.description}",
         f"- each figure: median of {bench.args.runs} runs (min–max in brackets), seed and ours interleaved",
         f"- command: `{' '.join(['.venv/bin/python bench/run.py'] + sys.argv[1:])}`",
         "",
