@@ -178,6 +178,7 @@ def test_killed_jupyter_is_noticed_and_restarted_with_its_log_kept(machine):
 def test_venv_without_interpreter_is_rebuilt_with_the_same_packages(machine):
     before_token = token(machine)
     six_before = machine.exec(f"ls -d {VENV}/lib/python3*/site-packages/six-*.dist-info").stdout.strip()
+    machine.exec(f"echo '{{}}' > {HOME}/project/keep.ipynb", user="pythonuser")
     machine.exec(f"rm -f {VENV}/bin/python {VENV}/bin/python3 {VENV}/bin/python3.*")
     rc, output = run(machine, "-e", '{"python_env_packages": []}')
     assert rc == 0, output[-3000:]
