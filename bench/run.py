@@ -49,14 +49,12 @@ import yaml
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
-DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from docker_host import CA_IN_CONTAINER, DOCKER, host_ca_bundle  # noqa: E402
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
 USER = "pythonuser"
 HOME = f"/home/{USER}"
 VENV = f"{HOME}/project-venv"
-CA_IN_CONTAINER = "/etc/devbox/ca-bundle.pem"
-CA_CANDIDATES = (os.environ.get("SSL_CERT_FILE"), os.environ.get("PIP_CERT"),
-                 "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 IMAGES = {"seed": "devbox-bench:seed", "ours": "devbox-bench:ours"}
 SSH_IMAGE = "devbox-bench:ours-ssh"  # ours plus tests/fly_machine's sshd, for --connection ssh
 SSH_READY_TIMEOUT_S = 60
@@ -84,11 +82,6 @@ def docker(*args: str, env: dict | None = None) -> str:
     if result.returncode != 0:
         raise BenchError(f"docker {' '.join(args[:3])} ... failed: {result.stderr.strip()[-2000:]}")
     return result.stdout.strip()
-
-
-def host_ca_bundle() -> str | None:
-    """The host's CA bundle: pip and uv in the containers must trust the TLS-intercepting proxy."""
-    return next((path for path in CA_CANDIDATES if path and os.path.isfile(path)), None)
 
 
 def jupyter_answers(port: int, token: str) -> bool:

@@ -14,7 +14,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOUBLE_DIR = os.path.join(ROOT, "tests", "fly_double")
 DOUBLE = os.path.join(DOUBLE_DIR, "fly")
 PROXY_HELPER = os.path.join(ROOT, "plugins", "fly_proxy_command.py")
-DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
 ORG = "test-org"
 
 

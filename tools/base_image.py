@@ -13,7 +13,8 @@ import subprocess
 import sys
 import tempfile
 
-DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+from docker_host import DOCKER
+
 DEFAULT_BASE = "ubuntu:22.04"
 LOCAL_BASE = os.environ.get("DEVBOX_LOCAL_BASE", "devbox-base:bookworm")
 DEBIAN_MIRROR = os.environ.get("DEVBOX_DEBIAN_MIRROR", "http://deb.debian.org/debian")

@@ -12,14 +12,14 @@ import subprocess
 import sys
 import time
 
+from docker_host import docker_cli
+
 DOCKERD_LOG = "/var/log/devbox-dockerd.log"
 START_TIMEOUT_S = 60
 
 
 def engine_answers() -> bool:
-    # Debian's own client when installed: a newer client first on PATH may refuse classic
-    # builds without the buildx plugin, which Debian 12 does not package.
-    docker = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker")
+    docker = shutil.which(docker_cli())  # asked anew: the engine may have just been installed
     if docker is None:
         return False
     return subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0

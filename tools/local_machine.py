@@ -15,12 +15,10 @@ import os
 import subprocess
 import sys
 
+from docker_host import CA_IN_CONTAINER, DOCKER, host_ca_bundle
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
 USER = "pythonuser"
-CA_IN_CONTAINER = "/etc/devbox/ca-bundle.pem"
-CA_CANDIDATES = (os.environ.get("SSL_CERT_FILE"), os.environ.get("PIP_CERT"),
-                 "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
 
 def say(message: str) -> None:
@@ -29,11 +27,6 @@ def say(message: str) -> None:
 
 def docker(*args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
     return subprocess.run([DOCKER, *args], check=check, text=True, capture_output=quiet)
-
-
-def host_ca_bundle() -> str | None:
-    """The host's CA bundle, so pip and uv in the container trust a TLS-intercepting proxy too."""
-    return next((path for path in CA_CANDIDATES if path and os.path.isfile(path)), None)
 
 
 def build_image(image: str) -> None:

@@ -16,7 +16,8 @@ import urllib.request
 
 import pytest
 
-from fly_testkit import DOCKER, ORG, ROOT, calls, fly_env, fly_proxy_pids, load_source, make_state, process_gone, wait_until
+from docker_host import DOCKER
+from fly_testkit import ORG, ROOT, calls, fly_env, fly_proxy_pids, load_source, make_state, process_gone, wait_until
 
 pytestmark = pytest.mark.e2e
 
