@@ -132,9 +132,9 @@ def healthy(address: str, port: int) -> bool:
         return False
 
 
-def status() -> dict:
-    settings = load_settings()
-    address = resolve(settings["ip"])
+def status(settings: dict | None = None, address: str | None = None) -> dict:
+    settings = settings or load_settings()
+    address = address or resolve(settings["ip"])
     pid = read_pid()
     return {"pid": pid, "running": pid is not None,
             "healthy": pid is not None and healthy(address, settings["port"]),
@@ -150,13 +150,13 @@ def log_tail(lines: int = 20) -> str:
 
 
 def start() -> dict:
-    current = status()
+    settings = load_settings()
+    address = resolve(settings["ip"])
+    current = status(settings, address)
     if current["healthy"]:
         return dict(current, action="already running")
     if current["running"]:
         stop_pid(current["pid"])  # alive but not answering: start afresh
-    settings = load_settings()
-    address = resolve(settings["ip"])
     ensure_token()
     jupyter = os.path.join(VENV, "bin", "jupyter")
     if not os.access(jupyter, os.X_OK):
@@ -178,7 +178,7 @@ def start() -> dict:
             raise LauncherError(f"Jupyter exited with status {process.returncode}; "
                                 f"last lines of {LOG_FILE}:\n{log_tail()}")
         if healthy(address, settings["port"]):
-            return dict(status(), action="started")
+            return dict(status(settings, address), action="started")
         time.sleep(0.25)
     raise LauncherError(f"Jupyter did not answer on {url_for(address, settings['port'])}api within "
                         f"{START_TIMEOUT_S} s; last lines of {LOG_FILE}:\n{log_tail()}")
