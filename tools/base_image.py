@@ -69,14 +69,21 @@ def build_debian_base(name: str) -> None:
             sys.exit("base_image: tar of the debootstrap tree failed")
 
 
-def main() -> None:
+def choose_base() -> str:
     if image_exists(DEFAULT_BASE) or try_pull(DEFAULT_BASE):
-        print(DEFAULT_BASE)
-        return
+        return DEFAULT_BASE
     if not image_exists(LOCAL_BASE):
         build_debian_base(LOCAL_BASE)
     say(f"using {LOCAL_BASE}")
-    print(LOCAL_BASE)
+    return LOCAL_BASE
+
+
+def main() -> None:
+    # The caller captures stdout as the image name: everything else (ours and every
+    # subprocess's, such as apt-get's progress on a fresh machine) goes to stderr.
+    value = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    print(choose_base(), file=value, flush=True)
 
 
 if __name__ == "__main__":

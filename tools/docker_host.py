@@ -7,7 +7,9 @@ import shutil
 
 def docker_cli() -> str:
     """Debian's own client where installed: a newer client first on PATH may refuse classic
-    builds without the buildx plugin, which Debian 12 does not package."""
+    builds without the buildx plugin, which Debian 12 does not package. DEVBOX_DOCKER overrides."""
+    if os.environ.get("DEVBOX_DOCKER"):
+        return os.environ["DEVBOX_DOCKER"]
     return "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else (shutil.which("docker") or "docker")
 
 
