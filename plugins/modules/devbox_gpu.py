@@ -15,6 +15,7 @@ options:
   required: {type: str, choices: [auto, "true", "false"], default: auto, description: Whether a GPU must be present.}
   user: {type: str, required: true, description: The dev user who must open the devices.}
   home: {type: str, required: true, description: The user's home, where the account record lives.}
+  smoke_test: {type: bool, default: false, description: "Initialise CUDA as the user and count the devices (libcuda, no Python package)."}
 author: devbox maintainers
 """
 
@@ -26,8 +27,9 @@ import stat
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.devbox_account import (ALLOWED_GROUPS, AccountError, current_groups,
                                                    ensure_account, load_record, save_record)
-from ansible.module_utils.devbox_gpu import (QUERY_ARGS, device_groups_needed, find_nvidia_smi,
+from ansible.module_utils.devbox_gpu import (QUERY_ARGS, cuda_smoke_test, device_groups_needed, find_nvidia_smi,
                                                parse_cuda_version, parse_query)
+from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 
 
 def device_nodes() -> list[tuple[str, int, str]]:
@@ -65,11 +67,12 @@ def main() -> None:
             "required": {"type": "str", "choices": ["auto", "true", "false"], "default": "auto"},
             "user": {"type": "str", "required": True},
             "home": {"type": "str", "required": True},
+            "smoke_test": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     required = module.params["required"]
-    facts = {"present": False, "gpus": [], "cuda_version": None, "nvidia_smi": None}
+    facts = {"present": False, "gpus": [], "cuda_version": None, "nvidia_smi": None, "smoke_test": ""}
     nvidia_smi = find_nvidia_smi() if required != "false" else None
     if nvidia_smi is None:
         if required == "true":
@@ -98,6 +101,11 @@ def main() -> None:
         module.fail_json(msg=f"the GPU device nodes /dev/nvidia* are open only to group(s) {', '.join(refused)}: "
                              f"make them mode 0666 (the NVIDIA default) or give them to group video", gpu=facts)
     joined = join_groups(module, module.params["user"], module.params["home"], needed)
+    if module.params["smoke_test"] and facts["present"] and user_exists(module.params["user"]):
+        try:
+            facts["smoke_test"] = run_as(module.params["user"], cuda_smoke_test, expected=(RuntimeError,))
+        except RunAsError as error:
+            module.fail_json(msg=str(error), gpu=facts)
     module.exit_json(changed=bool(joined), joined_groups=joined, gpu=facts)
 
 

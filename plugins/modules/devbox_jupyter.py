@@ -6,12 +6,16 @@ DOCUMENTATION = r"""
 module: devbox_jupyter
 short_description: Install, configure and start JupyterLab as the user, in one pass
 description:
-  - Runs as the dev user. Installs I(lab_spec) into the venv (same installer settings as python_env),
+  - Started as root (no become, so the task pipelines), it does all its work as I(user). Installs I(lab_spec) into the venv (same installer settings as python_env),
     writes the server settings (one JSON file), the given token (0600), and the launcher; then starts
     the server unless it is healthy, or restarts it when its settings or token changed.
   - With I(ip=auto), listens on fly-local-6pn when /etc/hosts has it (a Fly Machine's 6PN address), else
     on 127.0.0.1.
+  - Returns the token (for the report): register the result with no_log.
+  - Check mode reports what would change, and whether the server would be started or restarted; diff
+    mode shows the server settings file.
 options:
+  user: {type: str, required: true, description: The user who runs Jupyter; the module works as this user.}
   home: {type: path, required: true, description: The user's home, the volume.}
   lab_spec: {type: str, default: jupyterlab, description: Requirement specifier for JupyterLab.}
   ip: {type: str, default: auto, description: Address or host name to listen on; auto = 127.0.0.1 off Fly.}
@@ -27,9 +31,14 @@ import os
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_venv import VenvError, converge, write_if_changed
+from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 
 FLY_PRIVATE_NAME = "fly-local-6pn"
+
+
+class JupyterError(Exception):
+    """The server could not be brought up; the message has the launcher's reason."""
 
 
 def listen_name(ip: str, hosts_path: str = "/etc/hosts") -> str:
@@ -57,9 +66,57 @@ def server_config(home: str, listen: str, port: int) -> dict:
     }}
 
 
+def provision(params: dict, dry_run: bool) -> dict:
+    """As the user: the venv's JupyterLab, the settings, the token, the launcher, the server."""
+    home = params["home"]
+    config_dir, bin_dir = os.path.join(home, ".jupyter"), os.path.join(home, ".local", "bin")
+    launcher = os.path.join(bin_dir, "devbox-jupyter")
+    token_path = os.path.join(config_dir, "devbox_token")
+    venv_params = {"path": os.path.join(home, "project-venv"), "base_python": "python3",
+                   "requirements": [params["lab_spec"]], "installer": None,
+                   "settings": None, "min_free_mb": params["min_free_mb"], "lock_timeout": 600}
+    venv = plan(venv_params) if dry_run else converge(venv_params)
+    if not dry_run:
+        os.makedirs(config_dir, mode=0o700, exist_ok=True)
+        os.makedirs(bin_dir, mode=0o755, exist_ok=True)
+    listen = listen_name(params["ip"])
+    diffs = []
+    config_text = json.dumps(server_config(home, listen, params["port"]), indent=2, sort_keys=True) + "\n"
+    config_changed = write_if_changed(os.path.join(config_dir, "jupyter_server_config.json"), config_text, 0o600,
+                                      dry_run, diffs)
+    token_changed = bool(params["token"]) and write_if_changed(token_path, params["token"], 0o600, dry_run)
+    launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755, dry_run)
+    # A new JupyterLab (or anything under it) only serves once the server restarts.
+    restart = config_changed or token_changed or venv["changed"]
+    result = {"listen": listen, "diff": diffs, "installed": venv["installed"], "upgraded": venv["upgraded"]}
+    if dry_run:
+        running = not launcher_changed and run_launcher(launcher, "status")[0] == 0
+        action = "would restart" if restart and running else None if running else "would start"
+        return dict(result, changed=bool(action or launcher_changed or venv["changed"]), action=action,
+                    url=None, pid=None, token=None)
+    code, outcome = run_launcher(launcher, "restart" if restart else "start")
+    if code != 0:
+        raise JupyterError(f"devbox-jupyter {'restart' if restart else 'start'} failed: {outcome.get('error', outcome)}")
+    with open(token_path) as token_file:
+        token = token_file.read().strip()
+    changed = venv["changed"] or config_changed or token_changed or launcher_changed or outcome.get("action") == "started"
+    return dict(result, changed=changed, action=outcome.get("action"), url=outcome.get("url"),
+                pid=outcome.get("pid"), token=token)
+
+
+def run_launcher(launcher: str, action: str) -> tuple[int, dict]:
+    """The launcher's exit status and its one JSON line."""
+    run = subprocess.run([launcher, action], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    try:
+        return run.returncode, json.loads(run.stdout)
+    except ValueError:
+        return run.returncode or 1, {"error": (run.stdout + run.stderr).strip()}
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
+            "user": {"type": "str", "required": True},
             "home": {"type": "path", "required": True},
             "lab_spec": {"type": "str", "default": "jupyterlab"},
             "ip": {"type": "str", "default": "auto"},
@@ -68,38 +125,20 @@ def main() -> None:
             "launcher_source": {"type": "str", "required": True},
             "min_free_mb": {"type": "int", "default": 1024},
         },
+        supports_check_mode=True,
     )
     params = module.params
-    home = params["home"]
-    config_dir, bin_dir = os.path.join(home, ".jupyter"), os.path.join(home, ".local", "bin")
-    launcher = os.path.join(bin_dir, "devbox-jupyter")
+    if module.check_mode and not user_exists(params["user"]):
+        module.exit_json(changed=True, action="would start", url=None, pid=None, token=None,
+                         listen=listen_name(params["ip"]), installed=[], upgraded=[])
     try:
-        venv = converge({"path": os.path.join(home, "project-venv"), "base_python": "python3",
-                         "requirements": [params["lab_spec"]], "installer": None,
-                         "settings": None, "min_free_mb": params["min_free_mb"], "lock_timeout": 600})
-    except (VenvError, OSError) as error:
+        result = run_as(params["user"], provision, params, module.check_mode, expected=(VenvError, JupyterError, OSError))
+    except RunAsError as error:
         module.fail_json(msg=str(error))
-    os.makedirs(config_dir, mode=0o700, exist_ok=True)
-    os.makedirs(bin_dir, mode=0o755, exist_ok=True)
-    listen = listen_name(params["ip"])
-    config_text = json.dumps(server_config(home, listen, params["port"]), indent=2, sort_keys=True) + "\n"
-    config_changed = write_if_changed(os.path.join(config_dir, "jupyter_server_config.json"), config_text, 0o600)
-    token_changed = bool(params["token"]) and write_if_changed(os.path.join(config_dir, "devbox_token"),
-                                                               params["token"], 0o600)
-    launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755)
-    # A new JupyterLab (or anything under it) only serves once the server restarts.
-    action = "restart" if (config_changed or token_changed or venv["installed"] or venv["upgraded"]) else "start"
-    run = subprocess.run([launcher, action], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    try:
-        outcome = json.loads(run.stdout)
-    except ValueError:
-        outcome = {"error": (run.stdout + run.stderr).strip()}
-    if run.returncode != 0:
-        module.fail_json(msg=f"devbox-jupyter {action} failed: {outcome.get('error', outcome)}", listen=listen)
-    changed = (venv["changed"] or config_changed or token_changed or launcher_changed
-               or outcome.get("action") == "started")
-    module.exit_json(changed=changed, action=outcome.get("action"), url=outcome.get("url"), pid=outcome.get("pid"),
-                     listen=listen, installed=venv["installed"], upgraded=venv["upgraded"])
+    diffs = result.pop("diff")
+    if module._diff:
+        result["diff"] = diffs
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
