@@ -3,27 +3,109 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: devbox_jupyter
-short_description: Install, configure and start JupyterLab as the user, in one pass
+short_description: Install, configure and start JupyterLab as the dev user, in one pass
 description:
-  - Started as root (no become, so the task pipelines), it does all its work as I(user). Installs I(lab_spec) into the venv (same installer settings as python_env),
-    writes the server settings (one JSON file), the given token (0600), and the launcher; then starts
-    the server unless it is healthy, or restarts it when its settings or token changed.
-  - With I(ip=auto), listens on fly-local-6pn when /etc/hosts has it (a Fly Machine's 6PN address), else
-    on 127.0.0.1.
-  - Returns the token (for the report): register the result with no_log.
-  - Check mode reports what would change, and whether the server would be started or restarted; diff
-    mode shows the server settings file.
+  - Started as root (no become, so the task pipelines), it does all its work as O(user) in a child
+    process that drops to that user.
+  - Installs O(lab_spec) into the venv with the installer settings python_env stored, writes the server
+    settings (one JSON file), the given token (mode 0600) and the launcher, then starts the server unless
+    it is healthy, or restarts it when its settings, its token or its packages changed.
+  - With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it (a Fly Machine's private
+    address), else on 127.0.0.1.
+  - Returns the token for the report, so register the result with C(no_log).
 options:
-  user: {type: str, required: true, description: The user who runs Jupyter; the module works as this user.}
-  home: {type: path, required: true, description: The user's home, the volume.}
-  lab_spec: {type: str, default: jupyterlab, description: Requirement specifier for JupyterLab.}
-  ip: {type: str, default: auto, description: Address or host name to listen on; auto = 127.0.0.1 off Fly.}
-  port: {type: int, default: 8888, description: Port.}
-  token: {type: str, default: "", no_log: true, description: Fixed token; empty keeps or generates one.}
-  launcher_source: {type: str, required: true, description: Source of the launcher script.}
-  min_free_mb: {type: int, default: 1024, description: Free space needed before installing.}
+  user:
+    description: The user who runs Jupyter; the module works as this user.
+    type: str
+    required: true
+  home:
+    description: The user's home, the volume.
+    type: path
+    required: true
+  lab_spec:
+    description: Requirement specifier for JupyterLab.
+    type: str
+    default: jupyterlab
+  ip:
+    description: Address or host name to listen on; V(auto) is the private address on Fly, else 127.0.0.1.
+    type: str
+    default: auto
+  port:
+    description: Port to listen on.
+    type: int
+    default: 8888
+  token:
+    description: A fixed token; empty keeps the stored one or generates one on the first start.
+    type: str
+    default: ""
+  launcher_source:
+    description: Source text of the launcher, written to C(~/.local/bin/devbox-jupyter).
+    type: str
+    required: true
+  min_free_mb:
+    description: Free space the volume must have before JupyterLab is installed, in MB.
+    type: int
+    default: 1024
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether the server would be started or restarted; installs and starts nothing.
+  diff_mode:
+    support: partial
+    details: Shows the server settings file; never the token file.
 author: devbox maintainers
+"""
+
+EXAMPLES = r"""
+- name: Install, configure and start JupyterLab
+  devbox_jupyter:
+    user: pythonuser
+    home: /home/pythonuser
+    launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_jupyter.py') }}"
+  register: jupyter_launch
+  no_log: true  # the result carries the token
+"""
+
+RETURN = r"""
+url:
+  description: Where the server listens (no token); null in check mode.
+  returned: success
+  type: str
+  sample: http://172.17.0.3:8888/
+token:
+  description: The token the server accepts; null in check mode.
+  returned: success
+  type: str
+  sample: 4f0c2a9d8e1b7c6a5f4e3d2c1b0a9f8e7d6c5b4a39281706
+action:
+  description: What happened to the server, or what would (check mode); null when nothing would.
+  returned: success
+  type: str
+  sample: already running
+pid:
+  description: The server's process id.
+  returned: success
+  type: int
+  sample: 4242
+listen:
+  description: The address or name the server is configured to listen on.
+  returned: success
+  type: str
+  sample: fly-local-6pn
+installed:
+  description: Distributions installed into the venv by this run, as name==version.
+  returned: success
+  type: list
+  elements: str
+  sample: [jupyterlab==4.4.3]
+upgraded:
+  description: Distributions whose version changed, as "name old -> new".
+  returned: success
+  type: list
+  elements: str
+  sample: ["jupyterlab: 4.4.2 -> 4.4.3"]
 """
 
 import json
@@ -113,20 +195,20 @@ def run_launcher(launcher: str, action: str) -> tuple[int, dict]:
         return run.returncode or 1, {"error": (run.stdout + run.stderr).strip()}
 
 
+ARGUMENT_SPEC = {
+    "user": {"type": "str", "required": True},
+    "home": {"type": "path", "required": True},
+    "lab_spec": {"type": "str", "default": "jupyterlab"},
+    "ip": {"type": "str", "default": "auto"},
+    "port": {"type": "int", "default": 8888},
+    "token": {"type": "str", "default": "", "no_log": True},
+    "launcher_source": {"type": "str", "required": True},
+    "min_free_mb": {"type": "int", "default": 1024},
+}
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "user": {"type": "str", "required": True},
-            "home": {"type": "path", "required": True},
-            "lab_spec": {"type": "str", "default": "jupyterlab"},
-            "ip": {"type": "str", "default": "auto"},
-            "port": {"type": "int", "default": 8888},
-            "token": {"type": "str", "default": "", "no_log": True},
-            "launcher_source": {"type": "str", "required": True},
-            "min_free_mb": {"type": "int", "default": 1024},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     if module.check_mode and not user_exists(params["user"]):
         module.exit_json(changed=True, action="would start", url=None, pid=None, token=None,
