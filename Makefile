@@ -24,7 +24,7 @@ destroy: $(BIN)/.installed
 	$(BIN)/python tools/local_machine.py destroy
 
 # Read-only state of the local machine (Jupyter, venv, GPU, swap, volume, last run);
-# SHOW_TOKEN=1 prints the Jupyter URL with its token.
+# SHOW_TOKEN=1 prints the Jupyter URL with its token; VARS as for `make up`.
 status: $(BIN)/.installed
 	$(BIN)/python tools/local_status.py $(if $(SHOW_TOKEN),--show-token)
 

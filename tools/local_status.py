@@ -38,6 +38,8 @@ def playbook_blocks(machine: LocalMachine, show_token: bool) -> tuple[int, list[
                "-e", f"ansible_host={machine.name}", "-e", f"jupyter_ip={machine.name}",
                "-e", json.dumps({"status_show_token": show_token,
                                  "status_token_hint": "`make status SHOW_TOKEN=1` prints the URL with it"})]
+    if os.environ.get("VARS"):  # the same variables as `make up VARS=...`: what would the next run change?
+        command += ["-e", os.environ["VARS"]]
     url = published_url(machine.name)
     if url:
         command += ["-e", f"devbox_browser_url={url}"]

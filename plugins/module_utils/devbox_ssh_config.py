@@ -96,13 +96,20 @@ def host_block(entry: dict) -> tuple[list[str], list[str]]:
     return lines + [""], notes
 
 
+def docker_hint(entry: dict) -> str:
+    if "docker" not in entry["connection"] or not entry.get("address"):
+        return ""
+    return (f"; a shell: docker exec -it -u {entry['user']} -w {entry['home']}/project {entry['address']} bash -i; "
+            "VS Code: Dev Containers, 'Attach to Running Container'")
+
+
 def render(entries: list[dict]) -> tuple[str, list[str], list[str]]:
     """(file text, Host names, notes)."""
     blocks, names, notes = [], [], []
     for entry in sorted(entries, key=lambda item: item["inventory_name"]):
         if entry.get("connection", "ssh") not in SSH_CONNECTIONS:
             notes.append(f"{entry['inventory_name']}: reached with {entry['connection']}, not SSH (no SSH server "
-                         "there): no Host entry")
+                         "there): no Host entry" + docker_hint(entry))
             continue
         lines, host_notes = host_block(entry)
         blocks += lines

@@ -41,11 +41,11 @@ def jupyter_line(found: dict, params: dict) -> str:
     if not found.get("healthy"):
         why = found.get("error") or ("running but not answering" if found.get("running") else "not running")
         return f"Jupyter: DOWN ({why}); the next run (or ~/.local/bin/devbox-jupyter start) starts it"
+    served = f"(server on {found.get('url')}, pid {found.get('pid')})"
     if params["show_token"] and found.get("token"):
-        shown = f"{url}?token={found['token']}"
-    else:
-        shown = f"{url} (token hidden{': ' + params['token_hint'] if params['token_hint'] else ''})"
-    return f"Jupyter: up, {shown}; listens on {found.get('url')} (pid {found.get('pid')})"
+        return f"Jupyter: up, {url}?token={found['token']} {served}"
+    hint = f": {params['token_hint']}" if params["token_hint"] else ""
+    return f"Jupyter: up, {url} {served}; token hidden{hint}"
 
 
 def venv_line(venv: dict, home: str) -> str:
