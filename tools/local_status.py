@@ -69,6 +69,9 @@ def main() -> int:
     machine = LocalMachine(name=os.environ.get("DEVBOX_NAME", "devbox-local"),
                            volume=os.environ.get("DEVBOX_VOLUME", "devbox-home"),
                            image=os.environ.get("DEVBOX_IMAGE", "devbox:latest"))
+    if docker("info", check=False, quiet=True).returncode != 0:
+        print(f"{machine.name}: unknown: the Docker engine does not answer (`make engine` starts it)")
+        return 1
     state = machine.state()
     kept = (f"volume {machine.volume} kept (venv, notebooks, token)" if volume_exists(machine.volume)
             else f"no volume {machine.volume} yet")

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from local_machine import ROOT, LocalMachine
+from local_machine import ROOT, LocalMachine, docker
 
 IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 NAME, VOLUME = "devbox-status-test", "devbox-status-test-home"
@@ -129,7 +129,7 @@ def test_a_fresh_machine_is_reported_as_not_provisioned():
 
 
 def test_a_stopped_or_removed_container_is_said_plainly(machine):
-    subprocess.run(["docker", "stop", "-t", "5", NAME], check=True, capture_output=True)
+    docker("stop", "-t", "5", NAME, quiet=True)
     rc, output = status()
     assert (rc, output) == (0, f"{NAME}:\n  down: the container is exited; volume {VOLUME} kept (venv, notebooks, "
                                 "token). `make up` starts it again.\n")
