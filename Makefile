@@ -10,6 +10,7 @@ export DOCKER_BUILDKIT := 0
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: venv up down destroy test lint unit molecule engine image bench clean
+.PHONY: status ssh-config
 
 # Variables for the playbook, as YAML/JSON: make up VARS='{"python_env_packages": ["numpy"]}'
 # (make hands VARS to tools/local_machine.py in the environment, quotes intact).
@@ -21,6 +22,16 @@ down: $(BIN)/.installed
 
 destroy: $(BIN)/.installed
 	$(BIN)/python tools/local_machine.py destroy
+
+# Read-only state of the local machine (Jupyter, venv, GPU, swap, volume, last run);
+# SHOW_TOKEN=1 prints the Jupyter URL with its token; VARS as for `make up`.
+status: $(BIN)/.installed
+	$(BIN)/python tools/local_status.py $(if $(SHOW_TOKEN),--show-token)
+
+# An OpenSSH config with one Host per machine of an inventory (default: the Fly app's Machines,
+# INVENTORY=inventory/ssh_hosts.yml for yours); prints the Include line for ~/.ssh/config.
+ssh-config: $(BIN)/.installed
+	$(BIN)/ansible-playbook $(if $(INVENTORY),-i $(INVENTORY)) playbooks/ssh_config.yml
 
 test: lint image unit molecule
 
