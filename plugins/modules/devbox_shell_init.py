@@ -17,7 +17,7 @@ author: devbox maintainers
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_run_as import RunAsError, run_as
+from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible.module_utils.devbox_shell_init import ensure_block
 
 
@@ -26,6 +26,8 @@ def main() -> None:
         argument_spec={"user": {"type": "str", "required": True}, "home": {"type": "path", "required": True}},
         supports_check_mode=True,
     )
+    if module.check_mode and not user_exists(module.params["user"]):
+        module.exit_json(changed=True)  # a fresh machine: the user and the block are still to come
     try:
         changed = run_as(module.params["user"], ensure_block, module.params["home"], module.check_mode)
     except RunAsError as error:
