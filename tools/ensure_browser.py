@@ -41,7 +41,7 @@ def main() -> None:
         install(packages)
         if missing_packages():
             sys.exit(f"ensure_browser: still missing after apt-get: {' '.join(missing_packages())}")
-    say(f"{CHROMIUM} and {CHROMEDRIVER} are installed")
+    say(f"{' and '.join(PACKAGES)} are installed")
 
 
 if __name__ == "__main__":
