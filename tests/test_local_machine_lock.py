@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from local_machine import ROOT, LocalMachine, machine_lock
+from local_machine import ROOT, LocalMachine, docker, machine_lock
 
 IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 NAME, VOLUME = "devbox-browser-lock", "devbox-browser-lock-home"
@@ -45,16 +45,15 @@ def machine():
     machine.remove_volume()
 
 
-def container_id(name: str) -> str:
-    return subprocess.run(["/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker", "ps", "-aq",
-                           "--filter", f"name=^/{name}$"], capture_output=True, text=True, check=True).stdout.split()
+def container_ids(name: str) -> list[str]:
+    return docker("ps", "-aq", "--filter", f"name=^/{name}$", quiet=True).stdout.split()
 
 
 def test_second_up_waits_for_the_first_and_reuses_its_container(machine, tmp_path):
     release = tmp_path / "release"
     first = contender(tmp_path, release)
     assert read_line(first) == f"started {NAME}"
-    started = container_id(NAME)
+    started = container_ids(NAME)
     assert len(started) == 1
 
     second = contender(tmp_path, release)
@@ -67,7 +66,7 @@ def test_second_up_waits_for_the_first_and_reuses_its_container(machine, tmp_pat
     assert first.wait(timeout=60) == 0
     assert read_line(second) == f"started {NAME}"
     assert second.wait(timeout=60) == 0
-    assert container_id(NAME) == started, "the second found the first's container running and kept it"
+    assert container_ids(NAME) == started, "the second found the first's container running and kept it"
 
 
 def test_the_command_line_takes_the_lock():
