@@ -9,8 +9,7 @@ DOCKER := $(firstword $(wildcard /usr/bin/docker) docker)
 export DOCKER_BUILDKIT := 0
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: venv up down destroy test lint unit molecule engine image bench clean
-.PHONY: status ssh-config
+.PHONY: venv up down destroy test lint unit molecule engine browser image bench clean status ssh-config
 
 # Variables for the playbook, as YAML/JSON: make up VARS='{"python_env_packages": ["numpy"]}'
 # (make hands VARS to tools/local_machine.py in the environment, quotes intact).
@@ -46,6 +45,10 @@ $(BIN)/.installed: requirements.txt requirements-test.txt
 engine: $(BIN)/.installed
 	$(BIN)/python tools/ensure_docker.py
 
+# Debian's chromium and chromium-driver, for the browser test (tests/browser).
+browser: $(BIN)/.installed
+	$(BIN)/python tools/ensure_browser.py
+
 image: engine
 	base=$$($(BIN)/python tools/base_image.py) && $(DOCKER) build -q --build-arg BASE_IMAGE=$$base -t devbox:test .
 
@@ -53,7 +56,7 @@ lint: $(BIN)/.installed
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --profile production
 
-unit: $(BIN)/.installed engine
+unit: $(BIN)/.installed engine browser
 	$(BIN)/pytest -q tests
 
 molecule: image
