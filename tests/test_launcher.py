@@ -1,14 +1,31 @@
-"""The Jupyter launcher's pure parts; the real server is exercised by the Molecule scenarios."""
+"""The Jupyter launcher's parts, against real processes and sockets; the real server is exercised
+by the Molecule scenarios and tests/lifecycle/test_hardening.py."""
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
+import devbox_address
 import devbox_jupyter as launcher
+
+# A listener that answers /api like Jupyter: what a squatter on the port would run.
+FAKE_SERVER = """
+import http.server, json, sys
+class Api(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(json.dumps({"version": "2.0.0"}).encode())
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Api)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
 
 
 @pytest.fixture
@@ -16,15 +33,29 @@ def home(tmp_path, monkeypatch):
     config = tmp_path / ".jupyter"
     for name, value in {"CONFIG_DIR": config, "CONFIG_FILE": config / "jupyter_server_config.json",
                         "TOKEN_FILE": config / "devbox_token", "PID_FILE": config / "devbox-jupyter.pid",
-                        "LOG_FILE": config / "devbox-jupyter.log"}.items():
+                        "LOG_FILE": config / "devbox-jupyter.log",
+                        "RUNTIME_DIR": tmp_path / ".local" / "share" / "jupyter" / "runtime"}.items():
         monkeypatch.setattr(launcher, name, str(value))
     return tmp_path
 
 
-@pytest.mark.parametrize("name", ["0.0.0.0", "::", "", "8.8.8.8", "2001:4860:4860::8888"])
+@pytest.mark.parametrize("name", ["0.0.0.0", "0", "0x0", "::", "[::]", "::ffff:0.0.0.0", "*", "", "8.8.8.8",
+                                  "2001:4860:4860::8888", "127.0.0.1 x", "224.0.0.1"])
 def test_wildcard_and_public_addresses_are_refused(name):
     with pytest.raises(launcher.LauncherError):
         launcher.resolve(name)
+
+
+@pytest.mark.parametrize("name", ["0", "0.0.0.0", "::", "[::]", "::ffff:0.0.0.0", "*", "", " ", "8.8.8.8", "127.1",
+                                  "::1", "10.0.0.2", "[fdaa::2]", "fe80::1%eth0", "100.64.0.1", "localhost",
+                                  "no-such-host.invalid", "a..b", "1.2.3.4.5", "255.255.255.255", "ff02::1"])
+def test_the_launcher_and_the_module_apply_the_same_rule(name):
+    try:
+        launcher.resolve(name)
+        refused_here = False
+    except launcher.LauncherError:
+        refused_here = True
+    assert refused_here == (devbox_address.listen_address_problem(name) is not None)
 
 
 def test_addresses_and_names_resolve():
@@ -41,6 +72,16 @@ def test_unresolvable_name_is_a_clear_error():
 def test_ipv6_urls_are_bracketed():
     assert launcher.url_for("fdaa::2", 8888) == "http://[fdaa::2]:8888/"
     assert launcher.url_for("10.0.0.2", 8888) == "http://10.0.0.2:8888/"
+
+
+@pytest.mark.parametrize("junk", ["", "\n", "short", "a" * 40 + "\n", "has spaces " * 4, "'" + "a" * 40 + "'"])
+def test_an_empty_or_junk_token_file_is_replaced(home, junk):
+    os.makedirs(home / ".jupyter")
+    (home / ".jupyter" / "devbox_token").write_text(junk)
+    assert launcher.read_token() is None
+    assert launcher.ensure_token() is True
+    token = (home / ".jupyter" / "devbox_token").read_text()
+    assert launcher.TOKEN_PATTERN.fullmatch(token) and launcher.read_token() == token
 
 
 def test_token_is_created_once_private_and_without_newline(home):
@@ -104,3 +145,72 @@ def test_health_probe_goes_straight_to_the_server_despite_a_proxy(monkeypatch):
         assert launcher.healthy("127.0.0.1", server.server_address[1])
     finally:
         server.shutdown()
+
+
+@pytest.fixture
+def fake_server():
+    """Start the squatter-like listener as a given uid; yields (process, port)."""
+    started = []
+
+    def start(uid=None):
+        # The system Python: the test venv may not be readable by another user.
+        python = "/usr/bin/python3" if uid is not None else sys.executable
+        process = subprocess.Popen([python, "-c", FAKE_SERVER], stdout=subprocess.PIPE, text=True,
+                                   user=uid, start_new_session=True)
+        started.append(process)
+        return process, int(process.stdout.readline())
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_a_port_held_by_another_user_is_an_error_naming_that_user(home, fake_server):
+    process, port = fake_server(uid=65534)
+    with pytest.raises(launcher.LauncherError, match=r"held by another process of user nobody \(uid 65534\)"):
+        launcher.our_server("127.0.0.1", port)
+
+
+def test_a_port_held_by_a_process_of_ours_that_is_not_jupyter_is_an_error_naming_it(home, fake_server):
+    process, port = fake_server()
+    with pytest.raises(launcher.LauncherError, match=rf"held by pid {process.pid} \(.*python"):
+        launcher.our_server("127.0.0.1", port)
+
+
+def test_our_server_is_known_by_the_pidfile_or_by_jupyters_runtime_file(home, fake_server):
+    process, port = fake_server()
+    os.makedirs(home / ".jupyter")
+    launcher.write_pid(process.pid)
+    assert launcher.our_server("127.0.0.1", port) == process.pid
+    os.remove(home / ".jupyter" / "devbox-jupyter.pid")
+    runtime = home / ".local" / "share" / "jupyter" / "runtime"
+    runtime.mkdir(parents=True)
+    (runtime / f"jpserver-{process.pid}.json").write_text(json.dumps({"pid": process.pid, "port": port}))
+    assert launcher.our_server("127.0.0.1", port) == process.pid
+    assert launcher.our_server("127.0.0.1", port + 1 if port < 65535 else port - 1) is None
+
+
+def test_stop_without_a_pidfile_stops_our_server_on_the_configured_port(home, fake_server):
+    process, port = fake_server()
+    os.makedirs(home / ".jupyter")
+    (home / ".jupyter" / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"ip": "127.0.0.1",
+                                                                                             "port": port}}))
+    runtime = home / ".local" / "share" / "jupyter" / "runtime"
+    runtime.mkdir(parents=True)
+    (runtime / f"jpserver-{process.pid}.json").write_text(json.dumps({"pid": process.pid, "port": port}))
+    outcome = launcher.stop()
+    assert outcome == {"action": "stopped", "pid": process.pid}
+    assert process.wait(timeout=5) is not None
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "nothing listens any more"
+
+
+def test_stop_leaves_another_users_server_alone(home, fake_server):
+    process, port = fake_server(uid=65534)
+    os.makedirs(home / ".jupyter")
+    (home / ".jupyter" / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"ip": "127.0.0.1",
+                                                                                             "port": port}}))
+    assert launcher.stop() == {"action": "not running", "pid": None}
+    time.sleep(0.2)
+    assert process.poll() is None

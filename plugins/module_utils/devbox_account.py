@@ -2,9 +2,15 @@
 
 Shared by the `devbox_user` module (run by Ansible) and the image's boot step (run as PID 1
 without Ansible), so both create the account the same way. Standard library only.
+
+Root works inside a directory the user owns: the user can rename, swap or replace any entry
+there at any moment. So every path under the home is opened from directory descriptors,
+never following a link, its owner checked after opening, and root never chowns, writes or
+renames by path there.
 """
 from __future__ import annotations
 
+import errno
 import grp
 import json
 import os
@@ -13,7 +19,6 @@ import re
 import shutil
 import stat
 import subprocess
-import tempfile
 import time
 
 # useradd's default NAME_REGEX, as on Debian and Ubuntu.
@@ -24,6 +29,13 @@ RECORD_FILE = "account.json"
 # The record lives on the volume, inside the user's home: root grants nothing from it beyond
 # the groups that own GPU device nodes.
 ALLOWED_GROUPS = ("video", "render")
+# Groups below this gid are the system's (Debian/Ubuntu login.defs SYS_GID_MAX=999): never the
+# account's primary group.
+FIRST_USER_GID = 1000
+# The home must be a directory of its own: never a system tree or anything under one, since
+# root hands the home's top directory to the user.
+SYSTEM_TREES = ("bin", "boot", "dev", "etc", "opt", "proc", "root", "run", "sbin", "srv", "sys", "tmp",
+                "usr", "var")
 
 
 class AccountError(Exception):
@@ -43,10 +55,7 @@ def validate(spec: dict) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or not MIN_ID <= value <= MAX_ID:
             raise AccountError(f"dev_user_{field}={value!r} is not a number from {MIN_ID} to {MAX_ID}")
         clean[field] = value
-    home = spec.get("home")
-    if not isinstance(home, str) or not os.path.isabs(home) or home.rstrip("/") in ("", "/root"):
-        raise AccountError(f"dev_user_home={home!r} must be an absolute path other than / and /root")
-    clean["home"] = os.path.normpath(home)
+    clean["home"] = checked_home(spec.get("home"))
     shell = spec.get("shell", "/bin/bash")
     if not isinstance(shell, str) or not os.path.isabs(shell):
         raise AccountError(f"dev_user_shell={shell!r} must be an absolute path")
@@ -56,6 +65,22 @@ def validate(spec: dict) -> dict:
         raise AccountError(f"supplementary groups {groups!r} must be among {', '.join(ALLOWED_GROUPS)}")
     clean["groups"] = sorted(set(groups))
     return clean
+
+
+def checked_home(home) -> str:
+    """The home, normalised, when it is a directory of its own; AccountError otherwise."""
+    if not isinstance(home, str) or not home.startswith("/") or any(c in home for c in ":\n\0"):
+        raise AccountError(f"dev_user_home={home!r} must be an absolute path (no ':' or line breaks)")
+    if ".." in home.split("/"):
+        raise AccountError(f"dev_user_home={home!r} must not contain '..'")
+    normal = "/" + os.path.normpath(home).lstrip("/")  # normpath keeps a leading '//'
+    top = normal.split("/")[1]
+    if normal in ("/", "/home"):
+        raise AccountError(f"dev_user_home={home!r} must be a directory of its own, such as /home/<user>")
+    if top in SYSTEM_TREES or top.startswith("lib"):
+        raise AccountError(f"dev_user_home={home!r} is inside the system tree /{top}: root would hand it to "
+                           "the user; use a directory of its own, such as /home/<user>")
+    return normal
 
 
 def _entry(lookup, key):
@@ -78,12 +103,19 @@ def conflicts(account: dict) -> list[str]:
     if existing is not None and existing.pw_uid != uid:
         problems.append(f"user '{name}' already exists in the image with uid {existing.pw_uid}: set "
                         f"dev_user_uid: {existing.pw_uid}, or choose another dev_user_name")
+    # The primary group is the account's own: a free gid, or the group of the same name.
     by_gid = _entry(grp.getgrgid, gid)
-    if by_gid is not None and by_gid.gr_name != name:
+    if by_gid is not None and by_gid.gr_gid < FIRST_USER_GID:
+        problems.append(f"gid {gid} is the system group '{by_gid.gr_name}' in the image: the account's primary "
+                        f"group must be its own; set dev_user_gid to a free id from {FIRST_USER_GID} to {MAX_ID}")
+    elif by_gid is not None and by_gid.gr_name != name:
         problems.append(f"gid {gid} already belongs to group '{by_gid.gr_name}' in the image: set "
                         "dev_user_gid to a free id")
     group = _entry(grp.getgrnam, name)
-    if group is not None and group.gr_gid != gid:
+    if group is not None and group.gr_gid < FIRST_USER_GID:
+        problems.append(f"dev_user_name={name!r} is the name of the system group '{name}' (gid {group.gr_gid}) "
+                        "in the image: choose another dev_user_name")
+    elif group is not None and group.gr_gid != gid:
         problems.append(f"group '{name}' already exists in the image with gid {group.gr_gid}: set "
                         f"dev_user_gid: {group.gr_gid}")
     return problems
@@ -138,6 +170,44 @@ def ensure_account(account: dict, dry_run: bool = False) -> list[str]:
     return changes
 
 
+
+# Open a directory entry as what it is: a link or a non-directory fails instead of being followed.
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_home(home: str, create: bool = False) -> int | None:
+    """A descriptor of the home, reached component by component without following a link.
+
+    None when it does not exist and create is false. Missing directories are created 0755
+    (the home itself 0750), as os.makedirs would, but never through a link.
+    """
+    parts = home.strip("/").split("/")
+    descriptor = os.open("/", _DIRECTORY)
+    try:
+        for depth, part in enumerate(parts, 1):
+            reached = "/" + "/".join(parts[:depth])
+            try:
+                child = os.open(part, _DIRECTORY, dir_fd=descriptor)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                os.mkdir(part, 0o750 if depth == len(parts) else 0o755, dir_fd=descriptor)
+                child = os.open(part, _DIRECTORY, dir_fd=descriptor)
+            except OSError as error:
+                if error.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                raise AccountError(f"{reached} is a symbolic link or not a directory: the home must be the "
+                                   "volume's mount point, reached without links") from error
+            os.close(descriptor)
+            descriptor = child
+        result, descriptor = descriptor, None
+        return result
+    finally:
+        if descriptor is not None:
+            os.close(descriptor)
+
+
 def ensure_home(account: dict, skel: str = "/etc/skel", dry_run: bool = False) -> list[str]:
     """Home exists and its top belongs to the user; skeleton files are added only where absent.
 
@@ -145,37 +215,45 @@ def ensure_home(account: dict, skel: str = "/etc/skel", dry_run: bool = False) -
     volume and would undo ownership the user chose deliberately.
     """
     home, uid, gid, changes = account["home"], account["uid"], account["gid"], []
-    if os.path.islink(home):
-        raise AccountError(f"{home} is a symbolic link: the home must be the volume's mount point")
-    if not os.path.isdir(home):
-        changes.append(f"created {home}")
-        if not dry_run:
-            os.makedirs(home, mode=0o750)
-    info = os.stat(home) if os.path.isdir(home) else None
-    if info is None or (info.st_uid, info.st_gid) != (uid, gid):
-        changes.append(f"chowned {home} to {uid}:{gid}")
-        if not dry_run:
-            os.chown(home, uid, gid)
-    if os.path.isdir(skel):
-        for entry in sorted(os.listdir(skel)):
-            source, target = os.path.join(skel, entry), os.path.join(home, entry)
-            if os.path.lexists(target) or not os.path.isfile(source):
-                continue
-            if dry_run or _copy_as_new_file(source, target, uid, gid):
-                changes.append(f"added {target} from {skel}")
+    home_fd = _open_home(home, create=not dry_run)
+    if home_fd is None:  # dry run on a machine without the home yet
+        return [f"created {home}", f"chowned {home} to {uid}:{gid}"]
+    try:
+        info = os.fstat(home_fd)
+        if (info.st_uid, info.st_gid) != (uid, gid):
+            changes.append(f"chowned {home} to {uid}:{gid}")
+            if not dry_run:
+                os.fchown(home_fd, uid, gid)
+        if os.path.isdir(skel):  # root's own tree: read by path
+            for entry in sorted(os.listdir(skel)):
+                source = os.path.join(skel, entry)
+                if os.path.isfile(source) and _add_skeleton_file(source, entry, home_fd, uid, gid, dry_run):
+                    changes.append(f"added {os.path.join(home, entry)} from {skel}")
+    finally:
+        os.close(home_fd)
     return changes
 
 
-def _copy_as_new_file(source: str, target: str, uid: int, gid: int) -> bool:
-    """Root writes into the user's home: create the file afresh, never through a planted link."""
+def _exists(name: str, dir_fd: int) -> bool:
     try:
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _add_skeleton_file(source: str, name: str, home_fd: int, uid: int, gid: int, dry_run: bool) -> bool:
+    """Create the file afresh in the home (never through a planted link); False when something is there."""
+    if dry_run:
+        return not _exists(name, home_fd)
+    try:
+        descriptor = os.open(name, _NEW_FILE, 0o600, dir_fd=home_fd)
     except FileExistsError:
         return False
     with os.fdopen(descriptor, "wb") as out, open(source, "rb") as original:
         shutil.copyfileobj(original, out)
         os.fchown(out.fileno(), uid, gid)
-        os.fchmod(out.fileno(), stat.S_IMODE(os.stat(source).st_mode))
+        os.fchmod(out.fileno(), stat.S_IMODE(os.fstat(original.fileno()).st_mode))
     return True
 
 
@@ -188,18 +266,46 @@ def _trusted(info: os.stat_result, kind) -> bool:
     return kind(info.st_mode) and info.st_uid == 0 and not info.st_mode & 0o022
 
 
-def _record_dir(home: str) -> str:
-    """~/.devbox as a root-owned directory; anything else there (the user's, a link) is moved aside."""
-    path = os.path.join(home, RECORD_DIR)
+def _open_record_dir(home: str, home_fd: int) -> int | None:
+    """~/.devbox when it is root's own directory; None when absent; AccountError when it is not root's."""
+    where = os.path.join(home, RECORD_DIR)
     try:
-        if _trusted(os.lstat(path), stat.S_ISDIR):
-            return path
-        os.rename(path, f"{path}.untrusted-{int(time.time())}")
+        descriptor = os.open(RECORD_DIR, _DIRECTORY, dir_fd=home_fd)
     except FileNotFoundError:
-        pass
-    os.mkdir(path, 0o755)  # fails, rather than trusting it, if something appeared meanwhile
-    os.chown(path, 0, 0)
-    return path
+        return None
+    except OSError as error:
+        raise AccountError(f"{where} is a link or not a directory: its record is not trusted") from error
+    if not _trusted(os.fstat(descriptor), stat.S_ISDIR):
+        os.close(descriptor)
+        raise AccountError(f"{where} is not a root-owned directory: its record is not trusted")
+    return descriptor
+
+
+def _record_dir_for_writing(home: str, home_fd: int) -> int:
+    """~/.devbox as root's own directory; anything else there (the user's, a link) is moved aside."""
+    where = os.path.join(home, RECORD_DIR)
+    try:
+        descriptor = _open_record_dir(home, home_fd)
+    except AccountError:
+        descriptor = None
+        # Within the home only: renaming an entry, whatever it is now, never touches its target.
+        try:
+            os.rename(RECORD_DIR, f"{RECORD_DIR}.untrusted-{time.time_ns()}", src_dir_fd=home_fd, dst_dir_fd=home_fd)
+        except FileNotFoundError:
+            pass
+    if descriptor is not None:
+        return descriptor
+    try:
+        os.mkdir(RECORD_DIR, 0o700, dir_fd=home_fd)
+        descriptor = os.open(RECORD_DIR, _DIRECTORY, dir_fd=home_fd)
+    except OSError as error:
+        raise AccountError(f"{where} changed while it was being created ({error}): run again") from error
+    if os.fstat(descriptor).st_uid != 0:  # the user swapped in their own directory between mkdir and open
+        os.close(descriptor)
+        raise AccountError(f"{where} was replaced while it was being created: run again")
+    os.fchown(descriptor, 0, 0)
+    os.fchmod(descriptor, 0o755)
+    return descriptor
 
 
 def save_record(account: dict, dry_run: bool = False) -> bool:
@@ -210,27 +316,48 @@ def save_record(account: dict, dry_run: bool = False) -> bool:
             return False
     except (AccountError, OSError):
         pass
-    if not dry_run:
-        directory = _record_dir(account["home"])
-        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".account-")
-        with os.fdopen(descriptor, "w") as out:
-            out.write(text)
-            os.fchmod(out.fileno(), 0o644)
-        os.replace(temporary, os.path.join(directory, RECORD_FILE))
+    if dry_run:
+        return True
+    home_fd = _open_home(account["home"])
+    if home_fd is None:
+        raise AccountError(f"{account['home']} does not exist: the record goes on the volume")
+    try:
+        directory = _record_dir_for_writing(account["home"], home_fd)
+        try:
+            temporary = f".account-{os.getpid()}-{time.time_ns()}"
+            with os.fdopen(os.open(temporary, _NEW_FILE, 0o644, dir_fd=directory), "w") as out:
+                out.write(text)
+                out.flush()
+                os.fchmod(out.fileno(), 0o644)
+                os.fsync(out.fileno())
+            os.replace(temporary, RECORD_FILE, src_dir_fd=directory, dst_dir_fd=directory)
+        finally:
+            os.close(directory)
+    finally:
+        os.close(home_fd)
     return True
 
 
 def _read_record_text(home: str) -> str | None:
     """The record's text when it is root's own file in root's own directory; None when absent."""
-    directory, path = os.path.join(home, RECORD_DIR), record_path(home)
+    path = record_path(home)
+    home_fd = _open_home(home)
+    if home_fd is None:
+        return None
     try:
-        if not _trusted(os.lstat(directory), stat.S_ISDIR):
-            raise AccountError(f"{directory} is not a root-owned directory: its record is not trusted")
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        directory = _open_record_dir(home, home_fd)
+    finally:
+        os.close(home_fd)
+    if directory is None:
+        return None
+    try:
+        descriptor = os.open(RECORD_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
     except FileNotFoundError:
         return None
     except OSError as error:
         raise AccountError(f"{path} is unreadable: {error}") from error
+    finally:
+        os.close(directory)
     with os.fdopen(descriptor) as record:
         if not _trusted(os.fstat(record.fileno()), stat.S_ISREG):
             raise AccountError(f"{path} is not a root-owned file: not trusted")

@@ -1,0 +1,88 @@
+"""Where Jupyter may listen: one private or loopback address, never all interfaces, never public.
+
+One rule, used in two places: on the controller for what can be judged from the text alone
+(plugins/test/devbox_listen_address.py, before anything changes) and on the machine for names,
+which only resolve there (the devbox_jupyter module, before it writes or stops anything). The
+launcher on the volume applies the same rule at every start (tests/test_launcher.py checks
+that they agree). Standard library only.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+
+# RFC 1123 host name labels; a last label of digits only would be a number, not a name.
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+# RFC 6598 shared address space (carrier-grade NAT, Tailscale): not public, not in is_private.
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+
+def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a literal stands for, in any spelling the C library accepts; None for a name.
+
+    "0", "0x0", "127.1" and "017700000001" are IPv4 addresses to inet_aton (and so to bind and
+    getaddrinfo), so they are read the same way here; "[::]" is the URL spelling of "::".
+    """
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(text))
+    except OSError:
+        return None
+
+
+def address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why Jupyter must not listen on this address; None when it may."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_unspecified or address in _THIS_NETWORK:
+        return f"{address} means all interfaces"
+    if address.is_loopback:  # before is_reserved, which covers ::1
+        return None
+    if address.is_multicast or address.is_reserved or address == ipaddress.IPv4Address("255.255.255.255"):
+        return f"{address} is not an address of one interface"
+    if address.is_private or address in _SHARED:
+        return None
+    return (f"{address} is a public address; use a private one and reach it through fly proxy "
+            "or an SSH tunnel")
+
+
+def spelling_problem(name) -> str | None:
+    """What the text alone says is wrong (no name lookup): the controller's check."""
+    if not isinstance(name, str) or not name or name == "*":
+        return f"{name!r} means all interfaces"
+    if any(character.isspace() for character in name):  # inet_aton would ignore what follows a space
+        return f"{name!r} is neither an IP address nor a host name"
+    address = literal_address(name)
+    if address is not None:
+        problem = address_problem(address)
+        return f"{name!r}: {problem}" if problem else None
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    if len(name) > 253 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        return f"{name!r} is neither an IP address nor a host name"
+    return None
+
+
+def listen_address_problem(name) -> str | None:
+    """Why Jupyter must not listen on `name` (an address or a host name resolved here); None when it may.
+
+    Every address the name resolves to must pass: the server binds to one of them.
+    """
+    problem = spelling_problem(name)
+    if problem or literal_address(name) is not None:
+        return problem
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        return f"{name!r} does not resolve on this machine: {error}"
+    for info in infos:
+        problem = address_problem(ipaddress.ip_address(info[4][0].split("%")[0]))
+        if problem:
+            return f"{name!r} resolves to {info[4][0]}: {problem}"
+    return None

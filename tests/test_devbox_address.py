@@ -1,0 +1,62 @@
+"""Where Jupyter may listen, the token's form, the home's place: the rules and their Jinja tests."""
+import pytest
+
+import devbox_address
+from devbox_home import is_home
+from devbox_jupyter_token import is_jupyter_token
+from devbox_listen_address import is_listen_address
+
+WILDCARDS = ["", "0", "0x0", "00", "0.0.0.0", "::", "[::]", "::ffff:0.0.0.0", "0:0:0:0:0:0:0:0", "*", 0]
+NOT_OURS = ["8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8", "224.0.0.1", "255.255.255.255", "ff02::1",
+            "1.2.3.4.5", "a..b", "-bad", " ", "127.0.0.1 ", "fly-local-6pn; rm -rf /"]
+PRIVATE = ["127.0.0.1", "127.1", "::1", "10.0.0.2", "172.16.5.4", "192.168.1.10", "100.100.1.1",
+           "fdaa:0:18:a7b:196:e274:9ce1:2", "[fdaa::2]", "fe80::1%eth0"]
+NAMES = ["auto", "fly-local-6pn", "devbox-local", "my.host.internal."]
+
+
+@pytest.mark.parametrize("value", WILDCARDS + NOT_OURS)
+def test_wildcards_public_and_malformed_addresses_are_refused_on_the_controller(value):
+    assert is_listen_address(value) is False
+    if isinstance(value, str):
+        assert devbox_address.listen_address_problem(value) is not None
+
+
+@pytest.mark.parametrize("value", [w for w in WILDCARDS if isinstance(w, str)])
+def test_every_wildcard_spelling_is_named_as_all_interfaces(value):
+    assert "means all interfaces" in devbox_address.listen_address_problem(value)
+
+
+@pytest.mark.parametrize("value", PRIVATE + NAMES)
+def test_private_addresses_and_host_names_pass_the_controller(value):
+    assert is_listen_address(value) is True
+
+
+@pytest.mark.parametrize("value", PRIVATE + ["localhost"])
+def test_private_addresses_and_local_names_pass_on_the_machine(value):
+    assert devbox_address.listen_address_problem(value) is None
+
+
+def test_a_name_is_judged_by_what_it_resolves_to(monkeypatch):
+    def public(name, *_args, **_kwargs):
+        return [(2, 1, 6, "", ("10.0.0.2", 0)), (2, 1, 6, "", ("8.8.8.8", 0))]
+    monkeypatch.setattr(devbox_address.socket, "getaddrinfo", public)
+    problem = devbox_address.listen_address_problem("sneaky.example")
+    assert problem.startswith("'sneaky.example' resolves to 8.8.8.8: 8.8.8.8 is a public address")
+
+
+def test_a_name_that_does_not_resolve_is_named():
+    assert "does not resolve on this machine" in devbox_address.listen_address_problem("no-such-host.invalid")
+
+
+@pytest.mark.parametrize("token, usable", [
+    ("a" * 32, True), ("0123456789abcdef" * 3, True), ("Ab-_.~" * 6, True), ("a" * 31, False),
+    ("a" * 31 + " ", False), ("'" + "a" * 40 + "'", False), ("a" * 20 + " " + "a" * 20, False),
+    ("a" * 40 + "\n", False), ("a" * 40 + "&x=1", False), ("", False), (None, False), (12345678901234567890123456789012345, False)])
+def test_tokens_are_url_safe_and_long_enough(token, usable):
+    assert is_jupyter_token(token) is usable
+
+
+@pytest.mark.parametrize("home, usable", [("/home/pythonuser", True), ("/data/dev", True), ("/etc", False),
+                                          ("/root/.", False), ("/home/pythonuser/../../etc", False), ("/", False)])
+def test_the_home_check_on_the_controller_is_the_modules(home, usable):
+    assert is_home(home) is usable
