@@ -93,3 +93,4 @@ def test_notebook_and_pip_install_survive_down_and_up(machine, lab):
                            'six.__version__, m.version("tomli-w"))', expect="fresh kernel: 1.16.0 1.0.0")
     assert "fresh kernel: 1.16.0 1.0.0" in outputs
     lab.screenshot(os.path.join(SHOTS, "2-after-down-and-up.png"))
+    assert "official Jupyter news" not in lab.toasts(), "JupyterLab must not ask about news by default"
