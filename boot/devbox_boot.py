@@ -7,18 +7,24 @@ nvidia-smi once as root when present (driver initialisation for non-root use), a
 Jupyter as the user with the launcher on the volume. The record is data, validated, never
 executed; a damaged one is logged and the machine still comes up for repair. As PID 1 it
 reaps orphaned children (Jupyter is detached from the sessions that start it) and exits 0 on
-SIGTERM or SIGINT.
+SIGTERM or SIGINT, or by itself when idle stop is on and nobody has used the machine for that
+long (see devbox_idle).
 """
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, "/usr/local/lib/devbox")
 from devbox_account import AccountError, ensure_account, ensure_home, load_record  # noqa: E402
+from devbox_idle import IdleClock, jupyter_activity, load_minutes, user_sessions  # noqa: E402
+from devbox_run_as import RunAsError, run_as  # noqa: E402
 
 LAUNCHER = ".local/bin/devbox-jupyter"
+# How often PID 1 looks whether the machine is in use (tests shorten it).
+IDLE_POLL_S = float(os.environ.get("DEVBOX_IDLE_POLL_S", "60"))
 
 
 def log(message: str) -> None:
@@ -61,29 +67,54 @@ def run_launcher(user: str, home: str, action: str, timeout: float) -> str:
     return (result.stdout or result.stderr).strip()
 
 
+def shut_down(home: str) -> None:
+    """Let Jupyter save and shut its kernels down before the machine goes; exit 0."""
+    try:
+        account = load_record(home)
+    except AccountError:
+        account = None
+    if account is not None:
+        log(f"jupyter: {run_launcher(account['name'], home, 'stop', timeout=5)}")
+    log("stopping")
+    sys.exit(0)
+
+
+def idle_long_enough(home: str, clock: IdleClock) -> bool:
+    """One look at the machine; True when idle stop is on and nobody used it for that long."""
+    now, minutes = time.time(), load_minutes(home)
+    try:
+        account = load_record(home) if minutes else None
+    except AccountError:
+        account = None
+    if account is None:
+        clock.quiet_since = now  # off, or nothing provisioned: the idle time starts when it is on
+        return False
+    try:
+        activity = run_as(account["name"], jupyter_activity, home,
+                          expected=(OSError, ValueError, KeyError, subprocess.SubprocessError))
+    except RunAsError:
+        activity = None  # Jupyter down or not answering: the user's processes still count
+    in_use = clock.observe(now, activity, user_sessions(account["uid"], activity and activity["pid"]))
+    if in_use or clock.idle_for(now) < minutes * 60:
+        return False
+    log(f"idle stop: nobody used the machine for {clock.idle_for(now) / 60:.0f} min (idle_stop_minutes="
+        f"{minutes}): no kernel busy, no browser or terminal connected to Jupyter, no process of "
+        f"{account['name']} outside Jupyter")
+    return True
+
+
 def main() -> None:
     home = os.environ.get("DEVBOX_HOME", "/home/pythonuser")
-
-    def stop(_signum, _frame):
-        # Let Jupyter save and shut its kernels down before the machine goes.
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the launcher's exit is subprocess.run's to reap
-        try:
-            account = load_record(home)
-        except AccountError:
-            account = None
-        if account is not None:
-            log(f"jupyter: {run_launcher(account['name'], home, 'stop', timeout=5)}")
-        log("stopping")
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, lambda *_: shut_down(home))
+    signal.signal(signal.SIGINT, lambda *_: shut_down(home))
     restore(home)
-    # Reap only after restoring: a reaper running meanwhile would steal subprocess.run's exit codes.
-    signal.signal(signal.SIGCHLD, lambda *_: reap())
-    reap()
+    clock = IdleClock(time.time())
     while True:
-        signal.pause()
+        # Reaping here, not in a SIGCHLD handler, leaves each subprocess's exit status to its caller.
+        reap()
+        time.sleep(IDLE_POLL_S)
+        if idle_long_enough(home, clock):
+            shut_down(home)
 
 
 def reap() -> None:

@@ -308,39 +308,30 @@ def _record_dir_for_writing(home: str, home_fd: int) -> int:
     return descriptor
 
 
-def save_record(account: dict, dry_run: bool = False) -> bool:
-    """Keep the account on the volume for the boot step; root-owned; True when it changed."""
-    text = json.dumps(account, indent=2, sort_keys=True) + "\n"
-    try:
-        if _read_record_text(account["home"]) == text:
-            return False
-    except (AccountError, OSError):
-        pass
-    if dry_run:
-        return True
-    home_fd = _open_home(account["home"])
+def write_root_file(home: str, name: str, text: str) -> None:
+    """Write ~/.devbox/<name> as root's own file (0644), from directory descriptors only."""
+    home_fd = _open_home(home)
     if home_fd is None:
-        raise AccountError(f"{account['home']} does not exist: the record goes on the volume")
+        raise AccountError(f"{home} does not exist: the record goes on the volume")
     try:
-        directory = _record_dir_for_writing(account["home"], home_fd)
+        directory = _record_dir_for_writing(home, home_fd)
         try:
-            temporary = f".account-{os.getpid()}-{time.time_ns()}"
+            temporary = f".{name}-{os.getpid()}-{time.time_ns()}"
             with os.fdopen(os.open(temporary, _NEW_FILE, 0o644, dir_fd=directory), "w") as out:
                 out.write(text)
                 out.flush()
                 os.fchmod(out.fileno(), 0o644)
                 os.fsync(out.fileno())
-            os.replace(temporary, RECORD_FILE, src_dir_fd=directory, dst_dir_fd=directory)
+            os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
         finally:
             os.close(directory)
     finally:
         os.close(home_fd)
-    return True
 
 
-def _read_record_text(home: str) -> str | None:
-    """The record's text when it is root's own file in root's own directory; None when absent."""
-    path = record_path(home)
+def read_root_file(home: str, name: str) -> str | None:
+    """~/.devbox/<name> when it is root's own file in root's own directory; None when absent."""
+    path = os.path.join(home, RECORD_DIR, name)
     home_fd = _open_home(home)
     if home_fd is None:
         return None
@@ -351,7 +342,7 @@ def _read_record_text(home: str) -> str | None:
     if directory is None:
         return None
     try:
-        descriptor = os.open(RECORD_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+        descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
     except FileNotFoundError:
         return None
     except OSError as error:
@@ -364,10 +355,23 @@ def _read_record_text(home: str) -> str | None:
         return record.read()
 
 
+def save_record(account: dict, dry_run: bool = False) -> bool:
+    """Keep the account on the volume for the boot step; root-owned; True when it changed."""
+    text = json.dumps(account, indent=2, sort_keys=True) + "\n"
+    try:
+        if read_root_file(account["home"], RECORD_FILE) == text:
+            return False
+    except (AccountError, OSError):
+        pass
+    if not dry_run:
+        write_root_file(account["home"], RECORD_FILE, text)
+    return True
+
+
 def load_record(home: str) -> dict | None:
     """The recorded account, validated; None when there is no record (a fresh volume)."""
     path = record_path(home)
-    text = _read_record_text(home)
+    text = read_root_file(home, RECORD_FILE)
     if text is None:
         return None
     try:

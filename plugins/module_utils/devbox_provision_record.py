@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import tempfile
 
 try:
-    from ansible.module_utils.devbox_account import RECORD_DIR, _record_dir, _trusted
+    from ansible.module_utils.devbox_account import RECORD_DIR, AccountError, read_root_file, write_root_file
 except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
-    from devbox_account import RECORD_DIR, _record_dir, _trusted
+    from devbox_account import RECORD_DIR, AccountError, read_root_file, write_root_file
 
 RECORD_FILE = "provisioned.json"
 FIELDS = ("time", "commit", "tags")
@@ -30,22 +28,17 @@ def record_path(home: str) -> str:
 
 def load(home: str) -> dict | None:
     """The last run's record; None when the machine was never provisioned by a recording run."""
-    directory, path = os.path.join(home, RECORD_DIR), record_path(home)
+    path = record_path(home)
     try:
-        if not _trusted(os.lstat(directory), stat.S_ISDIR):
-            raise RecordError(f"{directory} is not a root-owned directory: its records are not trusted")
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
+        text = read_root_file(home, RECORD_FILE)
+    except AccountError as error:
+        raise RecordError(str(error)) from error
+    if text is None:
         return None
-    except OSError as error:
-        raise RecordError(f"{path} is unreadable: {error}") from error
-    with os.fdopen(descriptor) as record:
-        if not _trusted(os.fstat(record.fileno()), stat.S_ISREG):
-            raise RecordError(f"{path} is not a root-owned file: not trusted")
-        try:
-            data = json.load(record)
-        except ValueError as error:
-            raise RecordError(f"{path} is not JSON: {error}") from error
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise RecordError(f"{path} is not JSON: {error}") from error
     if not isinstance(data, dict):
         raise RecordError(f"{path} does not hold a JSON object")
     return {field: data.get(field) for field in FIELDS}
@@ -63,11 +56,9 @@ def save(home: str, record: dict, dry_run: bool = False) -> bool:
         previous = None
     changed = previous is None or any(previous.get(key) != record.get(key) for key in ("commit", "tags"))
     if not dry_run:
-        directory = _record_dir(home)
-        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".provisioned-")
-        with os.fdopen(descriptor, "w") as out:
-            json.dump({field: record.get(field) for field in FIELDS}, out, indent=2, sort_keys=True)
-            out.write("\n")
-            os.fchmod(out.fileno(), 0o644)
-        os.replace(temporary, os.path.join(directory, RECORD_FILE))
+        text = json.dumps({field: record.get(field) for field in FIELDS}, indent=2, sort_keys=True) + "\n"
+        try:
+            write_root_file(home, RECORD_FILE, text)
+        except AccountError as error:
+            raise RecordError(str(error)) from error
     return changed

@@ -115,6 +115,7 @@ import os
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.devbox_address import listen_address_problem
 from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 
@@ -223,6 +224,12 @@ ARGUMENT_SPEC = {
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
+    # Before anything is installed, written or stopped: a bad address leaves the running Jupyter alone.
+    listen = listen_name(params["ip"])
+    problem = listen_address_problem(listen)
+    if problem:
+        module.fail_json(msg=f"jupyter_ip={params['ip']}: {problem}; the running Jupyter and its settings are unchanged",
+                         listen=listen)
     if module.check_mode and not user_exists(params["user"]):
         module.exit_json(changed=True, action="would start", url=None, pid=None, token=None,
                          listen=listen_name(params["ip"]), installed=[], upgraded=[])

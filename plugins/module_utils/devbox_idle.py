@@ -4,7 +4,8 @@ In use means any of: a kernel busy, a browser or terminal connected to Jupyter (
 /api/status `connections`, open terminals, or an API request within the idle time: JupyterLab
 polls while a tab is open), or a process of the dev user that Jupyter did not start (an SSH
 or `fly ssh console` session, VS Code's server, a job left running with nohup). Only when none
-of these was seen for the whole idle time does the machine stop. Standard library only.
+of these was seen for the whole idle time does the machine stop. The setting lives in the home's
+root-owned ~/.devbox/ (the devbox_idle_stop module writes it). Standard library only.
 """
 from __future__ import annotations
 
@@ -14,8 +15,37 @@ import os
 import subprocess
 import urllib.request
 
+try:
+    from ansible.module_utils.devbox_account import AccountError, read_root_file, write_root_file
+except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
+    from devbox_account import AccountError, read_root_file, write_root_file
+
+SETTING_FILE = "idle_stop.json"
+MAX_MINUTES = 10080
 # The probe goes straight to the server: an http_proxy from the environment would swallow it.
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def load_minutes(home: str) -> int:
+    """The idle stop setting in minutes; 0 (off) when absent or not to be trusted."""
+    try:
+        minutes = json.loads(read_root_file(home, SETTING_FILE) or "{}").get("minutes", 0)
+    except (AccountError, OSError, ValueError, AttributeError):
+        return 0
+    return minutes if isinstance(minutes, int) and 0 <= minutes <= MAX_MINUTES else 0
+
+
+def save_minutes(home: str, minutes: int, dry_run: bool = False) -> bool:
+    """Keep the setting for the boot step; True when it changed."""
+    text = json.dumps({"minutes": minutes}) + "\n"
+    try:
+        if read_root_file(home, SETTING_FILE) == text:
+            return False
+    except AccountError:
+        pass  # not root's own file: replaced
+    if not dry_run:
+        write_root_file(home, SETTING_FILE, text)
+    return True
 
 
 def jupyter_activity(home: str) -> dict | None:
