@@ -19,6 +19,9 @@ sys.path.insert(0, "/usr/local/lib/devbox")
 from devbox_account import AccountError, ensure_account, ensure_home, load_record  # noqa: E402
 
 LAUNCHER = ".local/bin/devbox-jupyter"
+# The launcher's stop gives Jupyter 20 s to shut its kernels down; this must fit inside
+# fly.toml's kill_timeout, after which Fly's init kills everything.
+JUPYTER_STOP_TIMEOUT_S = 25
 
 
 def log(message: str) -> None:
@@ -72,7 +75,7 @@ def main() -> None:
         except AccountError:
             account = None
         if account is not None:
-            log(f"jupyter: {run_launcher(account['name'], home, 'stop', timeout=5)}")
+            log(f"jupyter: {run_launcher(account['name'], home, 'stop', timeout=JUPYTER_STOP_TIMEOUT_S)}")
         log("stopping")
         sys.exit(0)
 
