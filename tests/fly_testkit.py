@@ -27,9 +27,11 @@ def load_source(name: str, path: str):
 
 
 def make_state(folder: str, apps: dict[str, str], other_orgs: tuple[str, ...] = ()) -> str:
-    """A state folder for the double: the apps ({app: org slug}) and an SSH CA per org."""
+    """A state folder for the double: the apps ({app: org slug}) and an SSH CA per org (kept if there)."""
     os.makedirs(folder, exist_ok=True)
     for org in sorted(set(apps.values()) | set(other_orgs)):
+        if os.path.exists(ca_path(folder, org)):
+            continue
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{org}-ca", "-f",
                         ca_path(folder, org)], check=True)
     with open(os.path.join(folder, "apps.json"), "w", encoding="utf-8") as handle:
