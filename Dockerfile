@@ -9,10 +9,10 @@ FROM ${BASE_IMAGE}
 ARG NONROOT_USER=pythonuser
 ENV DEVBOX_HOME=/home/${NONROOT_USER}
 
-# acl: Ansible's become to an unprivileged user may need it for its temporary files.
+# No acl and no sudo: Ansible logs in as root and the modules drop to the dev user themselves.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        python3 python3-venv ca-certificates git nano acl \
+        python3 python3-venv ca-certificates git nano \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from devbox_venv import (Lock, VenvError, check_free_space, converge, diff, installed_distributions,
-                         pip_conf_text, venv_health)
+from devbox_venv import (Lock, VenvError, check_free_space, converge, diff, install_command, installed_distributions,
+                         installer_env, mask_credentials, pip_conf_text, plan, venv_health)
 
 
 def params(venv, **overrides):
@@ -185,3 +185,47 @@ def test_installer_settings_are_private(tmp_path):
     venv = tmp_path / "project-venv"
     converge(params(venv))
     assert oct((venv / "pip.conf").stat().st_mode & 0o777) == "0o600"
+
+
+def test_index_urls_stay_off_the_command_line():
+    secret = "https://user:s3cret@mirror.example/simple"
+    command = install_command("/v", "uv", ["six"], ["/p/requirements.txt"])
+    env = installer_env({"index_url": secret, "extra_index_urls": [secret + "2"]})
+    assert "s3cret" not in " ".join(command)
+    assert env["UV_INDEX_URL"] == secret and env["UV_EXTRA_INDEX_URL"] == secret + "2"
+
+
+def test_a_failed_install_names_the_index_with_the_password_masked(tmp_path):
+    venv = tmp_path / "venv"
+    settings = {"index_url": "http://user:s3cret@127.0.0.1:9/simple", "extra_index_urls": [], "ca_bundle": None,
+                "installer": "pip"}
+    converge(params(venv))
+    with pytest.raises(VenvError) as failure:
+        converge(params(venv, settings=settings, requirements=["six==1.16.0"]))
+    assert "s3cret" not in str(failure.value)
+    assert mask_credentials(settings["index_url"]) == "http://user:********@127.0.0.1:9/simple"
+
+
+def test_plan_changes_nothing_and_asks_the_installer(tmp_path):
+    venv = tmp_path / "venv"
+    assert plan(params(venv, requirements=["six==1.16.0"]))["changed"]  # absent: everything to do
+    assert not venv.exists()
+    converge(params(venv, requirements=["six==1.16.0"]))
+    before = installed_distributions(str(venv))
+    assert not plan(params(venv, requirements=["six>=1.10"]))["changed"]  # the installer's dry run settles it
+    assert plan(params(venv, requirements=["six==1.17.0"]))["changed"]
+    assert plan(params(venv, requirements=["tomli==2.0.1"]))["changed"]
+    assert installed_distributions(str(venv)) == before
+
+
+def test_plan_shows_the_settings_files_that_would_change(tmp_path):
+    venv = tmp_path / "venv"
+    converge(params(venv))
+    settings = {"index_url": None, "extra_index_urls": ["https://extra.example/simple"], "ca_bundle": None,
+                "installer": "pip"}
+    result = plan(params(venv, settings=settings))
+    assert result["changed"]
+    assert [change["after_header"] for change in result["diff"]] == [str(venv / "pip.conf"),
+                                                                     str(venv / "devbox-installer.json")]
+    assert "extra-index-url = https://extra.example/simple" in result["diff"][0]["after"]
+    assert "extra.example" not in (venv / "pip.conf").read_text()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import os
 import re
@@ -49,3 +50,22 @@ def device_groups_needed(devices: list[tuple[str, int, str]]) -> list[str]:
         if mode & 0o006 != 0o006 and mode & 0o060 == 0o060:
             needed.add(group)
     return sorted(needed)
+
+
+def cuda_smoke_test() -> str:
+    """Initialise CUDA through the driver API (libcuda, no Python package needed) and count the
+    devices; a one-line summary, or RuntimeError saying what failed."""
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1")
+    except OSError as error:
+        raise RuntimeError(f"CUDA smoke test: cannot load libcuda.so.1: {error}") from error
+    status = cuda.cuInit(0)
+    if status != 0:
+        raise RuntimeError(f"CUDA smoke test: cuInit failed with CUresult {status}")
+    count = ctypes.c_int()
+    status = cuda.cuDeviceGetCount(ctypes.byref(count))
+    if status != 0 or count.value < 1:
+        raise RuntimeError(f"CUDA smoke test: cuDeviceGetCount gave {count.value} (CUresult {status})")
+    version = ctypes.c_int()
+    cuda.cuDriverGetVersion(ctypes.byref(version))
+    return f"CUDA OK: {count.value} device(s), driver API {version.value // 1000}.{version.value % 1000 // 10}"

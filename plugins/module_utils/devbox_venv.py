@@ -149,14 +149,29 @@ def pip_conf_text(settings: dict) -> str:
     return text.getvalue()
 
 
-def write_if_changed(path: str, text: str, mode: int = 0o644) -> bool:
-    """Atomically write text with mode unless the file already holds it; True when written."""
+def planned_write(path: str, text: str, mode: int = 0o644) -> dict | None:
+    """What writing text with mode to path would change, as an Ansible diff; None for nothing."""
     try:
         with open(path) as current:
-            if current.read() == text and os.stat(path).st_mode & 0o777 == mode:
-                return False
+            before = current.read()
+        if before == text and os.stat(path).st_mode & 0o777 == mode:
+            return None
     except OSError:
-        pass
+        before = ""
+    return {"before_header": path, "after_header": path, "before": before, "after": text}
+
+
+def write_if_changed(path: str, text: str, mode: int = 0o644, dry_run: bool = False, diffs: list | None = None) -> bool:
+    """Atomically write text with mode unless the file already holds it; True when (it would be) written.
+
+    The change is appended to diffs when given (settings files: what `--diff` shows)."""
+    change = planned_write(path, text, mode)
+    if change is None:
+        return False
+    if diffs is not None:
+        diffs.append(change)
+    if dry_run:
+        return True
     descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".devbox-")
     with os.fdopen(descriptor, "w") as out:
         out.write(text)
@@ -178,44 +193,67 @@ def load_settings(venv: str) -> dict:
     return load_json(os.path.join(venv, SETTINGS_FILE))
 
 
-def save_settings(venv: str, settings: dict) -> bool:
+def save_settings(venv: str, settings: dict, dry_run: bool = False, diffs: list | None = None) -> bool:
     """Persist the installer settings: pip.conf for pip, a JSON copy for uv and later runs."""
     # 0600: index URLs may carry credentials.
-    changed = write_if_changed(os.path.join(venv, "pip.conf"), pip_conf_text(settings), 0o600)
+    changed = write_if_changed(os.path.join(venv, "pip.conf"), pip_conf_text(settings), 0o600, dry_run, diffs)
     text = json.dumps(settings, indent=2, sort_keys=True) + "\n"
-    return write_if_changed(os.path.join(venv, SETTINGS_FILE), text, 0o600) or changed
+    return write_if_changed(os.path.join(venv, SETTINGS_FILE), text, 0o600, dry_run, diffs) or changed
 
 
 def installer_env(settings: dict) -> dict:
+    """The installer's environment. Index URLs go here, not on the command line: they may carry
+    credentials, and every user can read any process's command line (/proc/*/cmdline)."""
     env = dict(os.environ)
     env.pop("PIP_CONFIG_FILE", None)
     if settings.get("ca_bundle"):
         env["SSL_CERT_FILE"] = settings["ca_bundle"]
         env["PIP_CERT"] = settings["ca_bundle"]
+    if settings.get("index_url"):
+        env["UV_INDEX_URL"] = settings["index_url"]
+    if settings.get("extra_index_urls"):
+        env["UV_EXTRA_INDEX_URL"] = " ".join(settings["extra_index_urls"])
     return env
 
 
-def install_command(venv: str, installer: str, settings: dict, requirements: list[str],
-                    requirement_files: list[str]) -> list[str]:
+CREDENTIALS = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")
+
+
+def mask_credentials(text: str) -> str:
+    """https://user:secret@host -> https://user:********@host."""
+    return CREDENTIALS.sub(r"\1********@", text)
+
+
+def install_command(venv: str, installer: str, requirements: list[str], requirement_files: list[str],
+                    dry_run: bool = False) -> list[str]:
+    """uv reads the indexes from installer_env, pip from the venv's pip.conf."""
     python = os.path.join(venv, "bin", "python")
     if installer == "uv":
         command = [os.path.join(venv, "bin", "uv"), "pip", "install", "--python", python]
-        if settings.get("index_url"):
-            command += ["--index-url", settings["index_url"]]
-        for url in settings.get("extra_index_urls") or []:
-            command += ["--extra-index-url", url]
-    else:  # pip reads index and cert from the venv's pip.conf
+    else:
         command = [python, "-m", "pip", "install", "--disable-pip-version-check"]
+    if dry_run:
+        command.append("--dry-run")
     for path in requirement_files:
         command += ["-r", path]
     return command + list(requirements)
 
 
-def run_installer(command: list[str], env: dict) -> None:
+def run_installer(command: list[str], env: dict) -> str:
+    """Run the installer; its output, or VenvError with the reason (credentials masked)."""
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        reason = (result.stderr.strip() or result.stdout.strip())[-3000:]
+        reason = mask_credentials((result.stderr.strip() or result.stdout.strip())[-3000:])
         raise VenvError(f"package installation failed ({' '.join(command[:3])} ...):\n{reason}")
+    return result.stdout + result.stderr
+
+
+def would_install(venv: str, installer: str, settings: dict, requirements: list[str],
+                  requirement_files: list[str]) -> bool:
+    """Ask the installer (--dry-run: resolves, installs nothing) whether the requirements need a change."""
+    output = run_installer(install_command(venv, installer, requirements, requirement_files, dry_run=True),
+                           installer_env(settings))
+    return "Would install" in output or "Would uninstall" in output
 
 
 def ensure_uv(venv: str, settings: dict) -> bool:
@@ -267,18 +305,19 @@ def diff(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
     }
 
 
-def write_project_files(params: dict) -> tuple[list[str], bool]:
+def write_project_files(params: dict, dry_run: bool = False) -> tuple[list[str], bool]:
     """The project directory and its requirements.txt; (requirement files, changed)."""
     project, text = params.get("project_dir"), params.get("requirements_file_text")
     if not project:
         return [], False
     changed = not os.path.isdir(project)
-    if changed:
+    if changed and not dry_run:
         os.makedirs(project, mode=0o755)
     if text is None:
         return [], changed
     path = os.path.join(project, "requirements.txt")
-    return [path], write_if_changed(path, text) or changed
+    # 0600: an index line in it may carry credentials.
+    return [path], write_if_changed(path, text, 0o600, dry_run) or changed
 
 
 def reinstall_owed(venv: str, installer: str, settings: dict, owed: dict[str, str]) -> list[str]:
@@ -286,12 +325,51 @@ def reinstall_owed(venv: str, installer: str, settings: dict, owed: dict[str, st
     (no wheel for the new Python), take the newest that can. Returns what moved."""
     pinned = [f"{name}=={version}" for name, version in sorted(owed.items())]
     try:
-        run_installer(install_command(venv, installer, settings, pinned, []), installer_env(settings))
+        run_installer(install_command(venv, installer, pinned, []), installer_env(settings))
         return []
     except VenvError:
-        run_installer(install_command(venv, installer, settings, sorted(owed), []), installer_env(settings))
+        run_installer(install_command(venv, installer, sorted(owed), []), installer_env(settings))
     now = installed_distributions(venv)
     return sorted(f"{name}: {version} -> {now.get(name)}" for name, version in owed.items() if now.get(name) != version)
+
+
+def empty_result() -> dict:
+    return {"changed": False, "rebuilt": None, "reinstalled": [], "moved": [], "installed": [], "removed": [],
+            "upgraded": [], "diff": [], "python_version": None, "distributions": 0}
+
+
+def plan(params: dict) -> dict:
+    """What converge would do, changing nothing (check mode): the settings files' diffs, and
+    the installer's own dry run for requirements that the metadata cannot settle."""
+    venv = params["path"]
+    result = empty_result()
+    _, result["changed"] = write_project_files(params, dry_run=True)
+    settings = load_settings(venv) if params["settings"] is None else params["settings"]
+    installer = params["installer"] or settings.get("installer") or "uv"
+    health, reason = venv_health(venv, params["base_python"])
+    result["python_version"], result["distributions"] = built_for(venv), len(installed_distributions(venv))
+    if health != "ok":
+        owed = set(installed_distributions(venv, portable_only=True)) - TOOLING
+        result.update(changed=True, rebuilt=reason if owed else None, reinstalled=sorted(owed))
+        return result
+    if save_settings(venv, settings, dry_run=True, diffs=result["diff"]):
+        result["changed"] = True
+    if (installer == "uv" and not os.path.exists(os.path.join(venv, "bin", "uv"))) or os.path.exists(venv + ".pending.json"):
+        result["changed"] = True
+        return result
+    text = params.get("requirements_file_text") or ""
+    requested = list(params["requirements"]) + requirement_lines(text)
+    installed = installed_distributions(venv)
+    if any(not surely_satisfied([spec], installed) and SIMPLE_SPEC.match(spec) for spec in requested):
+        result["changed"] = True  # a plain name missing, or another version than pinned: no need to ask
+    elif requested and not surely_satisfied(requested, installed):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as requirements_file:
+            requirements_file.write(text)
+            requirements_file.flush()
+            files = [requirements_file.name] if text else []
+            if would_install(venv, installer, settings, params["requirements"], files):
+                result["changed"] = True
+    return result
 
 
 def converge(params: dict) -> dict:
@@ -300,8 +378,7 @@ def converge(params: dict) -> dict:
     # Distributions owed to a rebuilt venv, kept outside it so an interrupted rebuild is
     # finished by the next run instead of being forgotten.
     pending_path = venv + ".pending.json"
-    result = {"changed": False, "rebuilt": None, "reinstalled": [], "moved": [],
-              "installed": [], "removed": [], "upgraded": []}
+    result = empty_result()
     with Lock(venv + ".lock", params["lock_timeout"]):
         requirement_files, result["changed"] = write_project_files(params)
         settings = load_settings(venv) if params["settings"] is None else params["settings"]
@@ -320,7 +397,7 @@ def converge(params: dict) -> dict:
                 result["rebuilt"] = reason
             create_venv(venv, base_python)
             result["changed"] = True
-        if save_settings(venv, settings):
+        if save_settings(venv, settings, diffs=result["diff"]):
             result["changed"] = True
         if installer == "uv" and ensure_uv(venv, settings):
             result["changed"] = True
@@ -340,7 +417,7 @@ def converge(params: dict) -> dict:
                 result["moved"] = reinstall_owed(venv, installer, settings, owed)
                 result["reinstalled"] = sorted(f"{name}=={version}" for name, version in owed.items())
             if params["requirements"] or requirement_files:
-                run_installer(install_command(venv, installer, settings, params["requirements"], requirement_files),
+                run_installer(install_command(venv, installer, params["requirements"], requirement_files),
                               installer_env(settings))
         except VenvError as error:
             if pending:

@@ -3,23 +3,111 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: devbox_jupyter
-short_description: Install, configure and start JupyterLab as the user, in one pass
+short_description: Install, configure and start JupyterLab as the dev user, in one pass
 description:
-  - Runs as the dev user. Installs I(lab_spec) into the venv (same installer settings as python_env),
-    writes the server settings (one JSON file), the given token (0600), and the launcher; then starts
-    the server unless it is healthy, or restarts it when its settings or token changed.
-  - With I(ip=auto), listens on fly-local-6pn when /etc/hosts has it (a Fly Machine's 6PN address), else
-    on 127.0.0.1.
+  - Started as root (no become, so the task pipelines), it does all its work as O(user) in a child
+    process that drops to that user.
+  - Installs O(lab_spec) into the venv with the installer settings python_env stored, writes the server
+    settings (one JSON file), the given token (mode 0600) and the launcher, then starts the server unless
+    it is healthy, or restarts it when its settings, its token or its packages changed.
+  - With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it (a Fly Machine's private
+    address), else on 127.0.0.1.
+  - Turns JupyterLab's "fetch Jupyter news?" prompt off by default (C(overrides.json) in the venv; a value
+    the user set there is kept, and Settings can still turn news on).
+  - Returns the token for the report, so register the result with C(no_log).
 options:
-  home: {type: path, required: true, description: The user's home, the volume.}
-  lab_spec: {type: str, default: jupyterlab, description: Requirement specifier for JupyterLab.}
-  ip: {type: str, default: auto, description: Address or host name to listen on; auto = 127.0.0.1 off Fly.}
-  port: {type: int, default: 8888, description: Port.}
-  token: {type: str, default: "", no_log: true, description: Fixed token; empty keeps or generates one.}
-  launcher_source: {type: str, required: true, description: Source of the launcher script.}
-  min_free_mb: {type: int, default: 1024, description: Free space needed before installing.}
+  user:
+    description: The user who runs Jupyter; the module works as this user.
+    type: str
+    required: true
+  home:
+    description: The user's home, the volume.
+    type: path
+    required: true
+  lab_spec:
+    description: Requirement specifier for JupyterLab.
+    type: str
+    default: jupyterlab
+  ip:
+    description: Address or host name to listen on; V(auto) is the private address on Fly, else 127.0.0.1.
+    type: str
+    default: auto
+  port:
+    description: Port to listen on.
+    type: int
+    default: 8888
+  token:
+    description: A fixed token; empty keeps the stored one or generates one on the first start.
+    type: str
+    default: ""
+  launcher_source:
+    description: Source text of the launcher, written to C(~/.local/bin/devbox-jupyter).
+    type: str
+    required: true
+  min_free_mb:
+    description: Free space the volume must have before JupyterLab is installed, in MB.
+    type: int
+    default: 1024
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether the server would be started or restarted; installs and starts nothing.
+  diff_mode:
+    support: partial
+    details: Shows the server settings file; never the token file.
 author: devbox maintainers
+"""
+
+EXAMPLES = r"""
+- name: Install, configure and start JupyterLab
+  devbox_jupyter:
+    user: pythonuser
+    home: /home/pythonuser
+    launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_jupyter.py') }}"
+  register: jupyter_launch
+  no_log: true  # the result carries the token
+"""
+
+RETURN = r"""
+url:
+  description: Where the server listens (no token); null in check mode.
+  returned: success
+  type: str
+  sample: http://172.17.0.3:8888/
+token:
+  description: The token the server accepts; null in check mode.
+  returned: success
+  type: str
+  sample: 4f0c2a9d8e1b7c6a5f4e3d2c1b0a9f8e7d6c5b4a39281706
+action:
+  description: What happened to the server, or what would (check mode); null when nothing would.
+  returned: success
+  type: str
+  sample: already running
+pid:
+  description: The server's process id.
+  returned: success
+  type: int
+  sample: 4242
+listen:
+  description: The address or name the server is configured to listen on.
+  returned: success
+  type: str
+  sample: fly-local-6pn
+installed:
+  description: Distributions installed into the venv by this run, as name==version.
+  returned: success
+  type: list
+  elements: str
+  sample: [jupyterlab==4.4.3]
+upgraded:
+  description: Distributions whose version changed, as "name old -> new".
+  returned: success
+  type: list
+  elements: str
+  sample: ["jupyterlab: 4.4.2 -> 4.4.3"]
 """
 
 import json
@@ -27,9 +115,14 @@ import os
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_venv import VenvError, converge, write_if_changed
+from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 
 FLY_PRIVATE_NAME = "fly-local-6pn"
+
+
+class JupyterError(Exception):
+    """The server could not be brought up; the message has the launcher's reason."""
 
 
 def listen_name(ip: str, hosts_path: str = "/etc/hosts") -> str:
@@ -57,49 +150,102 @@ def server_config(home: str, listen: str, port: int) -> dict:
     }}
 
 
-def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "home": {"type": "path", "required": True},
-            "lab_spec": {"type": "str", "default": "jupyterlab"},
-            "ip": {"type": "str", "default": "auto"},
-            "port": {"type": "int", "default": 8888},
-            "token": {"type": "str", "default": "", "no_log": True},
-            "launcher_source": {"type": "str", "required": True},
-            "min_free_mb": {"type": "int", "default": 1024},
-        },
-    )
-    params = module.params
+# JupyterLab asks every new user whether to fetch Jupyter's news from the internet; ours says no
+# by default (the user can still turn it on in Settings: these are defaults, not locks).
+LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
+
+
+def lab_overrides_text(path: str) -> str:
+    """JupyterLab's overrides.json with our defaults added where the file does not set them."""
+    try:
+        with open(path) as current:
+            overrides = json.load(current)
+    except (OSError, ValueError):
+        overrides = {}
+    if not isinstance(overrides, dict):
+        overrides = {}
+    for plugin, settings in LAB_DEFAULTS.items():
+        overrides[plugin] = dict(settings, **overrides.get(plugin, {}))
+    return json.dumps(overrides, indent=2, sort_keys=True) + "\n"
+
+
+def provision(params: dict, dry_run: bool) -> dict:
+    """As the user: the venv's JupyterLab, the settings, the token, the launcher, the server."""
     home = params["home"]
     config_dir, bin_dir = os.path.join(home, ".jupyter"), os.path.join(home, ".local", "bin")
     launcher = os.path.join(bin_dir, "devbox-jupyter")
-    try:
-        venv = converge({"path": os.path.join(home, "project-venv"), "base_python": "python3",
-                         "requirements": [params["lab_spec"]], "installer": None,
-                         "settings": None, "min_free_mb": params["min_free_mb"], "lock_timeout": 600})
-    except (VenvError, OSError) as error:
-        module.fail_json(msg=str(error))
-    os.makedirs(config_dir, mode=0o700, exist_ok=True)
-    os.makedirs(bin_dir, mode=0o755, exist_ok=True)
+    token_path = os.path.join(config_dir, "devbox_token")
+    venv_params = {"path": os.path.join(home, "project-venv"), "base_python": "python3",
+                   "requirements": [params["lab_spec"]], "installer": None,
+                   "settings": None, "min_free_mb": params["min_free_mb"], "lock_timeout": 600}
+    venv = plan(venv_params) if dry_run else converge(venv_params)
+    if not dry_run:
+        os.makedirs(config_dir, mode=0o700, exist_ok=True)
+        os.makedirs(bin_dir, mode=0o755, exist_ok=True)
     listen = listen_name(params["ip"])
+    diffs = []
     config_text = json.dumps(server_config(home, listen, params["port"]), indent=2, sort_keys=True) + "\n"
-    config_changed = write_if_changed(os.path.join(config_dir, "jupyter_server_config.json"), config_text, 0o600)
-    token_changed = bool(params["token"]) and write_if_changed(os.path.join(config_dir, "devbox_token"),
-                                                               params["token"], 0o600)
-    launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755)
+    config_changed = write_if_changed(os.path.join(config_dir, "jupyter_server_config.json"), config_text, 0o600,
+                                      dry_run, diffs)
+    token_changed = bool(params["token"]) and write_if_changed(token_path, params["token"], 0o600, dry_run)
+    launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755, dry_run)
+    overrides = os.path.join(venv_params["path"], "share", "jupyter", "lab", "settings", "overrides.json")
+    if not dry_run:
+        os.makedirs(os.path.dirname(overrides), exist_ok=True)
+    lab_defaults_changed = write_if_changed(overrides, lab_overrides_text(overrides), 0o644, dry_run, diffs)
     # A new JupyterLab (or anything under it) only serves once the server restarts.
-    action = "restart" if (config_changed or token_changed or venv["installed"] or venv["upgraded"]) else "start"
+    restart = config_changed or token_changed or lab_defaults_changed or venv["changed"]
+    result = {"listen": listen, "diff": diffs, "installed": venv["installed"], "upgraded": venv["upgraded"]}
+    if dry_run:
+        running = not launcher_changed and run_launcher(launcher, "status")[0] == 0
+        action = "would restart" if restart and running else None if running else "would start"
+        return dict(result, changed=bool(action or launcher_changed or venv["changed"]), action=action,
+                    url=None, pid=None, token=None)
+    code, outcome = run_launcher(launcher, "restart" if restart else "start")
+    if code != 0:
+        raise JupyterError(f"devbox-jupyter {'restart' if restart else 'start'} failed: {outcome.get('error', outcome)}")
+    with open(token_path) as token_file:
+        token = token_file.read().strip()
+    changed = venv["changed"] or config_changed or token_changed or launcher_changed or outcome.get("action") == "started"
+    return dict(result, changed=changed, action=outcome.get("action"), url=outcome.get("url"),
+                pid=outcome.get("pid"), token=token)
+
+
+def run_launcher(launcher: str, action: str) -> tuple[int, dict]:
+    """The launcher's exit status and its one JSON line."""
     run = subprocess.run([launcher, action], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     try:
-        outcome = json.loads(run.stdout)
+        return run.returncode, json.loads(run.stdout)
     except ValueError:
-        outcome = {"error": (run.stdout + run.stderr).strip()}
-    if run.returncode != 0:
-        module.fail_json(msg=f"devbox-jupyter {action} failed: {outcome.get('error', outcome)}", listen=listen)
-    changed = (venv["changed"] or config_changed or token_changed or launcher_changed
-               or outcome.get("action") == "started")
-    module.exit_json(changed=changed, action=outcome.get("action"), url=outcome.get("url"), pid=outcome.get("pid"),
-                     listen=listen, installed=venv["installed"], upgraded=venv["upgraded"])
+        return run.returncode or 1, {"error": (run.stdout + run.stderr).strip()}
+
+
+ARGUMENT_SPEC = {
+    "user": {"type": "str", "required": True},
+    "home": {"type": "path", "required": True},
+    "lab_spec": {"type": "str", "default": "jupyterlab"},
+    "ip": {"type": "str", "default": "auto"},
+    "port": {"type": "int", "default": 8888},
+    "token": {"type": "str", "default": "", "no_log": True},
+    "launcher_source": {"type": "str", "required": True},
+    "min_free_mb": {"type": "int", "default": 1024},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
+    if module.check_mode and not user_exists(params["user"]):
+        module.exit_json(changed=True, action="would start", url=None, pid=None, token=None,
+                         listen=listen_name(params["ip"]), installed=[], upgraded=[])
+    try:
+        result = run_as(params["user"], provision, params, module.check_mode, expected=(VenvError, JupyterError, OSError))
+    except RunAsError as error:
+        module.fail_json(msg=str(error))
+    diffs = result.pop("diff")
+    if module._diff:
+        result["diff"] = diffs
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,12 @@ description:
   - Installs requirements with uv (default) or pip; reports changed only when distributions were
     installed, removed or upgraded, or the venv or its settings were written.
   - One run at a time per venv (a lock file beside it); checks free space before installing.
+  - Started as root (no become, so the task pipelines), it does all its work as I(user).
+  - Check mode reports what would change (the installer's own dry run decides for requirements that
+    the installed metadata cannot settle); diff mode shows the settings files that change.
+  - Passwords in index URLs never reach a command line, the output, or a file others can read.
 options:
+  user: {type: str, description: The user who owns the venv; the module does its work as this user.}
   path: {type: path, required: true, description: The venv directory.}
   project_dir: {type: path, description: A project directory to create beside it when absent.}
   base_python: {type: str, default: python3, description: Interpreter the venv is built from.}
@@ -29,12 +34,16 @@ author: devbox maintainers
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_venv import VenvError, converge
+from urllib.parse import urlsplit
+
+from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+from ansible.module_utils.devbox_venv import VenvError, converge, empty_result, mask_credentials, plan
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
+            "user": {"type": "str"},
             "path": {"type": "path", "required": True},
             "project_dir": {"type": "path"},
             "base_python": {"type": "str", "default": "python3"},
@@ -48,8 +57,13 @@ def main() -> None:
             "min_free_mb": {"type": "int", "default": 1024},
             "lock_timeout": {"type": "int", "default": 600},
         },
+        supports_check_mode=True,
     )
     params = dict(module.params)
+    for url in [params["index_url"] or ""] + params["extra_index_urls"]:
+        password = urlsplit(url).password
+        if password:
+            module.no_log_values.add(password)
     ca_bundle = params["ca_bundle"]
     if ca_bundle and not _readable(ca_bundle):
         module.fail_json(msg=f"python_env_ca_bundle={ca_bundle!r}: no readable file there on the target")
@@ -60,10 +74,20 @@ def main() -> None:
         params["settings"] = {"index_url": params["index_url"], "ca_bundle": ca_bundle,
                               "extra_index_urls": params["extra_index_urls"],
                               "installer": params["installer"] or "uv"}
+    work = plan if module.check_mode else converge
+    user = params["user"]
     try:
-        result = converge(params)
-    except (VenvError, OSError) as error:
-        module.fail_json(msg=str(error))
+        if user and module.check_mode and not user_exists(user):
+            result = dict(empty_result(), changed=True)  # a fresh machine: everything is still to do
+        elif user:
+            result = run_as(user, work, params, expected=(VenvError, OSError))
+        else:
+            result = work(params)
+    except (VenvError, OSError, RunAsError) as error:
+        module.fail_json(msg=mask_credentials(str(error)))
+    diffs = result.pop("diff")
+    if module._diff:
+        result["diff"] = diffs
     module.exit_json(**result)
 
 

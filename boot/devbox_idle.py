@@ -1,0 +1,114 @@
+"""Idle stop: is anybody using this machine? PID 1 asks every minute when idle stop is on.
+
+In use means any of: a kernel busy, a browser or terminal connected to Jupyter (its
+/api/status `connections`, open terminals, or an API request within the idle time: JupyterLab
+polls while a tab is open), or a process of the dev user that Jupyter did not start (an SSH
+or `fly ssh console` session, VS Code's server, a job left running with nohup). Only when none
+of these was seen for the whole idle time does the machine stop. Standard library only.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import urllib.request
+
+# The probe goes straight to the server: an http_proxy from the environment would swallow it.
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def jupyter_activity(home: str) -> dict | None:
+    """As the user: Jupyter's own view of its use, or None when it is not serving."""
+    status = subprocess.run([os.path.join(home, ".local/bin/devbox-jupyter"), "status"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+    try:
+        server = json.loads(status.stdout)
+    except ValueError:
+        return None
+    if not server.get("healthy"):
+        return None
+    with open(os.path.join(home, ".jupyter/devbox_token")) as token_file:
+        token = token_file.read().strip()
+
+    def get(path: str):
+        request = urllib.request.Request(server["url"] + path, headers={"Authorization": f"token {token}"})
+        with NO_PROXY.open(request, timeout=10) as response:
+            return json.load(response)
+
+    api_status, kernels, terminals = get("api/status"), get("api/kernels"), get("api/terminals")
+    return {"pid": server["pid"], "last_activity": timestamp(api_status["last_activity"]),
+            "connections": int(api_status.get("connections", 0)),
+            "busy_kernels": sum(1 for kernel in kernels if kernel.get("execution_state") == "busy"),
+            "terminals": len(terminals)}
+
+
+def timestamp(iso: str) -> float:
+    """Jupyter's ISO 8601 times ('2026-11-29T03:00:00.123456Z') as seconds since the epoch."""
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """{pid: (parent pid, real uid, command name)} from /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
+        except OSError:
+            continue  # exited meanwhile
+        table[int(entry)] = (int(fields["PPid"]), int(fields["Uid"].split()[0]), fields["Name"].strip())
+    return table
+
+
+def user_sessions(uid: int, jupyter_pid: int | None, processes: dict | None = None) -> list[str]:
+    """The user's processes outside Jupyter's tree, as 'name (pid)'."""
+    processes = _processes() if processes is None else processes
+
+    def under_jupyter(pid: int) -> bool:
+        seen = set()
+        while pid > 1 and pid not in seen:
+            if pid == jupyter_pid:
+                return True
+            seen.add(pid)
+            pid = processes.get(pid, (0,))[0]
+        return False
+
+    return [f"{name} ({pid})" for pid, (_, owner, name) in sorted(processes.items())
+            if owner == uid and not under_jupyter(pid)]
+
+
+def in_use(activity: dict | None, sessions: list[str]) -> str | None:
+    """Why the machine is in use right now, or None."""
+    if sessions:
+        return f"processes of the user outside Jupyter: {', '.join(sessions[:5])}"
+    if activity is None:
+        return None
+    if activity["busy_kernels"]:
+        return f"{activity['busy_kernels']} kernel(s) busy"
+    if activity["connections"]:
+        return f"{activity['connections']} connection(s) to Jupyter"
+    if activity["terminals"]:
+        return f"{activity['terminals']} Jupyter terminal(s) open"
+    return None
+
+
+class IdleClock:
+    """Since when nothing has used the machine; started at boot (a fresh start is not idle)."""
+
+    def __init__(self, now: float):
+        self.quiet_since = now
+
+    def observe(self, now: float, activity: dict | None, sessions: list[str]) -> str | None:
+        """Record one look at the machine; returns why it is in use, or None when quiet."""
+        reason = in_use(activity, sessions)
+        if reason:
+            self.quiet_since = now
+        elif activity is not None:
+            self.quiet_since = max(self.quiet_since, activity["last_activity"])
+        return reason
+
+    def idle_for(self, now: float) -> float:
+        return now - self.quiet_since

@@ -1,0 +1,68 @@
+"""Every module documents itself as the ecosystem expects, and the docs match the code.
+
+DOCUMENTATION's options equal the module's ARGUMENT_SPEC (names, types, defaults, choices,
+required, elements); EXAMPLES and RETURN exist; `ansible-doc` renders each plugin without a
+warning."""
+import glob
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULES = sorted(glob.glob(os.path.join(ROOT, "plugins", "modules", "*.py")))
+ANSIBLE_DOC = os.path.join(os.path.dirname(sys.executable), "ansible-doc")
+COMPARED = ("type", "default", "choices", "required", "elements")
+
+
+def load(path):
+    """The module file, with its `ansible.module_utils.devbox_*` imports served from plugins/module_utils."""
+    for util in glob.glob(os.path.join(ROOT, "plugins", "module_utils", "devbox_*.py")):
+        name = os.path.basename(util)[:-3]
+        sys.modules.setdefault(f"ansible.module_utils.{name}", importlib.import_module(name))
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def normalised(option: dict) -> dict:
+    clean = {key: option[key] for key in COMPARED if key in option}
+    clean.setdefault("type", "str")
+    if not clean.get("required"):
+        clean.pop("required", None)
+    return clean
+
+
+@pytest.mark.parametrize("path", MODULES, ids=os.path.basename)
+def test_documented_options_equal_the_argument_spec(path):
+    module = load(path)
+    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    assert {name: normalised(option) for name, option in documented.items()} == \
+           {name: normalised(option) for name, option in module.ARGUMENT_SPEC.items()}
+    assert all(option.get("description") for option in documented.values())
+
+
+@pytest.mark.parametrize("path", MODULES, ids=os.path.basename)
+def test_examples_return_and_attributes(path):
+    module = load(path)
+    docs = yaml.safe_load(module.DOCUMENTATION)
+    assert set(docs["attributes"]) >= {"check_mode", "diff_mode"}
+    examples = yaml.safe_load(module.EXAMPLES)
+    assert examples and all(docs["module"] in task for task in examples)
+    returned = yaml.safe_load(module.RETURN) or {}
+    assert all({"description", "type", "returned"} <= set(value) for value in returned.values())
+
+
+@pytest.mark.parametrize("plugin", [("module", os.path.basename(path)[:-3]) for path in MODULES]
+                         + [("test", "devbox_requirement")], ids=lambda plugin: plugin[1])
+def test_ansible_doc_renders_without_a_warning(plugin):
+    kind, name = plugin
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
+    result = subprocess.run([ANSIBLE_DOC, "-t", kind, name], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0 and "WARNING" not in result.stderr and "ERROR" not in result.stderr, result.stderr
+    assert name in result.stdout
