@@ -9,7 +9,7 @@ DOCKER := $(firstword $(wildcard /usr/bin/docker) docker)
 export DOCKER_BUILDKIT := 0
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: venv up down destroy test lint unit molecule engine image bench clean
+.PHONY: venv up down destroy test lint unit molecule engine browser image bench clean status ssh-config
 
 # Variables for the playbook, as YAML/JSON: make up VARS='{"python_env_packages": ["numpy"]}'
 # (make hands VARS to tools/local_machine.py in the environment, quotes intact).
@@ -21,6 +21,16 @@ down: $(BIN)/.installed
 
 destroy: $(BIN)/.installed
 	$(BIN)/python tools/local_machine.py destroy
+
+# Read-only state of the local machine (Jupyter, venv, GPU, swap, volume, last run);
+# SHOW_TOKEN=1 prints the Jupyter URL with its token; VARS as for `make up`.
+status: $(BIN)/.installed
+	$(BIN)/python tools/local_status.py $(if $(SHOW_TOKEN),--show-token)
+
+# An OpenSSH config with one Host per machine of an inventory (default: the Fly app's Machines,
+# INVENTORY=inventory/ssh_hosts.yml for yours); prints the Include line for ~/.ssh/config.
+ssh-config: $(BIN)/.installed
+	$(BIN)/ansible-playbook $(if $(INVENTORY),-i $(INVENTORY)) playbooks/ssh_config.yml
 
 test: lint image unit molecule
 
@@ -35,6 +45,10 @@ $(BIN)/.installed: requirements.txt requirements-test.txt
 engine: $(BIN)/.installed
 	$(BIN)/python tools/ensure_docker.py
 
+# Debian's chromium and chromium-driver, for the browser test (tests/browser).
+browser: $(BIN)/.installed
+	$(BIN)/python tools/ensure_browser.py
+
 image: engine
 	base=$$($(BIN)/python tools/base_image.py) && $(DOCKER) build -q --build-arg BASE_IMAGE=$$base -t devbox:test .
 
@@ -42,7 +56,7 @@ lint: $(BIN)/.installed
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --profile production
 
-unit: $(BIN)/.installed engine
+unit: $(BIN)/.installed engine browser
 	$(BIN)/pytest -q tests
 
 molecule: image

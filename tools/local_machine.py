@@ -7,18 +7,27 @@
 
 Like a Fly Machine, the container's root FS is thrown away by `down` and only the volume
 survives. Jupyter's port is published on 127.0.0.1 only. The tests drive the same class.
+
+Where the Docker engine has the NVIDIA runtime the container gets the GPUs (`--gpus all`;
+DEVBOX_GPUS=none turns that off, another value is passed to --gpus as it is). One action per
+machine at a time on this computer: a second `make up` waits on a lock under .cache/.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 from docker_host import CA_IN_CONTAINER, DOCKER, host_ca_bundle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 USER = "pythonuser"
+LOCK_DIR = os.path.join(ROOT, ".cache")
 
 
 def say(message: str) -> None:
@@ -37,11 +46,58 @@ def build_image(image: str) -> None:
            "-t", image, ROOT, quiet=True)
 
 
+def engine_info() -> dict:
+    """`docker info` of the engine, as its JSON."""
+    return json.loads(docker("info", "--format", "{{json .}}", quiet=True).stdout)
+
+
+def gpu_request(info: dict, setting: str | None) -> tuple[str | None, str]:
+    """What to pass to `docker run --gpus` (None: nothing) and why, in words for the output.
+
+    `setting` is DEVBOX_GPUS: unset, empty or "auto" gives all GPUs where the engine lists the
+    NVIDIA runtime (what nvidia-container-toolkit configures) and none elsewhere; "none" turns
+    them off; any other value ("all", "device=0", "2") is the user's and goes to --gpus as it is.
+    """
+    setting = (setting or "auto").strip()
+    if setting == "none":
+        return None, "none (DEVBOX_GPUS=none)"
+    if setting != "auto":
+        return setting, f"--gpus {setting} (DEVBOX_GPUS)"
+    if "nvidia" in (info.get("Runtimes") or {}):
+        return "all", "--gpus all (the Docker engine has the NVIDIA runtime; DEVBOX_GPUS=none turns this off)"
+    return None, "none (the Docker engine has no NVIDIA runtime)"
+
+
+@contextlib.contextmanager
+def machine_lock(name: str, lock_dir: str = LOCK_DIR) -> Iterator[None]:
+    """Hold the controller's lock for machine `name`; a second holder waits here, saying so.
+
+    Without it two `make up` with the machine down both `docker run --name <name>` and one
+    fails on the name. The kernel drops the lock when its holder exits, even when killed.
+    """
+    os.makedirs(lock_dir, exist_ok=True)
+    path = os.path.join(lock_dir, f"local-machine-{name}.lock")
+    with open(path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            say(f"waiting: {holder} is working on {name} (lock {os.path.relpath(path, ROOT)}); "
+                "this run goes on when it is done")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        yield
+
+
 class LocalMachine:
     """One container + one named volume, provisioned over the docker connection."""
 
-    def __init__(self, name: str, volume: str, image: str, port: int | None = None):
-        self.name, self.volume, self.image, self.port = name, volume, image, port
+    def __init__(self, name: str, volume: str, image: str, port: int | None = None, gpus: str | None = None):
+        self.name, self.volume, self.image, self.port, self.gpus = name, volume, image, port, gpus
         self.ca_bundle = host_ca_bundle()
 
     def state(self) -> str | None:
@@ -53,14 +109,20 @@ class LocalMachine:
         built = docker("image", "inspect", "-f", "{{.Id}}", self.image, check=False, quiet=True).stdout.strip()
         return running == built
 
+    def has_gpus(self) -> bool:
+        requests = docker("inspect", "-f", "{{json .HostConfig.DeviceRequests}}", self.name,
+                          check=False, quiet=True).stdout.strip()
+        return requests not in ("", "null", "[]")
+
     def start(self) -> None:
-        """Start the container unless it runs the current image; anything else is replaced.
+        """Start the container unless it runs the current image with the GPUs asked for; anything
+        else is replaced.
 
         Like a Fly Machine after a deploy or a restart: the root FS comes fresh from the image
         and the volume stays.
         """
         state = self.state()
-        if state == "running" and self.runs_current_image():
+        if state == "running" and self.runs_current_image() and self.has_gpus() == bool(self.gpus):
             return
         if state is not None:
             self.remove()
@@ -68,7 +130,9 @@ class LocalMachine:
         if self.ca_bundle:
             mounts += ["-v", f"{self.ca_bundle}:{CA_IN_CONTAINER}:ro"]
         ports = ["-p", f"127.0.0.1:{self.port}:8888"] if self.port else []
-        docker("run", "-d", "--name", self.name, "--hostname", self.name, *mounts, *ports, self.image, quiet=True)
+        gpus = ["--gpus", self.gpus] if self.gpus else []
+        docker("run", "-d", "--name", self.name, "--hostname", self.name, *mounts, *ports, *gpus, self.image,
+               quiet=True)
 
     def remove(self) -> None:
         docker("rm", "-f", self.name, check=False, quiet=True)
@@ -95,6 +159,29 @@ class LocalMachine:
                               capture_output=capture)
 
 
+def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
+    """One of up, down, destroy; the caller holds the machine's lock."""
+    if action == "up":
+        build_image(machine.image)
+        machine.gpus, gpus_in_words = gpu_request(engine_info(), os.environ.get("DEVBOX_GPUS"))
+        say(f"starting {machine.name}: volume {machine.volume} at /home/{USER}, "
+            f"Jupyter on 127.0.0.1:{machine.port}, GPUs: {gpus_in_words}")
+        machine.start()
+        say("provisioning with playbooks/site.yml")
+        extra = (["-e", os.environ["VARS"]] if os.environ.get("VARS") else []) + playbook_args
+        if machine.provision(*extra).returncode != 0:
+            sys.exit("failed: ansible-playbook playbooks/site.yml did not finish; the volume is intact, "
+                     "fix the error above and run `make up` again")
+    else:
+        machine.remove()
+        say(f"removed container {machine.name}")
+        if action == "destroy":
+            machine.remove_volume()
+            say(f"removed volume {machine.volume}")
+        else:
+            say(f"volume {machine.volume} kept: `make up` brings everything back")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["up", "down", "destroy"])
@@ -106,24 +193,8 @@ def main() -> None:
                            image=os.environ.get("DEVBOX_IMAGE", "devbox:latest"),
                            port=int(os.environ.get("DEVBOX_PORT", "8888")))
     try:
-        if args.action == "up":
-            build_image(machine.image)
-            say(f"starting {machine.name}: volume {machine.volume} at /home/{USER}, "
-                f"Jupyter on 127.0.0.1:{machine.port}")
-            machine.start()
-            say("provisioning with playbooks/site.yml")
-            extra = (["-e", os.environ["VARS"]] if os.environ.get("VARS") else []) + args.playbook_args
-            if machine.provision(*extra).returncode != 0:
-                sys.exit("failed: ansible-playbook playbooks/site.yml did not finish; the volume is intact, "
-                         "fix the error above and run `make up` again")
-        else:
-            machine.remove()
-            say(f"removed container {machine.name}")
-            if args.action == "destroy":
-                machine.remove_volume()
-                say(f"removed volume {machine.volume}")
-            else:
-                say(f"volume {machine.volume} kept: `make up` brings everything back")
+        with machine_lock(machine.name):
+            act(machine, args.action, args.playbook_args)
     except subprocess.CalledProcessError as error:
         sys.exit(f"failed: {' '.join(map(str, error.cmd))} exited with {error.returncode}: {error.stderr or ''}")
 

@@ -14,8 +14,8 @@ description:
     it is healthy, or restarts it when its settings, its token or its packages changed.
   - With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it (a Fly Machine's private
     address), else on 127.0.0.1.
-  - Turns JupyterLab's "fetch Jupyter news?" prompt off by default (C(overrides.json) in the venv; a value
-    the user set there is kept, and Settings can still turn news on).
+  - Turns JupyterLab's "fetch Jupyter news?" prompt off by default (C(overrides.d/devbox.json) in the
+    venv; Settings can still turn news on).
   - Returns the token for the report, so register the result with C(no_log).
 options:
   user:
@@ -151,22 +151,9 @@ def server_config(home: str, listen: str, port: int) -> dict:
 
 
 # JupyterLab asks every new user whether to fetch Jupyter's news from the internet; ours says no
-# by default (the user can still turn it on in Settings: these are defaults, not locks).
-LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
-
-
-def lab_overrides_text(path: str) -> str:
-    """JupyterLab's overrides.json with our defaults added where the file does not set them."""
-    try:
-        with open(path) as current:
-            overrides = json.load(current)
-    except (OSError, ValueError):
-        overrides = {}
-    if not isinstance(overrides, dict):
-        overrides = {}
-    for plugin, settings in LAB_DEFAULTS.items():
-        overrides[plugin] = dict(settings, **overrides.get(plugin, {}))
-    return json.dumps(overrides, indent=2, sort_keys=True) + "\n"
+# by default. overrides.d/ holds defaults (Settings can still turn news on) and leaves
+# overrides.json to the user.
+LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}
 
 
 def provision(params: dict, dry_run: bool) -> dict:
@@ -189,10 +176,11 @@ def provision(params: dict, dry_run: bool) -> dict:
                                       dry_run, diffs)
     token_changed = bool(params["token"]) and write_if_changed(token_path, params["token"], 0o600, dry_run)
     launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755, dry_run)
-    overrides = os.path.join(venv_params["path"], "share", "jupyter", "lab", "settings", "overrides.json")
+    lab_defaults = os.path.join(venv_params["path"], "share", "jupyter", "lab", "settings", "overrides.d", "devbox.json")
     if not dry_run:
-        os.makedirs(os.path.dirname(overrides), exist_ok=True)
-    lab_defaults_changed = write_if_changed(overrides, lab_overrides_text(overrides), 0o644, dry_run, diffs)
+        os.makedirs(os.path.dirname(lab_defaults), exist_ok=True)
+    lab_defaults_changed = write_if_changed(lab_defaults, json.dumps(LAB_DEFAULTS, indent=2) + "\n", 0o644,
+                                            dry_run, diffs)
     # A new JupyterLab (or anything under it) only serves once the server restarts.
     restart = config_changed or token_changed or lab_defaults_changed or venv["changed"]
     result = {"listen": listen, "diff": diffs, "installed": venv["installed"], "upgraded": venv["upgraded"]}

@@ -14,8 +14,9 @@ from local_machine import LocalMachine
 IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
-# devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv, devbox_jupyter.
-MODULE_RUNS = 5
+# devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv, devbox_shell_init, devbox_jupyter,
+# devbox_provision_record.
+MODULE_RUNS = 7
 
 
 def recap(output: str) -> dict:

@@ -1,0 +1,73 @@
+"""The record of the last playbook run on a machine: when, and from which commit of this project.
+
+Kept beside the account record in the home's root-owned ~/.devbox/ (devbox_account makes and
+checks that directory), as a root-owned file the user cannot alter: `status` reads it back with
+the same checks, so a user-planted file is never taken for the truth. Standard library only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+
+try:
+    from ansible.module_utils.devbox_account import RECORD_DIR, _record_dir, _trusted
+except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
+    from devbox_account import RECORD_DIR, _record_dir, _trusted
+
+RECORD_FILE = "provisioned.json"
+FIELDS = ("time", "commit", "tags")
+
+
+class RecordError(Exception):
+    """A record that exists but cannot be trusted or read; the message says why."""
+
+
+def record_path(home: str) -> str:
+    return os.path.join(home, RECORD_DIR, RECORD_FILE)
+
+
+def load(home: str) -> dict | None:
+    """The last run's record; None when the machine was never provisioned by a recording run."""
+    directory, path = os.path.join(home, RECORD_DIR), record_path(home)
+    try:
+        if not _trusted(os.lstat(directory), stat.S_ISDIR):
+            raise RecordError(f"{directory} is not a root-owned directory: its records are not trusted")
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise RecordError(f"{path} is unreadable: {error}") from error
+    with os.fdopen(descriptor) as record:
+        if not _trusted(os.fstat(record.fileno()), stat.S_ISREG):
+            raise RecordError(f"{path} is not a root-owned file: not trusted")
+        try:
+            data = json.load(record)
+        except ValueError as error:
+            raise RecordError(f"{path} is not JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise RecordError(f"{path} does not hold a JSON object")
+    return {field: data.get(field) for field in FIELDS}
+
+
+def save(home: str, record: dict, dry_run: bool = False) -> bool:
+    """Write the record (root-owned, 0644); True when the commit or the tags differ from the last one.
+
+    The time changes on every run and is always written, but a rerun of the same code is not a
+    change to the machine: a converged rerun stays changed=0.
+    """
+    try:
+        previous = load(home)
+    except RecordError:
+        previous = None
+    changed = previous is None or any(previous.get(key) != record.get(key) for key in ("commit", "tags"))
+    if not dry_run:
+        directory = _record_dir(home)
+        descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".provisioned-")
+        with os.fdopen(descriptor, "w") as out:
+            json.dump({field: record.get(field) for field in FIELDS}, out, indent=2, sort_keys=True)
+            out.write("\n")
+            os.fchmod(out.fileno(), 0o644)
+        os.replace(temporary, os.path.join(directory, RECORD_FILE))
+    return changed

@@ -1,0 +1,149 @@
+"""An OpenSSH config with one Host per machine, built from how Ansible reaches them. Standard library only.
+
+Each machine reached over SSH becomes `Host devbox-<app>-<name>` (Fly) or `devbox-<name>`, logging
+in as the dev user with the same key, certificate and ProxyCommand as the playbook (taken from
+ansible_ssh_common_args), minus Ansible's own connection sharing. Machines reached otherwise
+(the local container, through `docker exec`) have no SSH server and are listed with a reason.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+
+# Ansible's connection sharing: its ControlPath is Ansible's own; a user's ssh gets none.
+LEFT_OUT = {"controlmaster", "controlpersist", "controlpath"}
+SSH_CONNECTIONS = {"ssh", "ansible.builtin.ssh", "paramiko", "ansible.builtin.paramiko_ssh", "paramiko_ssh"}
+FILE_PREFIX = "devbox_"
+
+
+class SshConfigError(Exception):
+    """Input that cannot become a config; the message says which host and why."""
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def alias(entry: dict) -> str:
+    parts = ["devbox", entry.get("fly_app") or "", entry["inventory_name"]]
+    return safe_name("-".join(part for part in parts if part))
+
+
+def options_from_args(args: str) -> list[tuple[str, str]]:
+    """`-o Key=Value` pairs of an ssh command line, in order; other flags are refused (not guessed)."""
+    options, words = [], shlex.split(args or "")
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "-o" and index + 1 < len(words):
+            option, index = words[index + 1], index + 2
+        elif word.startswith("-o") and len(word) > 2:
+            option, index = word[2:], index + 1
+        else:
+            raise SshConfigError(f"ssh argument {word!r} has no ssh_config equivalent here: use -o Key=Value")
+        key, separator, value = option.partition("=")
+        if not separator:
+            key, _, value = option.partition(" ")
+        options.append((key.strip(), value.strip()))
+    return options
+
+
+def quoted(key: str, value: str) -> str:
+    # ProxyCommand takes the rest of the line as is; other values are quoted when they hold spaces.
+    if key.lower() == "proxycommand" or not re.search(r"\s", value):
+        return value
+    return '"' + value.replace('"', '\\"') + '"'
+
+
+def certificate_facts(path: str) -> dict:
+    """Validity and principals of an OpenSSH certificate, from `ssh-keygen -L`."""
+    result = subprocess.run(["ssh-keygen", "-L", "-f", path], capture_output=True, text=True)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip() or f"ssh-keygen -L exit status {result.returncode}"}
+    valid = re.search(r"^\s*Valid: (.*)$", result.stdout, re.M)
+    block = re.search(r"^\s*Principals:\s*\n((?:\s{9,}\S.*\n?)*)", result.stdout, re.M)
+    return {"valid": valid.group(1).strip() if valid else "unknown", "principals": block.group(1).split() if block else []}
+
+
+def host_block(entry: dict) -> tuple[list[str], list[str]]:
+    """(config lines, notes for the user) for one machine reached over SSH."""
+    name, notes = alias(entry), []
+    lines = [f"# {entry['inventory_name']}" + (f" (Fly app {entry['fly_app']})" if entry.get("fly_app") else ""),
+             f"Host {name}",
+             f"    HostName {entry['address']}"]
+    if entry.get("port"):
+        lines.append(f"    Port {int(entry['port'])}")
+    lines.append(f"    User {entry['user']}")
+    if entry.get("key_file"):
+        lines.append(f"    IdentityFile {quoted('IdentityFile', os.path.abspath(entry['key_file']))}")
+    for key, value in options_from_args(" ".join(filter(None, [entry.get("common_args"), entry.get("extra_args")]))):
+        if key.lower() in LEFT_OUT:
+            continue
+        lines.append(f"    {key} {quoted(key, value)}")
+        if key.lower() == "certificatefile":
+            facts = certificate_facts(value)
+            if "error" in facts:
+                notes.append(f"{name}: the certificate {value} is unreadable: {facts['error']}")
+            elif entry["user"] not in facts["principals"]:
+                notes.append(f"{name}: the certificate {value} names {', '.join(facts['principals']) or 'nobody'}, "
+                             f"not {entry['user']}: logging in as {entry['user']} will be refused")
+            else:
+                notes.append(f"{name}: certificate valid {facts['valid']}; rerun this to renew it")
+    if not entry.get("fly_app"):
+        notes.append(f"{name}: logs in as {entry['user']} with your own SSH key (in ~{entry['user']}/.ssh/authorized_keys)")
+    return lines + [""], notes
+
+
+def docker_hint(entry: dict) -> str:
+    if "docker" not in entry["connection"] or not entry.get("address"):
+        return ""
+    return (f"; a shell: docker exec -it -u {entry['user']} -w {entry['home']}/project {entry['address']} bash -i; "
+            "VS Code: Dev Containers, 'Attach to Running Container'")
+
+
+def render(entries: list[dict]) -> tuple[str, list[str], list[str]]:
+    """(file text, Host names, notes)."""
+    blocks, names, notes = [], [], []
+    for entry in sorted(entries, key=lambda item: item["inventory_name"]):
+        if entry.get("connection", "ssh") not in SSH_CONNECTIONS:
+            notes.append(f"{entry['inventory_name']}: reached with {entry['connection']}, not SSH (no SSH server "
+                         "there): no Host entry" + docker_hint(entry))
+            continue
+        lines, host_notes = host_block(entry)
+        blocks += lines
+        names.append(alias(entry))
+        notes += host_notes
+    header = ["# Written by devbox (playbooks/ssh_config.yml): one Host per machine; rewritten on every run.", ""]
+    return "\n".join(header + blocks), names, notes
+
+
+def file_name(entries: list[dict]) -> str:
+    apps = {entry.get("fly_app") for entry in entries}
+    if len(apps) == 1 and None not in apps and "" not in apps:
+        stem = f"fly-{apps.pop()}"
+    else:
+        inventories = sorted({os.path.splitext(os.path.basename(entry.get("inventory_file") or "hosts"))[0]
+                              for entry in entries})
+        stem = "-".join(inventories)
+    return f"{FILE_PREFIX}{safe_name(stem)}.conf"
+
+
+def write(directory: str, name: str, text: str) -> bool:
+    """Write the file (0600, in a 0700 folder) unless it holds the same text; True when written."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = os.path.join(directory, name)
+    try:
+        with open(path) as current:
+            if current.read() == text and os.stat(path).st_mode & 0o777 == 0o600:
+                return False
+    except OSError:
+        pass
+    temporary = path + ".tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
+    return True

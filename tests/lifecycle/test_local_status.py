@@ -1,0 +1,139 @@
+"""`make status` against a real local machine: every line checked against the container itself.
+
+The machine is provisioned once (site.yml, which also records the run); status must read it
+without changing it, hide the token unless asked, list what the next run would change, and say
+plainly when the container is stopped or gone.
+"""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from local_machine import ROOT, LocalMachine, docker
+
+IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
+NAME, VOLUME = "devbox-status-test", "devbox-status-test-home"
+HOME = "/home/pythonuser"
+PACKAGES = {"python_env_packages": ["six==1.16.0"]}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def status(*args, name=NAME, volume=VOLUME, **env):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "local_status.py"), *args],
+                            env=dict(os.environ, DEVBOX_NAME=name, DEVBOX_VOLUME=volume, **env),
+                            capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
+def line(output: str, prefix: str) -> str:
+    found = [text.strip() for text in output.splitlines() if text.strip().startswith(prefix)]
+    assert len(found) == 1, output
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def machine():
+    machine = LocalMachine(name=NAME, volume=VOLUME, image=IMAGE, port=free_port())
+    machine.remove()
+    machine.remove_volume()
+    machine.start()
+    try:
+        result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        yield machine
+    finally:
+        machine.remove()
+        machine.remove_volume()
+
+
+def test_status_reports_each_part_as_the_machine_has_it(machine):
+    rc, output = status()
+    assert rc == 0, output
+    token = machine.exec(f"cat {HOME}/.jupyter/devbox_token").stdout.strip()
+    assert token and token not in output, "the token is shown only when asked for"
+    assert output.startswith(f"{NAME}:\n")
+    assert re.fullmatch(rf"Jupyter: up, http://127\.0\.0\.1:{machine.port}/lab \(server on http://[0-9.]+:8888/, pid \d+\); "
+                        r"token hidden: `make status SHOW_TOKEN=1` prints the URL with it", line(output, "Jupyter:"))
+    python = machine.exec(f"{HOME}/project-venv/bin/python -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
+    count = machine.exec(f"ls -d {HOME}/project-venv/lib/python3*/site-packages/*.dist-info | wc -l").stdout.strip()
+    assert line(output, "Venv:") == f"Venv: {HOME}/project-venv, Python {python.stdout.strip()}, {count} packages"
+    assert line(output, "GPU:") == "GPU: none (no nvidia-smi)"
+    meminfo = dict(row.split(":") for row in machine.exec("cat /proc/meminfo").stdout.splitlines())
+    assert line(output, "Swap:").startswith(f"Swap: {int(meminfo['SwapTotal'].split()[0]) // 1024} MB, ")
+    size = machine.exec(f"df -k --output=size {HOME} | tail -1").stdout.strip()
+    assert line(output, "Volume:").startswith(f"Volume: {HOME}: {int(size) / 1024 / 1024:.1f} GB, ")
+    commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True,
+                            text=True).stdout.strip()
+    assert re.fullmatch(rf"Provisioned: 20\d\d-\d\d-\d\dT[0-9:]+\+00:00 from commit {re.escape(commit)}",
+                        line(output, "Provisioned:"))
+    assert line(output, "Next run:") == "Next run: nothing to change, as far as status can tell"
+
+
+def test_the_shown_token_opens_jupyter(machine):
+    rc, output = status("--show-token")
+    assert rc == 0, output
+    url = re.search(r"Jupyter: up, (\S+)", output).group(1)
+    assert url.startswith(f"http://127.0.0.1:{machine.port}/lab?token=")
+    api = url.replace("/lab?", "/api/contents?")
+    with urllib.request.urlopen(api, timeout=20) as response:
+        assert response.status == 200 and "content" in json.load(response)
+
+
+def test_status_changes_nothing_and_a_rerun_records_without_changing(machine):
+    record = f"cat {HOME}/.devbox/provisioned.json"
+    before, pid = machine.exec(record).stdout, machine.exec(f"cat {HOME}/.jupyter/devbox-jupyter.pid").stdout
+    status()
+    assert machine.exec(record).stdout == before and machine.exec(f"cat {HOME}/.jupyter/devbox-jupyter.pid").stdout == pid
+    result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
+    assert result.returncode == 0 and re.search(r"changed=0\s", result.stdout), result.stdout[-2000:]
+    after = json.loads(machine.exec(record).stdout)
+    assert after["commit"] == json.loads(before)["commit"] and after["time"] >= json.loads(before)["time"]
+    assert machine.exec(f"stat -c %u:%a {HOME}/.devbox {HOME}/.devbox/provisioned.json").stdout.split() == [
+        "0:755", "0:644"]
+
+
+def test_next_run_names_missing_packages_and_a_stopped_jupyter(machine):
+    machine.exec(f"{HOME}/.local/bin/devbox-jupyter stop", user="pythonuser")
+    try:
+        rc, output = status(VARS=json.dumps({"python_env_packages": ["six==1.16.0", "tomli-w", "six==1.15.0"]}))
+        assert rc == 0, output
+        assert line(output, "Jupyter:").startswith("Jupyter: DOWN (not running)")
+        assert line(output, "Next run:") == ("Next run: install tomli-w, six==1.15.0 (installed: 1.16.0); "
+                                             "start Jupyter")
+    finally:
+        machine.exec(f"{HOME}/.local/bin/devbox-jupyter start", user="pythonuser")
+
+
+def test_a_fresh_machine_is_reported_as_not_provisioned():
+    fresh = LocalMachine(name=f"{NAME}-fresh", volume=f"{VOLUME}-fresh", image=IMAGE)
+    fresh.start()
+    try:
+        rc, output = status(name=fresh.name, volume=fresh.volume)
+        assert rc == 0, output
+        assert line(output, "Not provisioned:") == "Not provisioned: no user pythonuser on this machine (run playbooks/site.yml)"
+        assert line(output, "Provisioned:").startswith("Provisioned: no record of a run")
+        assert line(output, "Next run:") == "Next run: create the user pythonuser and everything in the home"
+    finally:
+        fresh.remove()
+        fresh.remove_volume()
+
+
+def test_a_stopped_or_removed_container_is_said_plainly(machine):
+    docker("stop", "-t", "5", NAME, quiet=True)
+    rc, output = status()
+    assert (rc, output) == (0, f"{NAME}:\n  down: the container is exited; volume {VOLUME} kept (venv, notebooks, "
+                                "token). `make up` starts it again.\n")
+    machine.remove()
+    rc, output = status()
+    assert (rc, output) == (0, f"{NAME}:\n  down: no container; volume {VOLUME} kept (venv, notebooks, token). "
+                               "`make up` starts it.\n")

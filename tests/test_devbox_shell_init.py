@@ -1,0 +1,49 @@
+"""The ~/.bashrc block: in place, once; a real interactive bash over "SSH" starts in ~/project with the venv."""
+import os
+import subprocess
+import sys
+
+from devbox_shell_init import BEGIN, ensure_block, with_block
+
+
+def test_the_block_is_added_once_and_replaced_in_place():
+    original = "# user's own\nalias ll='ls -l'"
+    once = with_block(original)
+    assert once.startswith(original + "\n") and once.count(BEGIN) == 1
+    assert with_block(once) == once
+    stale = once.replace("project-venv/bin/activate", "old/activate") + "export AFTER=1\n"
+    fixed = with_block(stale)
+    assert fixed.count(BEGIN) == 1 and "old/activate" not in fixed and fixed.endswith("export AFTER=1\n")
+
+
+def test_ensure_block_follows_a_linked_bashrc_and_keeps_its_mode(tmp_path):
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "bashrc").write_text("export KEEP=1\n")
+    os.chmod(dotfiles / "bashrc", 0o600)
+    home = tmp_path / "home"
+    home.mkdir()
+    os.symlink(dotfiles / "bashrc", home / ".bashrc")
+    assert ensure_block(str(home), dry_run=True) is True
+    assert (dotfiles / "bashrc").read_text() == "export KEEP=1\n"
+    assert ensure_block(str(home)) is True and ensure_block(str(home)) is False
+    assert os.path.islink(home / ".bashrc") and os.stat(dotfiles / "bashrc").st_mode & 0o777 == 0o600
+    assert BEGIN in (dotfiles / "bashrc").read_text()
+
+
+def shell(home, *args, **env):
+    base = {"HOME": str(home), "PATH": "/usr/bin:/bin", "TERM": "dumb"}
+    return subprocess.run(["bash", *args, "-c", 'echo "$PWD|${VIRTUAL_ENV:-}"'], cwd=home, env=dict(base, **env),
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60).stdout.strip()
+
+
+def test_interactive_ssh_shells_start_in_project_with_the_venv_and_others_do_not(tmp_path):
+    home = tmp_path / "home"
+    (home / "project").mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(home / "project-venv")], check=True)
+    ensure_block(str(home))
+    venv = str(home / "project-venv")
+    assert shell(home, "-i", SSH_CONNECTION="10.0.0.1 5 10.0.0.2 22") == f"{home}/project|{venv}"
+    assert shell(home, "-i") == f"{home}|{venv}", "a terminal that is not an SSH login stays where it is"
+    assert shell(home, "-i", SSH_CONNECTION="x", TERM_PROGRAM="vscode") == f"{home}|{venv}"
+    assert shell(home, SSH_CONNECTION="x") == f"{home}|", "non-interactive shells are untouched"

@@ -1,0 +1,81 @@
+"""The OpenSSH config: options taken from how Ansible connects, the certificate checked, the file private."""
+import os
+import subprocess
+
+import pytest
+
+from devbox_ssh_config import SshConfigError, alias, file_name, options_from_args, render, write
+
+ARGS = ("-o 'ProxyCommand=/usr/bin/python3 /p/fly_proxy_command.py --fly /bin/fly --app app --port %p %h' "
+        "-o ControlMaster=auto -o ControlPersist=120s -o StrictHostKeyChecking=no -o 'CertificateFile={cert}'")
+
+
+def fly_entry(cert, **overrides):
+    entry = {"inventory_name": "aged-wind-2649", "connection": "ssh", "address": "m1.vm.app.internal", "port": "",
+             "user": "pythonuser", "key_file": cert[:-len("-cert.pub")], "common_args": ARGS.format(cert=cert),
+             "extra_args": "", "fly_app": "app", "inventory_file": "/p/inventory/fly.yml"}
+    entry.update(overrides)
+    return entry
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A key and a certificate for principals root and pythonuser, signed by a throwaway CA."""
+    for name in ("ca", "id"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-s", str(tmp_path / "ca"), "-I", "t", "-n", "root,pythonuser,fly",
+                    "-V", "-5m:+1h", str(tmp_path / "id.pub")], check=True)
+    return str(tmp_path / "id-cert.pub")
+
+
+def test_options_keep_their_order_and_other_flags_are_refused():
+    assert options_from_args("-o A=1 -oB=two -o 'C=x y'") == [("A", "1"), ("B", "two"), ("C", "x y")]
+    with pytest.raises(SshConfigError, match="'-J'"):
+        options_from_args("-J jump")
+
+
+def test_a_fly_machine_gets_a_host_with_the_proxy_and_certificate_but_not_ansibles_control_master(certificate):
+    text, names, notes = render([fly_entry(certificate)])
+    assert names == ["devbox-app-aged-wind-2649"]
+    assert "Host devbox-app-aged-wind-2649\n    HostName m1.vm.app.internal\n    User pythonuser\n" in text
+    assert "    ProxyCommand /usr/bin/python3 /p/fly_proxy_command.py --fly /bin/fly --app app --port %p %h\n" in text
+    assert f"    CertificateFile {certificate}\n" in text and "Control" not in text
+    assert any("certificate valid from" in note for note in notes)
+
+
+def test_a_certificate_without_the_dev_user_is_reported(certificate):
+    _, _, notes = render([fly_entry(certificate, user="alice")])
+    assert any("not alice: logging in as alice will be refused" in note for note in notes)
+
+
+def test_a_docker_machine_gets_no_host_but_a_reason():
+    text, names, notes = render([{"inventory_name": "devbox-local", "connection": "community.docker.docker",
+                                  "address": "devbox-local", "user": "pythonuser", "home": "/home/pythonuser"}])
+    assert names == [] and "\nHost " not in text
+    assert notes == ["devbox-local: reached with community.docker.docker, not SSH (no SSH server there): no Host "
+                     "entry; a shell: docker exec -it -u pythonuser -w /home/pythonuser/project devbox-local bash -i; "
+                     "VS Code: Dev Containers, 'Attach to Running Container'"]
+
+
+def test_file_names_follow_the_app_or_the_inventory(certificate):
+    assert file_name([fly_entry(certificate)]) == "devbox_fly-app.conf"
+    assert alias({"inventory_name": "gpu box", "fly_app": ""}) == "devbox-gpu-box"
+    assert file_name([{"inventory_file": "/x/inventory/ssh_hosts.yml"}]) == "devbox_ssh_hosts.conf"
+
+
+def test_the_file_is_private_and_rewritten_only_when_it_differs(tmp_path):
+    folder = tmp_path / ".ssh"
+    assert write(str(folder), "devbox_x.conf", "Host a\n") is True
+    assert write(str(folder), "devbox_x.conf", "Host a\n") is False
+    assert os.stat(folder).st_mode & 0o777 == 0o700 and os.stat(folder / "devbox_x.conf").st_mode & 0o777 == 0o600
+
+
+def test_openssh_accepts_the_file(certificate, tmp_path):
+    text, names, _ = render([fly_entry(certificate)])
+    (tmp_path / "devbox_fly-app.conf").write_text(text)
+    (tmp_path / "config").write_text(f"Include {tmp_path}/devbox_*.conf\n")
+    result = subprocess.run(["ssh", "-G", "-F", str(tmp_path / "config"), names[0]], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    settings = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert settings["hostname"] == "m1.vm.app.internal" and settings["user"] == "pythonuser"
+    assert settings["proxycommand"].endswith("--port %p %h") and settings["certificatefile"] == certificate

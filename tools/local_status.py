@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""`make status`: the local dev machine's state, read-only, as one block.
+
+A missing or stopped container is said plainly (with the command that brings it back); a
+running one gets playbooks/status.yml over the docker connection (one module run, nothing
+installed or restarted). The Jupyter URL carries its token only with --show-token
+(`make status SHOW_TOKEN=1`): `make up` prints it once, but status output is the kind that
+gets pasted into chats and issues.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+from local_machine import ROOT, LocalMachine, docker
+
+PLAYBOOK = os.path.join(ROOT, "playbooks", "status.yml")
+
+
+def published_url(name: str) -> str | None:
+    """Where this computer reaches the container's Jupyter (what `make up` published)."""
+    result = docker("port", name, "8888/tcp", check=False, quiet=True)
+    address = result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else ""
+    return f"http://{address}" if address else None
+
+
+def volume_exists(volume: str) -> bool:
+    return docker("volume", "inspect", volume, check=False, quiet=True).returncode == 0
+
+
+def playbook_blocks(machine: LocalMachine, show_token: bool) -> tuple[int, list[str]]:
+    """Run status.yml with the JSON callback; (exit status, the lines to print)."""
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+               "-i", os.path.join(ROOT, "inventory", "local.yml"),
+               "-e", f"ansible_host={machine.name}", "-e", f"jupyter_ip={machine.name}",
+               "-e", json.dumps({"status_show_token": show_token,
+                                 "status_token_hint": "`make status SHOW_TOKEN=1` prints the URL with it"})]
+    if os.environ.get("VARS"):  # the same variables as `make up VARS=...`: what would the next run change?
+        command += ["-e", os.environ["VARS"]]
+    url = published_url(machine.name)
+    if url:
+        command += ["-e", f"devbox_browser_url={url}"]
+    else:
+        command += ["-e", "devbox_open_hint=no port is published on this computer: `make up` publishes it"]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    run = subprocess.run([*command, PLAYBOOK], cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        report = json.loads(run.stdout)
+    except ValueError:
+        return run.returncode, [f"status.yml failed: {(run.stderr or run.stdout).strip()}"]
+    lines = []
+    for play in report.get("plays", []):
+        for task in play.get("tasks", []):
+            for result in task.get("hosts", {}).values():
+                if result.get("failed") or result.get("unreachable"):
+                    lines.append(f"{task['task']['name']} failed: {result.get('msg')}")
+                elif task["task"]["name"] == "Show the machine's state":
+                    lines.extend(result["msg"])
+    return run.returncode, lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--show-token", action="store_true", help="print the Jupyter URL with its token")
+    args = parser.parse_args()
+    machine = LocalMachine(name=os.environ.get("DEVBOX_NAME", "devbox-local"),
+                           volume=os.environ.get("DEVBOX_VOLUME", "devbox-home"),
+                           image=os.environ.get("DEVBOX_IMAGE", "devbox:latest"))
+    if docker("info", check=False, quiet=True).returncode != 0:
+        print(f"{machine.name}: unknown: the Docker engine does not answer (`make engine` starts it)")
+        return 1
+    state = machine.state()
+    kept = (f"volume {machine.volume} kept (venv, notebooks, token)" if volume_exists(machine.volume)
+            else f"no volume {machine.volume} yet")
+    print(f"{machine.name}:")
+    if state is None:
+        print(f"  down: no container; {kept}. `make up` starts it.")
+        return 0
+    if state != "running":
+        print(f"  down: the container is {state}; {kept}. `make up` starts it again.")
+        return 0
+    status, lines = playbook_blocks(machine, args.show_token)
+    for line in lines:
+        print(f"  {line}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
