@@ -25,6 +25,9 @@ from devbox_run_as import RunAsError, run_as  # noqa: E402
 LAUNCHER = ".local/bin/devbox-jupyter"
 # How often PID 1 looks whether the machine is in use (tests shorten it).
 IDLE_POLL_S = float(os.environ.get("DEVBOX_IDLE_POLL_S", "60"))
+# The launcher's stop gives Jupyter 20 s to shut its kernels down; this must fit inside
+# fly.toml's kill_timeout, after which Fly's init kills everything.
+JUPYTER_STOP_TIMEOUT_S = 25
 
 
 def log(message: str) -> None:
@@ -74,7 +77,7 @@ def shut_down(home: str) -> None:
     except AccountError:
         account = None
     if account is not None:
-        log(f"jupyter: {run_launcher(account['name'], home, 'stop', timeout=5)}")
+        log(f"jupyter: {run_launcher(account['name'], home, 'stop', timeout=JUPYTER_STOP_TIMEOUT_S)}")
     log("stopping")
     sys.exit(0)
 

@@ -63,9 +63,9 @@ class FlyProxy:
         while open_streams:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                said = self.stderr_text.decode(errors="replace").strip()
+                said = self.said()
                 raise ProxyError(f"`{' '.join(self.command)}` printed no readiness line within {timeout:.0f} s"
-                                 + (f" (it said: {said.splitlines()[-1]})" if said else "")
+                                 + (f" (it said: {said})" if said else "")
                                  + f"; is the Machine started? `fly machines list -a {self.app}`")
             for key, _ in selector.select(remaining):
                 chunk = os.read(key.fileobj.fileno(), 65536)
@@ -86,9 +86,14 @@ class FlyProxy:
         self.process.wait()
         raise ProxyError(self.failure_message())
 
+    def said(self) -> str:
+        """flyctl's message: its `Error:` line, not the description or hint lines after it."""
+        lines = self.stderr_text.decode(errors="replace").strip().splitlines()
+        line = next((line for line in reversed(lines) if line.startswith("Error: ")), lines[-1] if lines else "")
+        return line.removeprefix("Error: ").strip()
+
     def failure_message(self) -> str:
-        said = self.stderr_text.decode(errors="replace").strip()
-        said = re.sub(r"^Error: ", "", said.splitlines()[-1] if said else "")
+        said = self.said()
         message = f"`fly proxy` to {self.host} exited with status {self.process.returncode}: {said or 'no message'}"
         if "host was not found in DNS" in said:
             message += (f". Stopped Machines are not in .internal DNS: check `fly machines list -a {self.app}` and "

@@ -5,6 +5,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -25,14 +26,33 @@ def load_source(name: str, path: str):
     return module
 
 
-def make_state(folder: str, apps: dict[str, str]) -> str:
-    """A state folder for the double: an org SSH CA and the apps ({app: org slug})."""
+def make_state(folder: str, apps: dict[str, str], other_orgs: tuple[str, ...] = ()) -> str:
+    """A state folder for the double: the apps ({app: org slug}) and an SSH CA per org (kept if there)."""
     os.makedirs(folder, exist_ok=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test-org-ca", "-f",
-                    os.path.join(folder, "ca")], check=True)
+    for org in sorted(set(apps.values()) | set(other_orgs)):
+        if os.path.exists(ca_path(folder, org)):
+            continue
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{org}-ca", "-f",
+                        ca_path(folder, org)], check=True)
     with open(os.path.join(folder, "apps.json"), "w", encoding="utf-8") as handle:
         json.dump({app: {"org": org} for app, org in apps.items()}, handle)
     return folder
+
+
+def ca_path(state: str, org: str = ORG) -> str:
+    """The private key of an org's SSH CA in the double's state (its .pub beside it)."""
+    return os.path.join(state, f"ca-{org}")
+
+
+def signing_ca(certificate: str) -> str:
+    """The fingerprint of the CA that signed a certificate, as ssh-keygen -l prints CA keys."""
+    listing = subprocess.run(["ssh-keygen", "-L", "-f", certificate], capture_output=True, text=True, check=True).stdout
+    return re.search(r"Signing CA: \S+ (\S+)", listing).group(1)
+
+
+def fingerprint(public_key: str) -> str:
+    return subprocess.run(["ssh-keygen", "-l", "-f", public_key], capture_output=True, text=True,
+                          check=True).stdout.split()[1]
 
 
 def fly_env(state: str, logged_in: bool = True, **extra: str) -> dict[str, str]:

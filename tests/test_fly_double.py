@@ -1,6 +1,8 @@
 """Pins the `fly` test double to flyctl's real interface (shared/docs/fly-facts.md, flyctl's
-source: internal/command/ssh/issue.go, proxy/connect.go, internal/render/render.go), so the
-double cannot drift from what the project will meet in real use."""
+source at ad0172f: internal/command/ssh/issue.go, internal/command/orgs/orgs.go, agent/start.go,
+internal/command/agent/, internal/command/auth/whoami.go, internal/cli/cli.go, proxy/connect.go,
+internal/render/render.go; fly-go v0.9.6 machine_types.go), so the double cannot drift from
+what the project will meet in real use."""
 import json
 import os
 import re
@@ -10,14 +12,17 @@ import subprocess
 
 import pytest
 
-from fly_testkit import DOUBLE, ORG, echo_server, fly_env, load_source, make_state, process_gone, wait_until
+from fly_testkit import (DOUBLE, ORG, ca_path, echo_server, fingerprint, fly_env, load_source, make_state, process_gone,
+                         signing_ca, wait_until)
 
 double = load_source("fly_double", DOUBLE)
 
-# fly-facts.md: a Machine object from `fly machines list --json`, keys in this order.
+# fly-go v0.9.6 (machine_types.go): a Machine and its config as Go's encoder writes the structs,
+# fields in declaration order. (fly-facts.md's example lists host_status and cordoned first.)
 MACHINE_KEYS = ["id", "name", "state", "region", "image_ref", "instance_id", "private_ip", "created_at",
-                "updated_at", "host_status", "cordoned", "config"]
-CONFIG_KEYS = ["init", "image", "guest", "mounts", "restart", "metadata"]
+                "updated_at", "config", "host_status", "cordoned"]
+CONFIG_KEYS = ["init", "guest", "metadata", "mounts", "image", "restart"]
+OTHER_ORG = "other-org"
 ISSUE_BANNER = (
     "\n"
     "!!!! WARNING: We're now prompting you to save an SSH private key and certificate       !!!!\n"
@@ -35,7 +40,8 @@ INSPECT = {
     "State": {"Running": True, "StartedAt": "2026-11-28T14:22:51.5Z"},
     "Config": {"Labels": {"fly_app": "myapp", "fly_machine_id": "a5c5de9ce64ca12", "fly_machine_name": "aged-wind-2649",
                           "fly_region": "ord", "fly_swap_size_mb": "32768"}},
-    "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.4"}}},
+    "NetworkSettings": {"Networks": {"devbox-6pn": {"IPAddress": "172.17.0.4",
+                                                    "GlobalIPv6Address": "fdaa:0:18:a7b:196:e274:9ce1:2"}}},
     "Mounts": [{"Type": "volume", "Name": "devbox-e2e-home-1", "Destination": "/home/pythonuser"},
                {"Type": "bind", "Source": "/etc/ssl/certs/ca-certificates.crt", "Destination": "/etc/devbox/ca-bundle.pem"}],
 }
@@ -48,21 +54,39 @@ def run_double(state, *args, logged_in=True, **env):
 
 @pytest.fixture
 def state(tmp_path):
-    return make_state(str(tmp_path / "fly-state"), {"myapp": ORG})
+    return make_state(str(tmp_path / "fly-state"), {"myapp": ORG}, other_orgs=(OTHER_ORG,))
 
 
 def test_a_started_container_is_a_machine_object_with_the_documented_shape():
     machine = double.machine_json(INSPECT)
     assert list(machine) == MACHINE_KEYS
     assert list(machine["config"]) == CONFIG_KEYS
-    assert machine["id"] == "a5c5de9ce64ca12" and machine["state"] == "started" and machine["private_ip"] == "172.17.0.4"
+    assert machine["id"] == "a5c5de9ce64ca12" and machine["state"] == "started"
+    assert machine["private_ip"] == "fdaa:0:18:a7b:196:e274:9ce1:2", "a 6PN address is IPv6"
     assert machine["created_at"] == "2026-11-28T14:22:50Z"
     assert machine["config"]["init"] == {"swap_size_mb": 32768}
     assert machine["config"]["guest"] == {"cpu_kind": "performance", "cpus": 8, "memory_mb": 32768}
     [mount] = machine["config"]["mounts"]
     assert re.fullmatch(r"vol_[0-9a-f]{16}", mount.pop("volume"))
     assert mount == {"path": "/home/pythonuser", "name": "data", "size_gb": 100, "encrypted": True}
-    assert machine["cordoned"] is False
+    assert machine["cordoned"] is False and machine["host_status"] == "ok"
+    assert machine["config"]["metadata"] == {"fly_platform_version": "v2", "fly_process_group": "app"}
+
+
+def test_console_and_release_command_machines_carry_their_process_group():
+    for group in ("fly_app_console", "fly_app_release_command"):
+        inspect = json.loads(json.dumps(INSPECT))
+        inspect["Config"]["Labels"]["fly_process_group"] = group
+        assert double.machine_json(inspect)["config"]["metadata"]["fly_process_group"] == group
+
+
+def test_a_machine_on_an_unreachable_host_has_only_an_incomplete_config():
+    inspect = json.loads(json.dumps(INSPECT))
+    inspect["Config"]["Labels"]["fly_host_status"] = "unreachable"
+    machine = double.machine_json(inspect)
+    assert machine["host_status"] == "unreachable" and "config" not in machine
+    assert list(machine)[-1] == "incomplete_config"
+    assert machine["incomplete_config"]["metadata"]["fly_process_group"] == "app"
 
 
 def test_a_stopped_container_is_a_stopped_machine_and_empty_fields_are_omitted():
@@ -71,7 +95,7 @@ def test_a_stopped_container_is_a_stopped_machine_and_empty_fields_are_omitted()
     inspect["Config"]["Labels"].pop("fly_swap_size_mb")
     machine = double.machine_json(inspect)
     assert machine["state"] == "stopped"
-    assert "private_ip" not in machine and "init" not in machine["config"]
+    assert "private_ip" not in machine and machine["config"]["init"] == {}, "init has no omitempty"
     assert "cordoned" in machine and "image_ref" in machine
 
 
@@ -86,6 +110,13 @@ def test_not_logged_in_is_flyctls_no_token_error(state):
     assert result.returncode == 1
     assert result.stderr == "Error: No access token available. Please login with 'flyctl auth login'\n"
     assert run_double(state, "auth", "whoami").stdout == "developer@example.com\n"
+
+
+def test_whoami_fails_for_other_reasons_than_login_with_flyctls_wrapping(state):
+    result = run_double(state, "auth", "whoami", FLY_DOUBLE_API_UNREACHABLE="1")
+    assert result.returncode == 1
+    assert result.stderr == ('Error: failed retrieving current user: Post "https://api.fly.io/graphql": '
+                             "dial tcp: lookup api.fly.io: no such host\n")
 
 
 def test_status_of_a_missing_app_fails_like_flyctl(state):
@@ -107,6 +138,31 @@ def test_ssh_issue_writes_a_key_and_a_certificate_like_flyctl(state, tmp_path):
                              check=True).stdout
     assert "ssh-ed25519-cert-v01@openssh.com user certificate" in listing
     assert re.search(r"Principals: *\n\s+root\n\s+pythonuser\n", listing)
+
+
+def test_ssh_issue_without_usernames_names_root_and_fly(state, tmp_path):
+    path = str(tmp_path / "id_test")
+    assert run_double(state, "ssh", "issue", ORG, path).returncode == 0
+    listing = subprocess.run(["ssh-keygen", "-L", "-f", path + "-cert.pub"], capture_output=True, text=True,
+                             check=True).stdout
+    assert re.search(r"Principals: *\n\s+root\n\s+fly\n", listing)
+
+
+def test_ssh_issue_takes_the_org_from_the_flag_then_fly_org_then_the_first_argument(state, tmp_path):
+    ours, theirs = fingerprint(ca_path(state, ORG) + ".pub"), fingerprint(ca_path(state, OTHER_ORG) + ".pub")
+    plain, flagged = str(tmp_path / "plain"), str(tmp_path / "flagged")
+    assert run_double(state, "ssh", "issue", ORG, plain, FLY_ORG=OTHER_ORG).returncode == 0
+    assert signing_ca(plain + "-cert.pub") == theirs, "FLY_ORG wins over the first argument"
+    assert run_double(state, "ssh", "issue", ORG, flagged, "--org", ORG, FLY_ORG=OTHER_ORG).returncode == 0
+    assert signing_ca(flagged + "-cert.pub") == ours, "--org wins over FLY_ORG; the path stays the second argument"
+
+
+def test_ssh_issue_for_an_unknown_org_fails_like_flyctl(state, tmp_path):
+    result = run_double(state, "ssh", "issue", "no-such-org", str(tmp_path / "k"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: failed retrieving organization with slug no-such-org: ")
+    result = run_double(state, "ssh", "issue")
+    assert result.stderr == "Error: slug argument must be specified when not running interactively\n"
 
 
 def test_ssh_issue_refuses_existing_files_and_then_fails_without_a_terminal(state, tmp_path):
@@ -147,6 +203,55 @@ def test_proxy_prints_the_readiness_line_relays_and_exits_when_stdin_closes(stat
         proxy.kill()
         proxy.wait()
         server.close()
+
+
+def test_agent_ping_and_start_behave_like_flyctls(state):
+    result = run_double(state, "agent", "ping")
+    assert (result.returncode, result.stderr) == (1, "Error: failed dialing agent: agent not running\n")
+    assert run_double(state, "agent", "start", FLY_DOUBLE_AGENT_START_S="0").returncode == 0
+    pong = run_double(state, "agent", "ping")
+    assert pong.returncode == 0 and re.fullmatch(r"PID       : \d+\nVersion   : \S+\nBackground: true\n", pong.stdout)
+    again = run_double(state, "agent", "start")
+    assert again.returncode == 1
+    assert again.stderr == ("Error: another instance of the agent is already running\n"
+                            "It looks like another instance of the agent is already running. "
+                            "Please stop it before starting a new one.\n\n")
+
+
+def test_concurrent_first_proxies_without_an_agent_fail_like_flyctl(state):
+    server = echo_server()
+    port = server.getsockname()[1]
+    command = [DOUBLE, "proxy", f"0:{port}", "127.0.0.1", "-a", "myapp", "--watch-stdin"]
+    # An agent slow to start (5 s here) holds flyctl's start lock longer than the others wait for it (1 s).
+    proxies = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=fly_env(state, FLY_DOUBLE_AGENT_START_S="5")) for _ in range(3)]
+    try:
+        lines = [(proxy.stdout.readline(), proxy) for proxy in proxies]
+        ready = [proxy for line, proxy in lines if READY_LINE.match(line)]
+        failed = [proxy for line, proxy in lines if not line]
+        assert len(ready) == 1 and len(failed) == 2
+        for proxy in failed:
+            assert proxy.wait(10) == 1
+            assert proxy.stderr.read() == "Error: another process is already starting the agent\n"
+        # Once the agent runs, proxies start together without trouble.
+        late = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=fly_env(state))
+                for _ in range(3)]
+        proxies += late
+        assert all(READY_LINE.match(proxy.stdout.readline()) for proxy in late)
+    finally:
+        for proxy in proxies:
+            proxy.kill()
+            proxy.wait()
+        server.close()
+
+
+def test_an_agent_that_fails_to_start_prints_the_error_then_its_description(state):
+    result = run_double(state, "proxy", "0:22", "127.0.0.1", "-a", "myapp", FLY_DOUBLE_AGENT_FAILS="wireguard: boom")
+    assert result.returncode == 1
+    log = os.path.join(state, "agent-logs", "1.log")
+    assert result.stderr == ("Error: agent: failed to start\n"
+                             "The agent failed to start with the following error log:\n\nwireguard: boom\n\n"
+                             f"A copy of this log has been saved at {log}\n\n")
 
 
 def test_proxy_to_a_name_not_in_dns_fails_like_flyctl(state):

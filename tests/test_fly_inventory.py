@@ -7,13 +7,18 @@ import stat
 import subprocess
 import sys
 
+import tomllib
+
 import pytest
 from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
+from ansible.template import Templar
 
-from fly_testkit import ORG, ROOT, calls, fly_env, make_state
+import devbox_boot
+import devbox_jupyter
+from fly_testkit import ORG, ROOT, ca_path, calls, fingerprint, fly_env, make_state, signing_ca
 
 # Loaded as Ansible loads it, so its option definitions are registered.
 inventory_loader.add_directory(os.path.join(ROOT, "plugins", "inventory"))
@@ -37,8 +42,17 @@ MACHINES = [
         },
     },
     {"id": "3d8d9015be7189", "name": "quiet-sun-101", "state": "stopped", "region": "ams", "cordoned": False,
-     "image_ref": {}, "config": {"guest": {"cpu_kind": "performance", "cpus": 8, "memory_mb": 32768}}},
+     "image_ref": {}, "host_status": "ok",
+     "config": {"guest": {"cpu_kind": "performance", "cpus": 8, "memory_mb": 32768},
+                "metadata": {"fly_platform_version": "v2", "fly_process_group": "app"}}},
 ]
+MACHINES[0]["config"]["metadata"]["fly_process_group"] = "app"
+
+
+def machine_in(group, machine_id, state="started", **fields):
+    """A Machine of the app in a process group (fly_app_console: `fly console`; ...)."""
+    return dict(MACHINES[0], id=machine_id, name=f"m-{machine_id}", state=state, **fields,
+                config=dict(MACHINES[0]["config"], metadata={"fly_platform_version": "v2", "fly_process_group": group}))
 
 FLY_TOML = """
 app = "myapp"
@@ -138,6 +152,23 @@ def test_a_fly_toml_without_an_app_is_an_error(tmp_path):
         fly.read_fly_toml(write(tmp_path, FLY_TOML.replace('app = "myapp"', "")))
 
 
+def test_process_groups_are_app_unless_fly_toml_names_others(tmp_path):
+    assert fly.read_fly_toml(write(tmp_path, FLY_TOML))["process_groups"] == ["app"]
+    named = FLY_TOML + '\n[processes]\n  devbox = "/usr/local/sbin/devbox-boot"\n'
+    assert fly.read_fly_toml(write(tmp_path, named, "named.toml"))["process_groups"] == ["devbox"]
+
+
+def test_the_projects_fly_toml_gives_jupyter_time_to_stop_before_the_kill():
+    """Fly's init sends kill_signal, then SIGKILL after kill_timeout: the boot step's stop, and
+    inside it the launcher's wait for Jupyter's kernels, must end before that."""
+    with open(os.path.join(ROOT, "fly.toml"), "rb") as handle:
+        config = tomllib.load(handle)
+    assert config["kill_signal"] in ("SIGTERM", "SIGINT"), "the signals the boot step stops on"
+    assert devbox_jupyter.STOP_TIMEOUT_S < devbox_boot.JUPYTER_STOP_TIMEOUT_S < config["kill_timeout"]
+    # A boot step that exits 0 (idle stop) leaves the Machine stopped only with these policies.
+    assert [entry["policy"] for entry in config["restart"]] in (["on-failure"], ["never"])
+
+
 # ---- Machines -> hosts ---------------------------------------------------------------------
 
 def test_started_machines_become_hosts_with_their_vars_and_region_groups():
@@ -157,7 +188,7 @@ def test_started_machines_become_hosts_with_their_vars_and_region_groups():
     assert host_vars["fly_mounts"][0]["path"] == "/home/pythonuser"
     assert (host_vars["dev_user_name"], host_vars["dev_user_home"], host_vars["swap_min_mb"]) == \
         ("pythonuser", "/home/pythonuser", 32768)
-    assert host_vars["devbox_open_hint"] == "fly proxy 8888 -a myapp"
+    assert rendered(host_vars["devbox_open_hint"]) == "fly proxy 8888 -a myapp"
     assert host_vars["ansible_ssh_private_key_file"] == "/p/.fly/ssh/id_fly_myapp"
     args = host_vars["ansible_ssh_common_args"]
     assert "fly_proxy_command.py --fly /usr/local/bin/fly --app myapp --ready-timeout 50 --port %p %h'" in args
@@ -171,8 +202,54 @@ def test_with_several_machines_the_open_hint_names_each_machine():
     second = dict(MACHINES[0], id="148e21d4b2d389", name="bold-sea-7")
     settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml")) | {"app": "myapp"}
     plugin.add_hosts(settings, "fly", "/k", [MACHINES[0], second])
-    assert plugin.inventory.get_host("bold-sea-7").get_vars()["devbox_open_hint"] == \
+    assert rendered(plugin.inventory.get_host("bold-sea-7").get_vars()["devbox_open_hint"]) == \
         "fly proxy 8888 148e21d4b2d389.vm.myapp.internal -a myapp"
+
+
+def rendered(template, **variables):
+    return Templar(loader=DataLoader(), variables=variables).template(template)
+
+
+def test_the_open_hint_follows_the_jupyter_port_in_use():
+    plugin = plugin_with({})
+    settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml")) | {"app": "myapp"}
+    plugin.add_hosts(settings, "fly", "/k", MACHINES[:1])
+    hint = plugin.inventory.get_host("aged-wind-2649").get_vars()["devbox_open_hint"]
+    assert rendered(hint, jupyter_port=9000, jupyter_port_in_use=9001) == "fly proxy 9001 -a myapp"
+    assert rendered(hint, jupyter_port=9000) == "fly proxy 9000 -a myapp"
+
+
+def test_only_the_apps_own_process_group_machines_are_hosts(monkeypatch):
+    notes = []
+    monkeypatch.setattr(fly.display, "v", notes.append)
+    machines = [machine_in("app", "1a"), machine_in("fly_app_console", "2b"), machine_in("fly_app_release_command", "3c"),
+                machine_in("worker", "4d"), machine_in("app", "5e", state="destroyed")]
+    own = plugin_with({}).own_machines("myapp", ["app"], machines)
+    assert [m["id"] for m in own] == ["1a"]
+    assert len(notes) == 3 and "'fly_app_console'" in notes[0]
+
+
+def test_the_former_process_group_key_still_counts():
+    machine = dict(MACHINES[0], config={"metadata": {"process_group": "app"}})
+    assert fly.process_group(machine) == "app"
+
+
+def test_only_console_machines_is_an_error_naming_fly_deploy():
+    with pytest.raises(fly.FlyInventoryError, match=r"no Machines in process group app, only 2b "
+                                                    r"\(process group 'fly_app_console'\): run `fly deploy`"):
+        plugin_with({}).own_machines("myapp", ["app"], [machine_in("fly_app_console", "2b")])
+
+
+def test_a_machine_on_an_unreachable_host_is_reported_not_guessed_at(monkeypatch):
+    warnings = []
+    monkeypatch.setattr(fly.display, "warning", warnings.append)
+    lost = machine_in("app", "2b", host_status="unreachable")
+    lost["incomplete_config"] = lost.pop("config")
+    own = plugin_with({}).own_machines("myapp", ["app"], [machine_in("app", "1a"), lost])
+    assert [m["id"] for m in own] == ["1a"]
+    assert len(warnings) == 1 and "2b (m-2b, host_status unreachable)" in warnings[0]
+    with pytest.raises(fly.FlyInventoryError, match="hosts Fly cannot reach now, left out: 2b"):
+        plugin_with({}).own_machines("myapp", ["app"], [lost])
 
 
 def test_host_names_fall_back_to_ids_where_names_are_missing_or_shared():
@@ -275,7 +352,7 @@ def test_ensure_certificate_issues_into_a_fresh_path_and_moves_the_pair_into_pla
     issued = [c["argv"] for c in calls(state) if c["argv"][:2] == ["ssh", "issue"]]
     assert len(issued) == 1, "a valid certificate must be reused"
     assert issued[0][2] == ORG and os.path.dirname(os.path.dirname(issued[0][3])) == str(folder)
-    assert issued[0][4:] == ["--hours", "6", "-u", "root", "-u", "alice"]
+    assert issued[0][4:] == ["--hours", "6", "--org", ORG, "-u", "root", "-u", "alice"]
     assert fly.certificate_status(key + "-cert.pub")[1] == ["root", "alice"]
 
 
@@ -315,6 +392,39 @@ def test_not_logged_in_names_fly_auth_login(fly_home, monkeypatch):
         parse(fly_home["source"])
 
 
+def test_whoami_failing_for_another_reason_shows_flyctls_message(fly_home, monkeypatch):
+    monkeypatch.setenv("FLY_DOUBLE_API_UNREACHABLE", "1")
+    with pytest.raises(AnsibleParserError) as raised:
+        parse(fly_home["source"])
+    assert "`fly auth whoami` failed: failed retrieving current user: Post \"https://api.fly.io/graphql\": " \
+           "dial tcp: lookup api.fly.io: no such host" in str(raised.value)
+    assert "fly auth login" not in str(raised.value)
+
+
+def test_flyctls_error_line_is_the_message_not_the_lines_after_it():
+    result = subprocess.CompletedProcess([], 1, "", "Error: agent: failed to start\nThe agent failed to start with "
+                                         "the following error log:\n\nboom\n\nA copy of this log has been saved at /x\n\n")
+    assert fly.error_text(result) == "agent: failed to start"
+    assert fly.error_text(subprocess.CompletedProcess([], 2, "", "")) == "exit status 2"
+
+
+def test_a_run_issues_for_root_the_user_and_fly_from_the_apps_org_and_starts_the_agent(fly_home, monkeypatch, tmp_path):
+    """FLY_ORG pointing at another org must not pick that org's CA."""
+    make_state(fly_home["state"], {fly_home["app"]: ORG}, other_orgs=("other-org",))
+    monkeypatch.setenv("FLY_ORG", "other-org")
+    monkeypatch.setenv("FLY_DOUBLE_AGENT_START_S", "0")
+    monkeypatch.setattr(fly.Flyctl, "machines", lambda self: [dict(MACHINES[0])])
+    inventory = parse(fly_home["source"])
+    assert inventory.get_host("aged-wind-2649") is not None
+    certificate = str(tmp_path / "creds" / f"id_fly_{fly_home['app']}-cert.pub")
+    assert fly.certificate_status(certificate)[1] == ["root", "alice", "fly"]
+    assert signing_ca(certificate) == fingerprint(ca_path(fly_home["state"], ORG) + ".pub")
+    argvs = [c["argv"] for c in calls(fly_home["state"])]
+    assert argvs[-2:] == [["agent", "ping"], ["agent", "start"]], "the agent runs before any proxy starts"
+    parse(fly_home["source"])
+    assert [c["argv"] for c in calls(fly_home["state"])][-1] == ["agent", "ping"], "a running agent is only pinged"
+
+
 def test_a_missing_app_names_fly_launch(fly_home, monkeypatch, tmp_path):
     monkeypatch.setenv("DEVBOX_FLY_TOML", write(tmp_path, FLY_TOML.replace('"myapp"', '"not-my-app"'), "other.toml"))
     with pytest.raises(AnsibleParserError, match=r"app 'not-my-app'.*does not exist.*`fly apps create not-my-app`"):
@@ -344,7 +454,8 @@ def test_a_failed_issue_is_an_error_and_leaves_no_files(tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     flyctl = fly.Flyctl(shutil.which("fly"), "myapp")
     folder = tmp_path / "creds"
-    with pytest.raises(fly.FlyInventoryError, match="could not issue an SSH certificate: Could not find organization"):
+    with pytest.raises(fly.FlyInventoryError, match="could not issue an SSH certificate: failed retrieving "
+                                                    "organization with slug not-my-org"):
         fly.ensure_certificate(flyctl, "not-my-org", str(folder), ["root"], 24)
     assert os.listdir(folder) == []
     with pytest.raises(fly.FlyInventoryError, match="1 to 72 hours"):

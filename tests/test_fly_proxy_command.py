@@ -145,3 +145,15 @@ def test_a_server_not_listening_yet_is_retried_with_what_ssh_had_sent(state):
         process.kill()
         process.wait()
         server.close()
+
+
+def test_flyctls_error_line_is_reported_not_the_description_after_it(state):
+    process = start_helper(state, 22, FLY_DOUBLE_AGENT_FAILS="wireguard: handshake did not complete")
+    try:
+        assert process.wait(30) == 255
+        message = process.stderr.read().decode()
+        assert "exited with status 1: agent: failed to start" in message
+        assert "A copy of this log" not in message
+    finally:
+        process.kill()
+        process.wait()

@@ -12,10 +12,12 @@ name: fly
 short_description: The started Machines of the Fly app named in fly.toml
 description:
   - Reads fly.toml (app, C([build.args]) NONROOT_USER, C([mounts]) destination, swap_size_mb, vm size).
-  - Runs C(fly machines list -a APP --json); every started Machine becomes a host reached as root over
-    OpenSSH through C(fly proxy), with a certificate from C(fly ssh issue).
+  - Runs C(fly machines list -a APP --json); every started Machine of the app's own process groups (C(app),
+    or those in C([processes])) becomes a host reached as root over OpenSSH through C(fly proxy), with a
+    certificate from C(fly ssh issue). C(fly console) and release-command Machines are left out.
   - Sets dev_user_name, dev_user_home, swap_min_mb and devbox_open_hint from fly.toml.
-  - Stopped Machines are reported; with O(start_stopped) they are started first.
+  - Stopped Machines are reported; with O(start_stopped) they are started first. Machines whose host Fly
+    cannot reach (C(host_status) not C(ok)) are reported and left out.
 options:
   plugin:
     description: Marks the file as a source for this plugin.
@@ -77,6 +79,7 @@ import tomllib
 
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
+from ansible.template import trust_as_template
 from ansible.utils.display import Display
 
 display = Display()
@@ -85,7 +88,11 @@ PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 PROXY_HELPER = os.path.join(PROJECT_ROOT, "plugins", "fly_proxy_command.py")
 GPU_PRESETS = {"a100-40gb", "a100-80gb", "l40s", "a10"}
 STARTABLE_STATES = {"created", "stopped", "suspended"}
-JUPYTER_PORT = 8888
+GONE_STATES = {"destroyed", "destroying"}
+# fly-go's MachineProcessGroupApp: the group of a fly.toml without [processes].
+DEFAULT_PROCESS_GROUP = "app"
+# Evaluated when the hint is shown: the port the jupyter role really used (jupyter_port).
+JUPYTER_PORT_TEMPLATE = "{{ jupyter_port_in_use | default(jupyter_port | default(8888)) }}"
 # A certificate is renewed when it would expire within this margin (a run must not outlive it).
 MIN_REMAINING = datetime.timedelta(hours=1)
 FLY_TIMEOUT_S = 180
@@ -134,7 +141,10 @@ def read_fly_toml(path: str) -> dict:
     swap = config.get("swap_size_mb", 0)
     if not isinstance(swap, int) or isinstance(swap, bool) or swap < 0:
         raise FlyInventoryError(f"{path}: swap_size_mb = {swap!r} must be a whole number of MB")
-    return {"app": app, "user": user, "home": home, "swap_mb": swap, "warnings": gpu_warnings(path, config)}
+    processes = config.get("processes")
+    groups = sorted(processes) if isinstance(processes, dict) and processes else [DEFAULT_PROCESS_GROUP]
+    return {"app": app, "user": user, "home": home, "swap_mb": swap, "process_groups": groups,
+            "warnings": gpu_warnings(path, config)}
 
 
 def tables_with(value, key: str) -> bool:
@@ -204,8 +214,12 @@ class Flyctl:
                 return json.loads(result.stdout)
             except ValueError:
                 raise FlyInventoryError(f"`fly status --json -a {self.app}` printed no JSON") from None
-        if self.run("auth", "whoami").returncode != 0:
-            raise FlyInventoryError(f"flyctl is not logged in ({error_text(result)}): run `fly auth login`")
+        whoami = self.run("auth", "whoami")
+        if whoami.returncode != 0:
+            if "no access token available" in whoami.stderr.lower():
+                raise FlyInventoryError(f"flyctl is not logged in ({error_text(whoami)}): run `fly auth login`")
+            # Logged in or not, flyctl cannot tell us now (network, API): its own words say why.
+            raise FlyInventoryError(f"`fly auth whoami` failed: {error_text(whoami)}")
         if "could not find app" in result.stderr.lower():
             raise FlyInventoryError(
                 f"the Fly app {self.app!r} (app in fly.toml) does not exist or is not yours: create it with "
@@ -223,10 +237,24 @@ class Flyctl:
         if result.returncode != 0:
             raise FlyInventoryError(f"`fly machine start {machine_id} -a {self.app}` failed: {error_text(result)}")
 
+    def ensure_agent(self) -> None:
+        """flyctl's agent, running before the proxies start: the first `fly proxy` without one
+        starts it under a 1 s lock, and proxies started together then fail ("another process is
+        already starting the agent"). `fly agent start` fails if one runs, so ping first; a
+        start that loses a race with another run still leaves an agent that answers."""
+        if self.run("agent", "ping").returncode == 0:
+            return
+        started = self.run("agent", "start")
+        if started.returncode != 0 and self.run("agent", "ping").returncode != 0:
+            raise FlyInventoryError(f"`fly agent start` failed: {error_text(started)}")
+
 
 def error_text(result: subprocess.CompletedProcess) -> str:
+    """flyctl's message: its `Error:` line (printed before any description or hint lines)."""
     text = (result.stderr or result.stdout or "").strip()
-    return re.sub(r"^Error: ", "", text) or f"exit status {result.returncode}"
+    lines = text.splitlines()
+    message = next((line for line in lines if line.startswith("Error: ")), "\n".join(lines))
+    return message.removeprefix("Error: ").strip() or f"exit status {result.returncode}"
 
 
 # ---- Machines -> hosts ----------------------------------------------------------------------
@@ -235,6 +263,17 @@ def host_names(machines: list[dict]) -> dict[str, str]:
     """Machine id -> inventory name: the Machine's name, or its id where names are missing or shared."""
     names = [m.get("name") for m in machines]
     return {m["id"]: m["name"] if m.get("name") and names.count(m["name"]) == 1 else m["id"] for m in machines}
+
+
+def machine_config(machine: dict) -> dict:
+    """fly-go's Machine.GetConfig: the config, or the partial one sent where the host is not ok."""
+    return machine.get("config") or machine.get("incomplete_config") or {}
+
+
+def process_group(machine: dict) -> str:
+    """fly-go's MachineConfig.ProcessGroup: fly_process_group, formerly process_group."""
+    metadata = machine_config(machine).get("metadata") or {}
+    return metadata.get("fly_process_group") or metadata.get("process_group") or ""
 
 
 def machine_vars(machine: dict, app: str) -> dict:
@@ -334,6 +373,9 @@ def ensure_certificate(flyctl: Flyctl, org: str, folder: str, principals: list[s
     try:
         fresh = os.path.join(scratch, "key")
         args = ["ssh", "issue", org, fresh, "--hours", str(hours)]
+        # --org as well: flyctl takes --org, then FLY_ORG, then the first argument, so FLY_ORG set
+        # to another org would otherwise give a certificate from that org's CA.
+        args += ["--org", org]
         for principal in principals:
             args += ["-u", principal]
         result = flyctl.run(*args)
@@ -376,14 +418,39 @@ class InventoryModule(BaseInventoryPlugin):
         app = settings["app"]
         flyctl = Flyctl(find_fly(self.get_option("fly_command")), app)
         status = flyctl.app_status()
-        machines = self.started_machines(flyctl, flyctl.machines())
+        machines = self.started_machines(flyctl, self.own_machines(flyctl.app, settings["process_groups"],
+                                                                   flyctl.machines()))
         org = self.get_option("org") or ((status.get("Organization") or {}).get("Slug") or "")
         if not org:
             raise FlyInventoryError(f"no organization for app {app!r} in `fly status --json`: set org in inventory/fly.yml")
-        principals = ["root", settings["user"]]
+        # `fly ssh console` always adds `fly`; whether hallpass needs it is unknown, it costs nothing.
+        principals = ["root", settings["user"], "fly"]
         key = ensure_certificate(flyctl, org, self.project_path(self.get_option("credentials_dir"), ".fly/ssh"),
                                  principals, self.get_option("certificate_hours"))
+        flyctl.ensure_agent()
         self.add_hosts(settings, flyctl.executable, key, machines)
+
+    def own_machines(self, app: str, groups: list[str], machines: list[dict]) -> list[dict]:
+        """The app's own Machines: not destroyed, in its process groups (so not a `fly console` or
+        release-command Machine), on a host Fly can reach (else reported, not guessed at)."""
+        own = [m for m in machines if m.get("state") not in GONE_STATES and process_group(m) in groups]
+        others = [m for m in machines if m not in own and m.get("state") not in GONE_STATES]
+        for machine in others:
+            display.v(f"fly inventory: Machine {machine.get('id')} ({machine.get('name', '')}) is in process group "
+                      f"{process_group(machine) or 'none'!r}, not {', '.join(groups)}: not a host")
+        if others and not own:
+            listing = ", ".join(f"{m.get('id')} (process group {process_group(m) or 'none'!r})" for m in others)
+            raise FlyInventoryError(f"app {app!r} has no Machines in process group {', '.join(groups)}, only {listing}: "
+                                    "run `fly deploy` (it creates them from fly.toml)")
+        unknown = [m for m in own if m.get("host_status", "ok") != "ok"]
+        if unknown:
+            listing = ", ".join(f"{m['id']} ({m.get('name', '')}, host_status {m.get('host_status')})" for m in unknown)
+            message = (f"app {app!r} has Machines on hosts Fly cannot reach now, left out: {listing}. "
+                       f"See `fly machine status <id> -a {app}` or https://status.flyio.net")
+            if len(unknown) == len(own):
+                raise FlyInventoryError(message)
+            display.warning(message)
+        return [m for m in own if m not in unknown]
 
     def started_machines(self, flyctl: Flyctl, machines: list[dict]) -> list[dict]:
         app = flyctl.app
@@ -394,10 +461,11 @@ class InventoryModule(BaseInventoryPlugin):
             for machine in stopped:
                 display.display(f"fly inventory: starting Machine {machine['id']} ({machine.get('name', '')})", stderr=True)
                 flyctl.start(machine["id"])
-            machines = self.wait_started(flyctl, {m["id"] for m in stopped})
+            own = {m["id"] for m in machines}
+            machines = [m for m in self.wait_started(flyctl, {m["id"] for m in stopped}) if m["id"] in own]
             stopped = []
         started = [m for m in machines if m.get("state") == "started"]
-        others = [m for m in machines if m.get("state") not in ("started", "destroyed", "destroying")]
+        others = [m for m in machines if m.get("state") != "started"]
         if others:
             listing = ", ".join(f"{m['id']} ({m.get('name', '')}, {m.get('state')})" for m in others)
             commands = "; ".join(f"fly machine start {m['id']} -a {app}" for m in others if m in stopped)
@@ -445,7 +513,9 @@ class InventoryModule(BaseInventoryPlugin):
                 dev_user_name=settings["user"],
                 dev_user_home=settings["home"],
                 swap_min_mb=settings["swap_mb"],
-                devbox_open_hint=" ".join(filter(None, ["fly proxy", str(JUPYTER_PORT), target, "-a", app])),
+                # A template (trusted: only this plugin's own text; app and id are [a-z0-9-]).
+                devbox_open_hint=trust_as_template(" ".join(filter(None, ["fly proxy", JUPYTER_PORT_TEMPLATE, target,
+                                                                          "-a", app]))),
             )
             for name, value in host_vars.items():
                 self.inventory.set_variable(host, name, value)

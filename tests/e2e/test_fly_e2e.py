@@ -1,9 +1,12 @@
 """After `fly deploy`, plain `ansible-playbook playbooks/site.yml` converges every started Machine.
 
-Three "Machines" of one app are Docker containers from tests/fly_machine (the shipped image plus
-an sshd that, like Fly's hallpass, accepts only certificates from the org CA); two run, one is
-stopped. The only stand-in is `fly` (tests/fly_double). The playbook runs with the DEFAULT
-inventory (ansible.cfg -> inventory/fly.yml), pointed at a copy of fly.toml naming the test app.
+Four "Machines" of one app are Docker containers from tests/fly_machine: the shipped image plus
+an sshd as strict as the least Fly's hallpass surely offers (exec only: no SFTP, scp or PTY; one
+session per connection; the 6PN address only, IPv6, on a Docker network like Fly's private one;
+org-CA certificates only). Two app Machines run, one is stopped, and a running `fly console`
+Machine must be left alone. The only stand-in is `fly` (tests/fly_double). The playbook runs
+with the DEFAULT inventory (ansible.cfg -> inventory/fly.yml), pointed at a copy of fly.toml
+naming the test app. Container, network and image names carry the tag of DEVBOX_TEST_IMAGE.
 """
 import glob
 import json
@@ -17,14 +20,17 @@ import urllib.request
 import pytest
 
 from docker_host import DOCKER
-from fly_testkit import ORG, ROOT, calls, fly_env, fly_proxy_pids, load_source, make_state, process_gone, wait_until
+from fly_testkit import (ORG, ROOT, ca_path, calls, fly_env, fly_proxy_pids, load_source, make_state, process_gone,
+                         wait_until)
 
 pytestmark = pytest.mark.e2e
 
 fly_inventory = load_source("fly_inventory_e2e", os.path.join(ROOT, "plugins", "inventory", "fly.py"))
 BIN = os.path.join(ROOT, ".venv", "bin")
 BASE_IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
-MACHINE_IMAGE = "devbox-fly-machine:test"
+TAG = re.sub(r"[^a-z0-9]+", "-", BASE_IMAGE.rsplit(":", 1)[-1].lower()).strip("-") or "test"
+MACHINE_IMAGE = f"devbox-fly-machine:{TAG}"
+PRINCIPALS = ["root", "pythonuser", "fly"]
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 RECAP = re.compile(r"^(\S+)\s*: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -53,18 +59,23 @@ def sys_python():
 def app(tmp_path_factory):
     build_images()
     work = tmp_path_factory.mktemp("fly-e2e")
-    name = "devbox-e2e-" + os.urandom(4).hex()
+    name = f"devbox-e2e-{TAG}-{os.urandom(4).hex()}"
     state = make_state(str(work / "state"), {name: ORG})
+    # The app's private network: IPv6 only reaches the Machines' SSH servers, as 6PN does on Fly.
+    network = f"{name}-6pn"
+    docker("network", "create", "--ipv6", "--subnet", f"fdaa:0:{os.urandom(2).hex()}:a7b::/64", network)
     machines = {}
-    for index, running in ((1, True), (2, True), (3, False)):
+    for index, running, group in ((1, True, "app"), (2, True, "app"), (3, False, "app"), (4, True, "fly_app_console")):
         machine_id = f"e2e{os.urandom(6).hex()[:11]}"
         container = f"{name}-m{index}"
-        mounts = ["-v", f"{container}-home:/home/pythonuser", "-v", f"{state}/ca.pub:/etc/ssh/fly_org_ca.pub:ro"]
+        mounts = ["-v", f"{container}-home:/home/pythonuser", "-v", f"{ca_path(state)}.pub:/etc/ssh/fly_org_ca.pub:ro"]
         if os.path.isfile(HOST_CA_BUNDLE):
             mounts += ["-v", f"{HOST_CA_BUNDLE}:/etc/devbox/ca-bundle.pem:ro"]
-        labels = {"fly_app": name, "fly_machine_id": machine_id, "fly_machine_name": container, "fly_region": "ord"}
+        labels = {"fly_app": name, "fly_machine_id": machine_id, "fly_machine_name": container, "fly_region": "ord",
+                  "fly_process_group": group}
         args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
-        docker("create", "--name", container, "--hostname", container, *args, *mounts, MACHINE_IMAGE)
+        docker("create", "--name", container, "--hostname", container, "--network", network, *args, *mounts,
+               MACHINE_IMAGE)
         if running:
             docker("start", container)
         machines[container] = machine_id
@@ -79,7 +90,7 @@ def app(tmp_path_factory):
                   ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir), ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                   FLY_DOUBLE_DNS_WAIT="20", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     context = {"name": name, "state": state, "machines": machines, "env": env, "work": work,
-               "control_dir": control_dir, "creds": work / "creds"}
+               "control_dir": control_dir, "creds": work / "creds", "network": network}
     try:
         yield context
     finally:
@@ -89,11 +100,19 @@ def app(tmp_path_factory):
         for container in machines:
             docker("rm", "-f", container, check=False)
             docker("volume", "rm", "-f", f"{container}-home", check=False)
+        docker("network", "rm", network, check=False)
 
 
-def ssh_banner(container):
+def addresses(container):
+    """(IPv4, IPv6) of a container on the app's network."""
+    found = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.GlobalIPv6Address}}{{end}}",
+                   container).stdout.split()
+    return found[0], found[1]
+
+
+def ssh_banner(container, family=6):
     """True once the Machine's SSH server answers, as after `fly deploy` (which waits for it)."""
-    address = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container).stdout.strip()
+    address = addresses(container)[1 if family == 6 else 0]
     try:
         with socket.create_connection((address, 22), timeout=2) as connection:
             return connection.recv(8).startswith(b"SSH-2.0")
@@ -115,8 +134,9 @@ def ansible(context, tool, *args, **extra_env):
 
 
 def converge(context):
+    """A run with -vvv, so its log shows every SSH command and every file transfer."""
     extra = ["-e", "python_env_ca_bundle=/etc/devbox/ca-bundle.pem"] if os.path.isfile(HOST_CA_BUNDLE) else []
-    return ansible(context, "ansible-playbook", *extra, "playbooks/site.yml")
+    return ansible(context, "ansible-playbook", "-vvv", *extra, "playbooks/site.yml")
 
 
 def failures(output):
@@ -132,13 +152,25 @@ def recap(output):
 
 
 def started(context):
-    return [c for c in context["machines"] if not c.endswith("-m3")]
+    """The app's started Machines (m3 is stopped, m4 is a `fly console` Machine)."""
+    return [c for c in context["machines"] if not c.endswith(("-m3", "-m4"))]
+
+
+def uploads_and_ptys(output):
+    """Lines of a -vvv log that upload a file (`PUT`) or ask for a PTY (`-tt`)."""
+    return [line for line in output.splitlines() if re.search(r"\bPUT |\s-tt\b", line)]
 
 
 @pytest.fixture(scope="module")
 def first_converge(app):
     result, output = converge(app)
     return {"result": result, "output": output, "calls": calls(app["state"])}
+
+
+@pytest.fixture(scope="module")
+def second_converge(app, first_converge):
+    result, output = converge(app)
+    return {"result": result, "output": output}
 
 
 def test_first_converge_reaches_every_started_machine_through_fly_proxy(app, first_converge):
@@ -156,6 +188,61 @@ def test_first_converge_reaches_every_started_machine_through_fly_proxy(app, fir
     assert f"fly proxy 8888 {app['machines'][started(app)[0]]}.vm.{app['name']}.internal -a {app['name']}" in output
 
 
+def test_the_machines_ssh_servers_offer_only_exec_over_ipv6(app, first_converge):
+    """The stand-in is strict: were it a full OpenSSH, the tests would pass regardless."""
+    container = started(app)[0]
+    assert not ssh_banner(container, family=4), "the SSH server must listen on the 6PN (IPv6) address only"
+    config = docker("exec", container, "/usr/sbin/sshd", "-T", "-C", "user=root,host=x,addr=::1").stdout
+    settings = dict(line.split(" ", 1) for line in config.splitlines() if " " in line)
+    assert (settings["maxsessions"], settings["permittty"], settings["allowtcpforwarding"]) == ("1", "no", "no")
+    assert settings["authenticationmethods"] == "publickey" and settings["authorizedkeysfile"] == "none"
+    assert "subsystem" not in settings
+    hosts = docker("exec", container, "getent", "hosts", "fly-local-6pn").stdout.split()
+    assert hosts[0] == addresses(container)[1]
+
+
+def test_the_old_su_path_would_need_sftp_which_the_machine_does_not_offer(app, first_converge):
+    """become_method su turns pipelining off: Ansible uploads the module, and SFTP is not there."""
+    host = started(app)[0]
+    as_root, output = ansible(app, "ansible", host, "-m", "ansible.builtin.command", "-a", "whoami")
+    assert as_root.returncode == 0 and "root" in output, output[-3000:]
+    via_su, output = ansible(app, "ansible", host, "-m", "ansible.builtin.command", "-a", "whoami", "--become",
+                             "--become-method", "su", "--become-user", "pythonuser",
+                             "-e", "ansible_ssh_transfer_method=sftp")
+    assert via_su.returncode != 0, output[-3000:]
+    assert "Failed to connect to the host via sftp" in output, output[-3000:]
+
+
+def test_no_run_uploads_a_file_or_asks_for_a_pty(first_converge, second_converge):
+    """Every task pipelines: one exec with the module on stdin, no `PUT`, no `-tt` (issue 9)."""
+    assert second_converge["result"].returncode == 0, failures(second_converge["output"])
+    for run in (first_converge, second_converge):
+        assert uploads_and_ptys(run["output"]) == []
+
+
+def test_the_agent_is_started_once_before_any_proxy(app, first_converge):
+    argvs = [c["argv"] for c in first_converge["calls"]]
+    first_proxy = next(i for i, argv in enumerate(argvs) if argv[0] == "proxy")
+    assert ["agent", "ping"] in argvs[:first_proxy]
+    assert argvs.count(["agent", "start"]) == 1
+
+
+def test_a_fly_console_machine_is_not_a_host(app, first_converge):
+    console = f"{app['name']}-m4"
+    assert console not in recap(first_converge["output"])
+    assert not any(app["machines"][console] in " ".join(c["argv"]) for c in first_converge["calls"]
+                   if c["argv"][0] == "proxy")
+
+
+def test_the_open_hint_follows_jupyter_port(app, first_converge):
+    host = started(app)[0]
+    result, output = ansible(app, "ansible", host, "-m", "ansible.builtin.debug", "-a", "var=devbox_open_hint",
+                             "-e", "jupyter_port=9123")
+    assert result.returncode == 0, output[-3000:]
+    hint = f"fly proxy 9123 {app['machines'][host]}.vm.{app['name']}.internal -a {app['name']}"
+    assert hint in " ".join(output.split())
+
+
 def test_a_stopped_machine_is_reported_with_the_command_to_start_it(app, first_converge):
     stopped_id = app["machines"][f"{app['name']}-m3"]
     output = " ".join(first_converge["output"].split())
@@ -171,13 +258,15 @@ def test_the_certificate_is_issued_once_into_the_ignored_folder(app, first_conve
     assert all(os.stat(path).st_mode & 0o077 == 0 for path in glob.glob(str(app["creds"] / "*")))
 
 
-def test_second_converge_changes_nothing(app, first_converge):
-    result, output = converge(app)
+def test_second_converge_changes_nothing(app, second_converge):
+    result, output = second_converge["result"], second_converge["output"]
     assert result.returncode == 0, failures(output)
     assert {host: counts[0] for host, counts in recap(output).items()} == {host: 0 for host in started(app)}
 
 
-def test_the_machines_pid_1_is_the_images_boot_step(app):
+def test_the_images_process_is_its_boot_step(app):
+    """The image's CMD. Here it is the container's PID 1; on Fly it runs as the child of Fly's
+    init (PID 1 there), which sends it kill_signal and kills it after kill_timeout (fly.toml)."""
     for container in started(app):
         command_line = docker("exec", container, "cat", "/proc/1/cmdline").stdout
         assert command_line.split("\0")[:2] == ["/usr/bin/python3", "/usr/local/sbin/devbox-boot"], command_line
@@ -214,14 +303,14 @@ def test_an_expired_certificate_is_renewed_before_connecting(app, first_converge
     public = subprocess.run(["ssh-keygen", "-y", "-f", key], check=True, capture_output=True, text=True).stdout
     (scratch / "key.pub").write_text(public)
     # Signed by the org CA, but only 20 minutes left: too little for a run.
-    subprocess.run(["ssh-keygen", "-q", "-s", os.path.join(app["state"], "ca"), "-I", "expiring", "-n",
-                    "root,pythonuser", "-V", "-3h:+20m", str(scratch / "key.pub")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-s", ca_path(app["state"]), "-I", "expiring", "-n",
+                    ",".join(PRINCIPALS), "-V", "-3h:+20m", str(scratch / "key.pub")], check=True)
     shutil.copyfile(scratch / "key-cert.pub", key + "-cert.pub")
-    assert not fly_inventory.certificate_is_usable(key, ["root", "pythonuser"])
+    assert not fly_inventory.certificate_is_usable(key, PRINCIPALS)
     result, output = ansible(app, "ansible", "all", "-m", "ansible.builtin.ping")
     assert result.returncode == 0, output[-3000:]
     assert output.count("ping: pong") == len(started(app))
-    assert fly_inventory.certificate_is_usable(key, ["root", "pythonuser"])
+    assert fly_inventory.certificate_is_usable(key, PRINCIPALS)
     assert (app["creds"] / f"id_fly_{app['name']}-cert.pub").read_text() != (scratch / "key-cert.pub").read_text()
     close_ssh_masters(app)
 
