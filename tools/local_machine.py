@@ -96,8 +96,10 @@ def machine_lock(name: str, lock_dir: str = LOCK_DIR) -> Iterator[None]:
 class LocalMachine:
     """One container + one named volume, provisioned over the docker connection."""
 
-    def __init__(self, name: str, volume: str, image: str, port: int | None = None, gpus: str | None = None):
+    def __init__(self, name: str, volume: str, image: str, port: int | None = None, gpus: str | None = None,
+                 env: dict | None = None):
         self.name, self.volume, self.image, self.port, self.gpus = name, volume, image, port, gpus
+        self.env = env or {}  # for PID 1 (the tests shorten the idle stop's polling)
         self.ca_bundle = host_ca_bundle()
 
     def state(self) -> str | None:
@@ -131,7 +133,8 @@ class LocalMachine:
             mounts += ["-v", f"{self.ca_bundle}:{CA_IN_CONTAINER}:ro"]
         ports = ["-p", f"127.0.0.1:{self.port}:8888"] if self.port else []
         gpus = ["--gpus", self.gpus] if self.gpus else []
-        docker("run", "-d", "--name", self.name, "--hostname", self.name, *mounts, *ports, *gpus, self.image,
+        env = [f"--env={key}={value}" for key, value in self.env.items()]
+        docker("run", "-d", "--name", self.name, "--hostname", self.name, *mounts, *ports, *gpus, *env, self.image,
                quiet=True)
 
     def remove(self) -> None:

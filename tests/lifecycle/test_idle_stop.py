@@ -1,0 +1,88 @@
+"""Idle stop: the machine stops itself (PID 1 exits 0) once nobody has used it for
+idle_stop_minutes, and never while a session is open or a kernel is busy.
+
+Real minutes: idle_stop_minutes=1, with PID 1 looking every 2 s instead of every 60 s.
+"""
+import json
+import os
+import time
+
+import pytest
+
+from local_machine import LocalMachine, docker
+
+IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
+HOME = "/home/pythonuser"
+IDLE_S = 60
+# As the user: start a kernel through Jupyter's API and give it a long cell, then leave.
+BUSY_KERNEL = f"""
+import glob, json, os, subprocess, time, urllib.request
+from jupyter_client import BlockingKernelClient
+status = json.loads(subprocess.run(["{HOME}/.local/bin/devbox-jupyter", "status"], capture_output=True).stdout)
+token = open("{HOME}/.jupyter/devbox_token").read().strip()
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
+request = urllib.request.Request(status["url"] + "api/kernels", data=b"{{}}", method="POST",
+                                 headers={{"Authorization": "token " + token}})
+kernel = json.load(opener.open(request))
+connection = glob.glob("{HOME}/.local/share/jupyter/runtime/kernel-" + kernel["id"] + ".json")[0]
+client = BlockingKernelClient(connection_file=connection)
+client.load_connection_file()
+client.start_channels()
+client.wait_for_ready(timeout=60)
+client.execute("import time; time.sleep(600)")
+time.sleep(2)
+client.stop_channels()
+print(kernel["id"])
+"""
+
+
+def running(machine) -> bool:
+    return machine.state() == "running"
+
+
+@pytest.fixture(scope="module")
+def machine():
+    machine = LocalMachine(name="devbox-idle", volume="devbox-idle-home", image=IMAGE,
+                           env={"DEVBOX_IDLE_POLL_S": "2"})
+    machine.remove()
+    machine.remove_volume()
+    machine.start()
+    result = machine.provision("-e", json.dumps({"idle_stop_minutes": 1}), capture=True)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    yield machine
+    machine.remove()
+    machine.remove_volume()
+
+
+def test_an_open_session_keeps_the_machine_up(machine):
+    docker("exec", "-d", "-u", "pythonuser", machine.name, "sleep", "600")
+    time.sleep(IDLE_S + 15)
+    assert running(machine)
+    machine.exec("pkill -u pythonuser -x sleep")
+
+
+def test_a_busy_kernel_keeps_the_machine_up(machine):
+    result = machine.exec(f"cd {HOME}/project && {HOME}/project-venv/bin/python - <<'EOF'\n{BUSY_KERNEL}\nEOF",
+                          user="pythonuser")
+    assert result.returncode == 0, result.stderr
+    time.sleep(IDLE_S + 15)
+    assert running(machine)
+    kernel = result.stdout.strip()
+    machine.exec(f"pkill -f {kernel}", user="pythonuser")  # the kernel's process; Jupyter sees it die
+
+
+def test_an_idle_machine_stops_itself_and_says_why(machine):
+    deadline = time.monotonic() + IDLE_S + 60
+    while running(machine) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not running(machine), "still running a minute after it went idle"
+    assert docker("inspect", "-f", "{{.State.ExitCode}}", machine.name, quiet=True).stdout.strip() == "0"
+    log = docker("logs", machine.name, quiet=True).stdout
+    assert "idle stop: nobody used the machine" in log and "stopping" in log
+    machine.start()  # the next start brings everything back, as a restart does
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if machine.exec(f"{HOME}/.local/bin/devbox-jupyter status", user="pythonuser").returncode == 0:
+            return
+        time.sleep(1)
+    raise AssertionError("Jupyter did not come back after the idle stop")
