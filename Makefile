@@ -9,12 +9,16 @@ DOCKER := $(firstword $(wildcard /usr/bin/docker) docker)
 export DOCKER_BUILDKIT := 0
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: venv up down destroy test lint unit molecule engine browser image bench clean status ssh-config
+.PHONY: venv up check down destroy test lint unit molecule engine browser image bench clean status ssh-config
 
 # Variables for the playbook, as YAML/JSON: make up VARS='{"python_env_packages": ["numpy"]}'
 # (make hands VARS to tools/local_machine.py in the environment, quotes intact).
 up: $(BIN)/.installed engine
 	$(BIN)/python tools/local_machine.py up
+
+# A dry run: what `make up` would change on the running local machine, files shown as diffs.
+check: $(BIN)/.installed
+	$(BIN)/python tools/local_machine.py check
 
 down: $(BIN)/.installed
 	$(BIN)/python tools/local_machine.py down

@@ -97,7 +97,10 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
                           expected=(OSError, ValueError, KeyError, subprocess.SubprocessError))
     except RunAsError:
         activity = None  # Jupyter down or not answering: the user's processes still count
+    before = clock.reason
     in_use = clock.observe(now, activity, user_sessions(account["uid"], activity and activity["pid"]))
+    if in_use != before:  # a line when it changes, so the log says why the machine keeps running
+        log(f"idle stop: in use ({in_use})" if in_use else f"idle stop: quiet; stopping after {minutes} min of this")
     if in_use or clock.idle_for(now) < minutes * 60:
         return False
     log(f"idle stop: nobody used the machine for {clock.idle_for(now) / 60:.0f} min (idle_stop_minutes="

@@ -46,3 +46,20 @@ def test_clock_restarts_on_use_and_follows_jupyters_last_activity():
 
 def test_jupyter_times_are_utc():
     assert timestamp("1970-01-01T00:01:00.000000Z") == 60.0
+
+
+def test_the_clock_remembers_why_the_machine_was_in_use():
+    clock = IdleClock(now=0.0)
+    clock.observe(1.0, dict(QUIET, busy_kernels=1), [])
+    assert clock.reason == "1 kernel(s) busy"
+    clock.observe(2.0, QUIET, [])
+    assert clock.reason is None
+
+
+def test_a_zombie_is_nobodys_session():
+    import subprocess
+    import time
+    child = subprocess.Popen(["true"])
+    time.sleep(0.5)  # exited, not yet reaped: a zombie
+    assert f"({child.pid})" not in " ".join(user_sessions(os.getuid(), None))
+    child.wait()

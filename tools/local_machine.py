@@ -2,6 +2,7 @@
 """The local dev machine: a container from the project's Dockerfile, a named volume as home.
 
   up       build the image, start the container (or reuse it), run playbooks/site.yml
+  check    a dry run of playbooks/site.yml against the running container (--check --diff)
   down     stop and remove the container; the volume (venv, notebooks, token) stays
   destroy  remove the container and the volume
 
@@ -163,15 +164,21 @@ class LocalMachine:
 
 
 def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
-    """One of up, down, destroy; the caller holds the machine's lock."""
-    if action == "up":
+    """One of up, check, down, destroy; the caller holds the machine's lock."""
+    extra = (["-e", os.environ["VARS"]] if os.environ.get("VARS") else []) + playbook_args
+    if action == "check":
+        if machine.state() != "running":
+            sys.exit(f"{machine.name} is not running: a dry run needs the machine up (`make up`)")
+        say("dry run of playbooks/site.yml: nothing changes; `changed` marks what the next `make up` would change")
+        if machine.provision("--check", "--diff", *extra).returncode != 0:
+            sys.exit("failed: the dry run did not finish; see the error above")
+    elif action == "up":
         build_image(machine.image)
         machine.gpus, gpus_in_words = gpu_request(engine_info(), os.environ.get("DEVBOX_GPUS"))
         say(f"starting {machine.name}: volume {machine.volume} at /home/{USER}, "
             f"Jupyter on 127.0.0.1:{machine.port}, GPUs: {gpus_in_words}")
         machine.start()
         say("provisioning with playbooks/site.yml")
-        extra = (["-e", os.environ["VARS"]] if os.environ.get("VARS") else []) + playbook_args
         if machine.provision(*extra).returncode != 0:
             sys.exit("failed: ansible-playbook playbooks/site.yml did not finish; the volume is intact, "
                      "fix the error above and run `make up` again")
@@ -187,7 +194,7 @@ def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["up", "down", "destroy"])
+    parser.add_argument("action", choices=["up", "check", "down", "destroy"])
     parser.add_argument("playbook_args", nargs="*",
                         help="extra arguments for ansible-playbook (after --); $VARS adds `-e $VARS`")
     args = parser.parse_args()

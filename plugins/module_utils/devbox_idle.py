@@ -79,7 +79,7 @@ def timestamp(iso: str) -> float:
 
 
 def _processes() -> dict[int, tuple[int, int, str]]:
-    """{pid: (parent pid, real uid, command name)} from /proc."""
+    """{pid: (parent pid, real uid, command name)} from /proc; zombies (exited, not yet reaped) left out."""
     table = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -89,7 +89,8 @@ def _processes() -> dict[int, tuple[int, int, str]]:
                 fields = dict(line.split(":", 1) for line in status if ":" in line)
         except OSError:
             continue  # exited meanwhile
-        table[int(entry)] = (int(fields["PPid"]), int(fields["Uid"].split()[0]), fields["Name"].strip())
+        if not fields["State"].strip().startswith("Z"):
+            table[int(entry)] = (int(fields["PPid"]), int(fields["Uid"].split()[0]), fields["Name"].strip())
     return table
 
 
@@ -130,10 +131,11 @@ class IdleClock:
 
     def __init__(self, now: float):
         self.quiet_since = now
+        self.reason: str | None = None  # why it was in use at the last look
 
     def observe(self, now: float, activity: dict | None, sessions: list[str]) -> str | None:
         """Record one look at the machine; returns why it is in use, or None when quiet."""
-        reason = in_use(activity, sessions)
+        reason = self.reason = in_use(activity, sessions)
         if reason:
             self.quiet_since = now
         elif activity is not None:

@@ -15,8 +15,8 @@ IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
 # devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv, devbox_shell_init, devbox_jupyter,
-# devbox_provision_record.
-MODULE_RUNS = 7
+# devbox_idle_stop, devbox_provision_record.
+MODULE_RUNS = 8
 
 
 def recap(output: str) -> dict:

@@ -28,9 +28,16 @@ connection = glob.glob("{HOME}/.local/share/jupyter/runtime/kernel-" + kernel["i
 client = BlockingKernelClient(connection_file=connection)
 client.load_connection_file()
 client.start_channels()
-client.wait_for_ready(timeout=60)
-client.execute("import time; time.sleep(600)")
-time.sleep(2)
+client.execute("import time; time.sleep(600)")  # queued until the kernel listens
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    kernels = json.load(opener.open(urllib.request.Request(status["url"] + "api/kernels",
+                                                           headers={{"Authorization": "token " + token}})))
+    if any(k["id"] == kernel["id"] and k["execution_state"] == "busy" for k in kernels):
+        break
+    time.sleep(0.5)
+else:
+    raise SystemExit("the kernel never became busy")
 client.stop_channels()
 print(kernel["id"])
 """
@@ -58,6 +65,7 @@ def test_an_open_session_keeps_the_machine_up(machine):
     docker("exec", "-d", "-u", "pythonuser", machine.name, "sleep", "600")
     time.sleep(IDLE_S + 15)
     assert running(machine)
+    assert "idle stop: in use (processes of the user outside Jupyter: sleep" in docker("logs", machine.name, quiet=True).stdout
     machine.exec("pkill -u pythonuser -x sleep")
 
 
@@ -75,7 +83,8 @@ def test_an_idle_machine_stops_itself_and_says_why(machine):
     deadline = time.monotonic() + IDLE_S + 60
     while running(machine) and time.monotonic() < deadline:
         time.sleep(2)
-    assert not running(machine), "still running a minute after it went idle"
+    assert not running(machine), "still running a minute after it went idle:\n" + docker(
+        "logs", machine.name, quiet=True).stdout[-2000:]
     assert docker("inspect", "-f", "{{.State.ExitCode}}", machine.name, quiet=True).stdout.strip() == "0"
     log = docker("logs", machine.name, quiet=True).stdout
     assert "idle stop: nobody used the machine" in log and "stopping" in log
