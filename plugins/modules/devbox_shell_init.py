@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: devbox_shell_init
 short_description: A managed block in the dev user's ~/.bashrc for ssh and terminals
 description:
   - Runs as the login user (root) and writes as the dev user (a forked child that drops to it), so no
-    become is needed and the task pipelines.
-  - The block activates ~/project-venv in interactive shells and starts SSH logins in ~/project; non-interactive
-    shells (ssh host command, Ansible, VS Code's server) are untouched. Replaced in place, never duplicated.
+    become is needed, the task pipelines, and root never writes through a link the user planted.
+  - The block activates C(~/project-venv) in interactive shells (unless a venv is already active) and
+    starts SSH logins that begin in the home in C(~/project), except in VS Code's own terminals.
+    Non-interactive shells (C(ssh host command), Ansible, VS Code's server) are untouched.
+  - The block is replaced in place, never duplicated; the rest of C(~/.bashrc) is kept, with its mode.
+    When C(~/.bashrc) is a link, its target is changed.
 options:
-  user: {type: str, required: true, description: The dev user.}
-  home: {type: path, required: true, description: The dev user's home.}
+  user:
+    description: The dev user, who owns C(~/.bashrc).
+    type: str
+    required: true
+  home:
+    description: The dev user's home.
+    type: path
+    required: true
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether the block would be added or replaced; on a fresh machine without the user
+      yet, reports changed.
+  diff_mode:
+    support: none
 author: devbox maintainers
+"""
+
+EXAMPLES = r"""
+- name: Start interactive shells in ~/project with the venv active
+  devbox_shell_init:
+    user: pythonuser
+    home: /home/pythonuser
+"""
+
+RETURN = r"""
+# Only the common return values: changed says whether the block was added or replaced.
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -21,11 +49,14 @@ from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible.module_utils.devbox_shell_init import ensure_block
 
 
+ARGUMENT_SPEC = {
+    "user": {"type": "str", "required": True},
+    "home": {"type": "path", "required": True},
+}
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={"user": {"type": "str", "required": True}, "home": {"type": "path", "required": True}},
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if module.check_mode and not user_exists(module.params["user"]):
         module.exit_json(changed=True)  # a fresh machine: the user and the block are still to come
     try:

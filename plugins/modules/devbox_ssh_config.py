@@ -3,24 +3,103 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: devbox_ssh_config
 short_description: Write an OpenSSH config naming every machine, for ssh and VS Code Remote-SSH
 description:
-  - Runs on the controller (delegate_to localhost). Writes I(directory)/devbox_<inventory>.conf (0600, folder 0700)
-    with one C(Host devbox-<app>-<name>) per machine reached over SSH, logging in as the dev user with the
-    playbook's own key, certificate and ProxyCommand.
-  - Machines reached otherwise (docker exec) get no entry; the result says why.
+  - "Runs on the controller (C(delegate_to: localhost), C(run_once)). Writes C(<directory>/devbox_<inventory>.conf)
+    (mode 0600, folder 0700), named after the Fly app when all machines share one, else after the
+    inventory files."
+  - Each machine reached over SSH becomes one C(Host devbox-<app>-<name>) (Fly) or C(devbox-<name>),
+    logging in as the dev user with the playbook's own key, certificate and ProxyCommand (the C(-o)
+    options of C(ansible_ssh_common_args) and C(ansible_ssh_extra_args)), minus Ansible's own
+    connection sharing (ControlMaster, ControlPersist, ControlPath).
+  - Machines reached otherwise (C(docker exec)) get no entry; RV(lines) says why, and for a container how
+    to open a shell there instead.
   - Checks that a certificate names the dev user and reports how long it stays valid.
+  - The file is rewritten only when its text or its mode differ.
 options:
-  directory: {type: path, required: true, description: Folder for the config files (inside the project).}
+  directory:
+    description:
+      - Folder for the config files (playbooks/ssh_config.yml uses the project's git-ignored C(.ssh/));
+        made mode 0700.
+    type: path
+    required: true
   hosts:
+    description:
+      - One dict per machine, as the playbook collects them from the inventory. Always C(inventory_name);
+        C(connection) (default C(ssh)); C(address) and C(user) (the dev user) for a machine reached over
+        SSH; optionally C(port), C(key_file), C(common_args), C(extra_args), C(fly_app) (the Fly app,
+        part of the Host name), C(inventory_file) (names the file when there is no single app), and
+        C(home) (for the C(docker exec) hint).
+      - C(common_args) and C(extra_args) may hold only C(-o Key=Value) options; any other ssh flag is
+        refused, since it has no equivalent in the config file.
     type: list
     elements: dict
     required: true
-    description:
-      - One dict per machine with inventory_name, connection, address, port, user, key_file, common_args,
-        extra_args, fly_app, inventory_file (as the playbook collects them from the inventory).
+attributes:
+  check_mode:
+    support: partial
+    details: Writes nothing, and always reports changed (the file on disk is not compared).
+  diff_mode:
+    support: none
 author: devbox maintainers
+"""
+
+EXAMPLES = r"""
+- name: Write the config on this computer
+  devbox_ssh_config:
+    directory: "{{ playbook_dir | dirname }}/.ssh"
+    hosts:
+      - inventory_name: aged-wind-2649
+        connection: ssh
+        address: 3d8d9e1c2e6e89.vm.my-devbox.internal
+        port: ""
+        user: pythonuser
+        home: /home/pythonuser
+        key_file: /home/me/devbox/.fly/ssh/id_fly_my-devbox
+        common_args: >-
+          -o 'ProxyCommand=/usr/bin/python3 /home/me/devbox/plugins/fly_proxy_command.py --app my-devbox --port %p %h'
+          -o CertificateFile=/home/me/devbox/.fly/ssh/id_fly_my-devbox-cert.pub
+        extra_args: ""
+        fly_app: my-devbox
+        inventory_file: /home/me/devbox/inventory/fly.yml
+  delegate_to: localhost
+  run_once: true
+  register: ssh_config_result
+# Then show ssh_config_result.lines with ansible.builtin.debug: they say how to use the file.
+"""
+
+RETURN = r"""
+path:
+  description: The config file written (or that would be, in check mode).
+  returned: success
+  type: str
+  sample: /home/me/devbox/.ssh/devbox_fly-my-devbox.conf
+hosts:
+  description: The C(Host) names in the file, sorted by inventory name; empty when no machine is reached over SSH.
+  returned: success
+  type: list
+  elements: str
+  sample: [devbox-my-devbox-aged-wind-2649]
+include:
+  description: The line to add once at the top of C(~/.ssh/config); it takes in every devbox config in the folder.
+  returned: success
+  type: str
+  sample: Include /home/me/devbox/.ssh/devbox_*.conf
+lines:
+  description:
+    - What to tell the user, as readable lines (the file, the Include line, one note per machine, how to
+      log in).
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - "Wrote /home/me/devbox/.ssh/devbox_fly-my-devbox.conf: devbox-my-devbox-aged-wind-2649"
+    - "Add this line at the top of ~/.ssh/config (once): Include /home/me/devbox/.ssh/devbox_*.conf"
+    - "devbox-my-devbox-aged-wind-2649: certificate valid from 2025-06-01T12:00:00 to 2025-06-02T12:00:00;
+      rerun this to renew it"
+    - "Then: ssh devbox-my-devbox-aged-wind-2649   (a shell in ~/project with the venv active)"
 """
 
 import os
@@ -29,14 +108,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.devbox_ssh_config import SshConfigError, file_name, render, write
 
 
+ARGUMENT_SPEC = {
+    "directory": {"type": "path", "required": True},
+    "hosts": {"type": "list", "elements": "dict", "required": True},
+}
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "directory": {"type": "path", "required": True},
-            "hosts": {"type": "list", "elements": "dict", "required": True},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     directory, entries = module.params["directory"], module.params["hosts"]
     try:
         text, names, notes = render(entries)

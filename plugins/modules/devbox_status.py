@@ -3,28 +3,265 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: devbox_status
 short_description: Report a dev machine's state without changing anything
 description:
-  - Runs as the login user (root), in one pipelined exec. Reads swap, the home's volume, GPUs (nvidia-smi)
+  - Runs as the login user (root), in one pipelined exec. Reads swap, the home's volume, GPUs (C(nvidia-smi))
     and the record of the last playbook run as root; reads Jupyter (the launcher's own status) and the venv
-    in a child process that is the dev user.
-  - Never installs, starts or restarts anything; the token is returned only with I(show_token).
-  - Lists what the next playbook run would change where that is known cheaply (the user or venv missing,
-    requested packages not installed, Jupyter settings that differ, Jupyter down, another commit).
+    in a child process that is the dev user, so root never runs the user's files.
+  - Never installs, starts or restarts anything, and always reports changed=false. The token is returned
+    only with O(show_token=true).
+  - Lists in RV(next_run) what the next playbook run would change where that is known cheaply (the user
+    or the venv missing or broken, requested packages not installed, Jupyter settings that differ,
+    Jupyter down, another commit).
+  - RV(lines) is the whole report as readable lines, one per part, for a C(debug) task.
 options:
-  user: {type: str, required: true, description: The dev user.}
-  home: {type: path, required: true, description: The dev user's home, the volume.}
-  packages: {type: list, elements: str, default: [], description: The requested packages (python_env_packages).}
-  jupyter_port: {type: int, default: 8888, description: The wanted Jupyter port.}
-  jupyter_ip: {type: str, default: auto, description: The wanted Jupyter address (auto is not compared).}
-  swap_min_mb: {type: int, default: 0, description: The wanted swap.}
-  commit: {type: str, default: "", description: The controller checkout's git describe output.}
-  browser_url: {type: str, default: "", description: Where the browser reaches Jupyter; empty means localhost and the port.}
-  open_hint: {type: str, default: "", description: How to open that URL (a tunnel command), shown as is.}
-  show_token: {type: bool, default: false, description: Put the token in the URL (the user asked for it).}
-  token_hint: {type: str, default: "", description: How to get the URL with the token, shown when it is hidden.}
+  user:
+    description: The dev user.
+    type: str
+    required: true
+  home:
+    description: The dev user's home, the volume.
+    type: path
+    required: true
+  packages:
+    description:
+      - The requested packages (C(python_env_packages)). One whose name is not installed, or whose
+        C(==) pin differs from the installed version, is listed as missing; other specifiers count as
+        met once the name is installed.
+    type: list
+    elements: str
+    default: []
+  jupyter_port:
+    description: The wanted Jupyter port, compared with the server settings.
+    type: int
+    default: 8888
+  jupyter_ip:
+    description: The wanted Jupyter address, compared with the server settings; V(auto) is not compared.
+    type: str
+    default: auto
+  swap_min_mb:
+    description: The wanted swap in MB; the swap line says so when there is less.
+    type: int
+    default: 0
+  commit:
+    description:
+      - The controller checkout's C(git describe --always --dirty) output; when it differs from the
+        commit of the last recorded run, RV(next_run) says the checkout would be applied. Empty skips
+        that comparison.
+    type: str
+    default: ""
+  browser_url:
+    description: Where the browser reaches Jupyter; empty means C(http://localhost:<port>).
+    type: str
+    default: ""
+  open_hint:
+    description: How to open that URL (a tunnel command), shown as is while Jupyter is up.
+    type: str
+    default: ""
+  show_token:
+    description: Read the token and put it in the URL (the user asked for it).
+    type: bool
+    default: false
+  token_hint:
+    description: How to get the URL with the token, shown when it is hidden.
+    type: str
+    default: ""
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads, so check mode reports exactly what a normal run does.
+  diff_mode:
+    support: none
 author: devbox maintainers
+"""
+
+EXAMPLES = r"""
+- name: Read the machine's state
+  devbox_status:
+    user: pythonuser
+    home: /home/pythonuser
+    packages: [numpy, pandas==2.2.3]
+    jupyter_port: 8888
+    commit: "{{ lookup('ansible.builtin.pipe', 'git describe --always --dirty') }}"
+    token_hint: "`make status SHOW_TOKEN=1` prints the URL with it"
+  register: status_result
+# Then show status_result.lines with ansible.builtin.debug: the whole report, one line per part.
+"""
+
+RETURN = r"""
+lines:
+  description:
+    - The report, one readable line per part (Jupyter, how to open it, venv, GPU, swap, volume, last run,
+      next run).
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - "Jupyter: up, http://localhost:8888/lab (server on http://172.17.0.3:8888/, pid 4242); token hidden"
+    - "Venv: /home/pythonuser/project-venv, Python 3.12, 58 packages"
+    - "GPU: none (no nvidia-smi)"
+    - "Swap: 2048 MB, 2048 MB free"
+    - "Volume: /home/pythonuser: 9.8 GB, 21% used, 7.7 GB free"
+    - "Provisioned: 2025-06-01T12:00:00+00:00 from commit 44e12cd"
+    - "Next run: nothing to change, as far as status can tell"
+next_run:
+  description: What the next playbook run would change, as far as status can tell; empty when nothing.
+  returned: success
+  type: list
+  elements: str
+  sample: ["install pandas==2.2.3 (installed: 2.2.2)", "start Jupyter"]
+user_exists:
+  description: Whether the dev user exists on the machine.
+  returned: success
+  type: bool
+  sample: true
+swap:
+  description: Swap, from C(/proc/meminfo).
+  returned: success
+  type: dict
+  contains:
+    total_mb:
+      description: Swap size in MB.
+      type: int
+      sample: 2048
+    free_mb:
+      description: Free swap in MB.
+      type: int
+      sample: 2048
+volume:
+  description: The file system holding the home.
+  returned: success
+  type: dict
+  contains:
+    exists:
+      description: Whether the home exists; the other keys are present only when it does.
+      type: bool
+      sample: true
+    mount_point:
+      description: Whether the home is a mount point of its own (a volume) rather than part of the machine's disk.
+      type: bool
+      sample: true
+    size_mb:
+      description: Size in MB.
+      type: int
+      sample: 10015
+    used_mb:
+      description: Used space in MB.
+      type: int
+      sample: 2103
+    free_mb:
+      description: Space available to the user in MB.
+      type: int
+      sample: 7885
+    used_percent:
+      description: Used space as a whole percentage.
+      type: int
+      sample: 21
+gpu:
+  description: GPUs, from C(nvidia-smi).
+  returned: success
+  type: dict
+  contains:
+    nvidia_smi:
+      description: Whether C(nvidia-smi) was found.
+      type: bool
+      sample: true
+    names:
+      description: The name of each GPU listed.
+      type: list
+      elements: str
+      sample: [NVIDIA H200]
+    error:
+      description: Why C(nvidia-smi) failed; present only when it did.
+      type: str
+      sample: "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
+provisioned:
+  description: The record of the last playbook run, kept by M(devbox_provision_record).
+  returned: success
+  type: dict
+  contains:
+    record:
+      description: The record; null when there is none or it cannot be trusted.
+      type: dict
+      sample: {time: "2025-06-01T12:00:00+00:00", commit: 44e12cd, tags: []}
+    error:
+      description: Why the record was not trusted or not readable; present only then.
+      type: str
+      sample: "/home/pythonuser/.devbox/provisioned.json is not a root-owned file: not trusted"
+jupyter:
+  description: The Jupyter server, as its launcher reports it.
+  returned: when the dev user exists
+  type: dict
+  contains:
+    installed:
+      description: Whether the launcher is installed; the other keys are present only when it is.
+      type: bool
+      sample: true
+    settings:
+      description: The address and port in the server settings; absent when the settings are unreadable.
+      type: dict
+      sample: {ip: fly-local-6pn, port: 8888}
+    settings_error:
+      description: Why the server settings could not be read; present only then.
+      type: str
+      sample: "[Errno 2] No such file or directory: '/home/pythonuser/.jupyter/jupyter_server_config.json'"
+    running:
+      description: Whether the launcher's server process runs.
+      type: bool
+      sample: true
+    healthy:
+      description: Whether the server answers an authenticated API call.
+      type: bool
+      sample: true
+    url:
+      description: Where the server listens (no token).
+      type: str
+      sample: http://172.17.0.3:8888/
+    pid:
+      description: The server's process id; null when it does not run.
+      type: int
+      sample: 4242
+    error:
+      description: Why the launcher could not tell, or found the server broken; present only then.
+      type: str
+      sample: devbox-jupyter status did not answer within 15 s (a playbook run may be starting Jupyter)
+    token:
+      description: The token; present only with O(show_token=true).
+      type: str
+      sample: 4f0c2a9d8e1b7c6a5f4e3d2c1b0a9f8e7d6c5b4a39281706
+    token_error:
+      description: Why the token could not be read; present only with O(show_token=true) and then.
+      type: str
+      sample: "[Errno 2] No such file or directory: '/home/pythonuser/.jupyter/devbox_token'"
+python_env:
+  description: The venv in C(~/project-venv).
+  returned: when the dev user exists
+  type: dict
+  contains:
+    health:
+      description: The venv's state.
+      type: str
+      choices: [ok, absent, incomplete, broken]
+      sample: ok
+    reason:
+      description: Why it is not V(ok); empty when it is.
+      type: str
+      sample: ""
+    python:
+      description: The Python version the venv was built for; absent when the venv is.
+      type: str
+      sample: "3.12"
+    distributions:
+      description: How many distributions are installed in it; absent when the venv is.
+      type: int
+      sample: 58
+    missing:
+      description: Requested packages surely not met, with the installed version where a pin differs.
+      type: list
+      elements: str
+      sample: ["pandas==2.2.3 (installed: 2.2.2)"]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -81,23 +318,23 @@ def provisioned_line(found: dict) -> str:
     return f"Provisioned: {record.get('time')} from commit {record.get('commit')}{tags}"
 
 
+ARGUMENT_SPEC = {
+    "user": {"type": "str", "required": True},
+    "home": {"type": "path", "required": True},
+    "packages": {"type": "list", "elements": "str", "default": []},
+    "jupyter_port": {"type": "int", "default": 8888},
+    "jupyter_ip": {"type": "str", "default": "auto"},
+    "swap_min_mb": {"type": "int", "default": 0},
+    "commit": {"type": "str", "default": ""},
+    "browser_url": {"type": "str", "default": ""},
+    "open_hint": {"type": "str", "default": ""},
+    "show_token": {"type": "bool", "default": False},
+    "token_hint": {"type": "str", "default": ""},
+}
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "user": {"type": "str", "required": True},
-            "home": {"type": "path", "required": True},
-            "packages": {"type": "list", "elements": "str", "default": []},
-            "jupyter_port": {"type": "int", "default": 8888},
-            "jupyter_ip": {"type": "str", "default": "auto"},
-            "swap_min_mb": {"type": "int", "default": 0},
-            "commit": {"type": "str", "default": ""},
-            "browser_url": {"type": "str", "default": ""},
-            "open_hint": {"type": "str", "default": ""},
-            "show_token": {"type": "bool", "default": False},
-            "token_hint": {"type": "str", "default": ""},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     home, user = params["home"], params["user"]
     facts = {"user_exists": user_exists(user), "swap": swap(), "volume": volume(home), "gpu": gpus(),

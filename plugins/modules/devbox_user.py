@@ -3,22 +3,112 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: devbox_user
 short_description: Ensure the dev user, its home on the volume, and the record the boot step reads
 description:
   - Creates the group and the user with fixed ids, or corrects an existing user's gid, home and shell.
-  - Fails, naming the account and how to choose another, when the name or the ids already belong to
-    a different account in the image.
-  - Chowns only the top of the home (a mounted volume is root-owned), copies skeleton files only where
-    absent, and records the account on the volume so the image's boot step can recreate it.
+  - Fails before changing anything, naming the account and how to choose another, when the name or the
+    ids already belong to a different account in the image.
+  - Chowns only the top of the home (a mounted volume is root-owned, and a recursive chown would undo
+    ownership the user chose), and copies C(/etc/skel) files only where absent.
+  - Records the account in the home's root-owned C(~/.devbox/account.json) so the image's boot step can
+    recreate it after a restart. Device groups the user has joined since (the gpu role adds V(video) or
+    V(render)) stay in the record.
 options:
-  name: {type: str, required: true, description: Login name.}
-  uid: {type: int, required: true, description: Fixed uid.}
-  gid: {type: int, required: true, description: Fixed gid of the user's own group.}
-  home: {type: str, required: true, description: Home directory, the volume's mount point.}
-  shell: {type: str, default: /bin/bash, description: Login shell.}
-  groups: {type: list, elements: str, default: [], description: Supplementary groups.}
+  name:
+    description:
+      - Login name, 1-32 characters of lower-case letters, digits, V(_) or V(-), starting with a letter
+        or V(_).
+    type: str
+    required: true
+  uid:
+    description: Fixed uid, from 1 to 60000.
+    type: int
+    required: true
+  gid:
+    description:
+      - Fixed gid of the user's own group (named after the user), from 1 to 60000; the gid of a system
+        group in the image (below 1000) is refused.
+    type: int
+    required: true
+  home:
+    description:
+      - Home directory, the volume's mount point. An absolute path of its own, such as C(/home/pythonuser);
+        never C(/), C(/home) or a directory inside a system tree such as C(/usr) or C(/var), and reached
+        without symbolic links.
+    type: str
+    required: true
+  shell:
+    description: Login shell, an absolute path.
+    type: str
+    default: /bin/bash
+  groups:
+    description: Supplementary groups, among V(video) and V(render) (the groups that own GPU device nodes).
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+    details: Lists in RV(changes) what would be created, corrected, copied or recorded; changes nothing.
+  diff_mode:
+    support: none
 author: devbox maintainers
+"""
+
+EXAMPLES = r"""
+- name: Ensure the dev user and its home on the volume
+  devbox_user:
+    name: pythonuser
+    uid: 1000
+    gid: 1000
+    home: /home/pythonuser
+    shell: /bin/bash
+"""
+
+RETURN = r"""
+changes:
+  description: What was done (or would be, in check mode), one entry per step; empty when nothing changed.
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - created group pythonuser (gid 1000)
+    - created user pythonuser (uid 1000)
+    - chowned /home/pythonuser to 1000:1000
+    - added /home/pythonuser/.bashrc from /etc/skel
+    - recorded the account on the volume
+account:
+  description: The account as recorded on the volume for the boot step.
+  returned: success
+  type: dict
+  contains:
+    name:
+      description: Login name.
+      type: str
+      sample: pythonuser
+    uid:
+      description: The user's uid.
+      type: int
+      sample: 1000
+    gid:
+      description: The gid of the user's own group.
+      type: int
+      sample: 1000
+    home:
+      description: The home, normalised.
+      type: str
+      sample: /home/pythonuser
+    shell:
+      description: Login shell.
+      type: str
+      sample: /bin/bash
+    groups:
+      description: Supplementary groups, with the device groups the user has already joined.
+      type: list
+      elements: str
+      sample: [video]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -26,18 +116,18 @@ from ansible.module_utils.devbox_account import (ALLOWED_GROUPS, AccountError, c
                                                    ensure_account, ensure_home, save_record, validate)
 
 
+ARGUMENT_SPEC = {
+    "name": {"type": "str", "required": True},
+    "uid": {"type": "int", "required": True},
+    "gid": {"type": "int", "required": True},
+    "home": {"type": "str", "required": True},
+    "shell": {"type": "str", "default": "/bin/bash"},
+    "groups": {"type": "list", "elements": "str", "default": []},
+}
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "name": {"type": "str", "required": True},
-            "uid": {"type": "int", "required": True},
-            "gid": {"type": "int", "required": True},
-            "home": {"type": "str", "required": True},
-            "shell": {"type": "str", "default": "/bin/bash"},
-            "groups": {"type": "list", "elements": "str", "default": []},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
         account = validate(dict(module.params))
         changes = ensure_account(account, dry_run=module.check_mode)
