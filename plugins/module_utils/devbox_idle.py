@@ -62,7 +62,9 @@ def jupyter_activity(home: str) -> dict | None:
         token = token_file.read().strip()
 
     def get(path: str):
-        request = urllib.request.Request(server["url"] + path, headers={"Authorization": f"token {token}"})
+        # no_track_activity: looking must not count as using, or the machine would never be idle.
+        request = urllib.request.Request(server["url"] + path + "?no_track_activity=1",
+                                         headers={"Authorization": f"token {token}"})
         with NO_PROXY.open(request, timeout=10) as response:
             return json.load(response)
 

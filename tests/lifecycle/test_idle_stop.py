@@ -43,6 +43,17 @@ print(kernel["id"])
 """
 
 
+# As the user: interrupt the kernel's cell, as the stop button in JupyterLab does.
+INTERRUPT = f"""
+import json, subprocess, urllib.request
+status = json.loads(subprocess.run(["{HOME}/.local/bin/devbox-jupyter", "status"], capture_output=True).stdout)
+token = open("{HOME}/.jupyter/devbox_token").read().strip()
+request = urllib.request.Request(status["url"] + "api/kernels/KERNEL/interrupt", data=b"", method="POST",
+                                 headers={{"Authorization": "token " + token}})
+urllib.request.build_opener(urllib.request.ProxyHandler({{}})).open(request)
+"""
+
+
 def running(machine) -> bool:
     return machine.state() == "running"
 
@@ -62,11 +73,12 @@ def machine():
 
 
 def test_an_open_session_keeps_the_machine_up(machine):
-    docker("exec", "-d", "-u", "pythonuser", machine.name, "sleep", "600")
+    session = machine.exec("sleep 600 >/dev/null 2>&1 & echo $!", user="pythonuser").stdout.strip()
     time.sleep(IDLE_S + 15)
     assert running(machine)
-    assert "idle stop: in use (processes of the user outside Jupyter: sleep" in docker("logs", machine.name, quiet=True).stdout
-    machine.exec("pkill -u pythonuser -x sleep")
+    assert f"idle stop: in use (processes of the user outside Jupyter: sleep ({session}))" in docker(
+        "logs", machine.name, quiet=True).stdout
+    machine.exec(f"kill {session}")  # the image has no pkill
 
 
 def test_a_busy_kernel_keeps_the_machine_up(machine):
@@ -75,8 +87,10 @@ def test_a_busy_kernel_keeps_the_machine_up(machine):
     assert result.returncode == 0, result.stderr
     time.sleep(IDLE_S + 15)
     assert running(machine)
-    kernel = result.stdout.strip()
-    machine.exec(f"pkill -f {kernel}", user="pythonuser")  # the kernel's process; Jupyter sees it die
+    assert "idle stop: in use (1 kernel(s) busy)" in docker("logs", machine.name, quiet=True).stdout
+    interrupt = INTERRUPT.replace("KERNEL", result.stdout.strip())
+    result = machine.exec(f"{HOME}/project-venv/bin/python - <<'EOF'\n{interrupt}\nEOF", user="pythonuser")
+    assert result.returncode == 0, result.stderr
 
 
 def test_an_idle_machine_stops_itself_and_says_why(machine):
