@@ -351,6 +351,7 @@ def test_a_lock_installs_the_same_set_elsewhere_and_sync_removes_the_rest(tmp_pa
     assert synced["removed"] == ["packaging==24.1"]
     assert installed_distributions(str(second)) == installed_distributions(str(first))
     # The hand-installed line stays marked on the second machine too.
+    (tmp_path / "project2").mkdir()
     again = converge(params(second, project_dir=str(tmp_path / "project2"), lock_text=lock, sync=True))
     assert not again["changed"] and again["lock_written"]
     assert again["lock"] == lock
