@@ -143,8 +143,10 @@ def test_sync_removes_what_the_lock_does_not_list_and_says_so(machines, locks):
     assert EXTRA in freeze(second), "without python_env_sync nothing is uninstalled"
     assert f"{EXTRA}  # by hand" in machine_lock(second)
 
+    (locks[SECOND] / COPY).unlink()
     rc, output = run(second, locks, {"python_env_lock_file": lock_file, "python_env_sync": True}, "--check")
     assert rc == 0, output[-3000:]
+    assert not (locks[SECOND] / COPY).exists(), "a dry run writes nothing on the controller either"
     assert f"python_env_sync would remove what {lock_file} does not list: {EXTRA}" in one_line(output)
     assert EXTRA in freeze(second), "a dry run removes nothing"
 
