@@ -269,6 +269,17 @@ def test_lock_pins_everything_and_marks_what_no_playbook_asked_for(tmp_path):
     assert "pysocks==1.7.1\n" in lock_text(str(venv), settings, {"requests": ["socks"]})
 
 
+def test_dependencies_after_a_multi_line_license_are_read(tmp_path):
+    venv, site = fake_venv(tmp_path)
+    info = site / "jupyterlab-4.4.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.4\nName: jupyterlab\nVersion: 4.4.0\n"
+                                   "License: BSD 3-Clause License\n        \n        Copyright (c) 2015\n"
+                                   "Requires-Dist: jupyter-server<3,>=2.4.0\n\nThe description\n")
+    write_dist(site, "jupyter-server", "2.14.0")
+    assert "jupyter-server==2.14.0\n" in lock_text(str(venv), {}, {"jupyterlab": []})
+
+
 def test_lock_is_made_from_the_metadata_alone(tmp_path, monkeypatch):
     venv, site = fake_venv(tmp_path)
     write_dist(site, "six", "1.16.0")

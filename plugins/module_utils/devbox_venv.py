@@ -48,8 +48,8 @@ def read_distributions(venv: str) -> dict[str, dict]:
                     version = line.split(":", 1)[1].strip()
                 elif line.startswith("Requires-Dist:"):
                     requires.append(line.split(":", 1)[1].strip())
-                elif not line.strip():
-                    break
+                elif line in ("\n", "\r\n"):
+                    break  # the end of the header (a multi-line License has blank-looking continuation lines)
         if name and version:
             direct_url = load_json(os.path.join(os.path.dirname(metadata), "direct_url.json")) or None
             found[canonical(name)] = {"name": canonical(name), "version": version, "requires": requires,
