@@ -174,6 +174,15 @@ def test_the_users_own_spec_wins_over_a_rebuilt_venvs_old_version(tmp_path):
     assert result["rebuilt"] and not os.path.exists(str(venv) + ".pending.json")
 
 
+def test_a_bare_name_keeps_a_rebuilt_venvs_version(tmp_path):
+    venv = tmp_path / "project-venv"
+    converge(params(venv, requirements=["six==1.16.0"]))
+    os.remove(venv / "bin" / "python")
+    result = converge(params(venv, requirements=["six"]))  # as site.yml asks for jupyterlab
+    assert installed_distributions(str(venv))["six"] == "1.16.0"
+    assert result["reinstalled"] == ["six==1.16.0"]
+
+
 def test_a_satisfied_rerun_needs_no_free_space(tmp_path):
     venv = tmp_path / "project-venv"
     converge(params(venv, requirements=["six==1.16.0"]))

@@ -717,8 +717,10 @@ def converge(params: dict) -> dict:
         for path in requirement_files:
             with open(path) as requirements_file:
                 requested += requirement_lines(requirements_file.read())
-        # What the user asks for by name wins over the version the old venv had.
-        asked = {canonical(m.group(1)) for m in map(SPEC_NAME.match, requested + lock_pins(lock)) if m}
+        # What the user asks for wins over the version the old venv had; a bare name (jupyterlab)
+        # takes any version, so the old one is kept.
+        asked = {canonical(m.group(1)) for spec in requested + lock_pins(lock)
+                 if not (SIMPLE_SPEC.match(spec) and "==" not in spec) and (m := SPEC_NAME.match(spec))}
         owed = {name: version for name, version in pending.items() if name not in asked}
         installed = installed_distributions(venv)
         if owed or not surely_satisfied(requested, installed) or not lock_satisfied(lock, installed):
