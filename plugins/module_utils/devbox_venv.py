@@ -414,6 +414,16 @@ def comparison_holds(variable: str, operator: str, value: str, environment: dict
 def marker_holds(marker: str, environment: dict, extras: set[str]) -> bool:
     """PEP 508 marker of a Requires-Dist line; one that is not understood counts as true (the
     dependency is then simply looked for among what is installed)."""
+    key = (marker, frozenset(extras), tuple(sorted(environment.items())))
+    if key not in MARKER_CACHE:
+        MARKER_CACHE[key] = evaluate_marker(marker, environment, extras)
+    return MARKER_CACHE[key]
+
+
+MARKER_CACHE: dict[tuple, bool] = {}  # the same markers recur all over a dependency tree
+
+
+def evaluate_marker(marker: str, environment: dict, extras: set[str]) -> bool:
     unknown = False
 
     def truth(match: re.Match) -> str:
@@ -479,9 +489,10 @@ def index_lines(settings: dict) -> list[str]:
     return lines
 
 
-def lock_text(venv: str, settings: dict, requested: dict[str, list[str]]) -> str:
-    """The lock of the venv as it is now; the same venv always gives the same text."""
-    distributions = read_distributions(venv)
+def lock_text(venv: str, settings: dict, requested: dict[str, list[str]], distributions: dict | None = None) -> str:
+    """The lock of the venv as it is now (distributions: its metadata, when already read); the same
+    venv always gives the same text."""
+    distributions = read_distributions(venv) if distributions is None else distributions
     roots = dict(requested, **{name: [] for name in TOOLING})
     by_playbook = asked_by_playbook(distributions, roots, marker_environment(venv))
     lines = [
@@ -615,11 +626,12 @@ def empty_result() -> dict:
             "lock": None, "lock_path": None, "lock_written": False}
 
 
-def keep_lock(params: dict, venv: str, settings: dict, requested: dict, result: dict, dry_run: bool = False) -> None:
+def keep_lock(params: dict, venv: str, settings: dict, requested: dict, result: dict, dry_run: bool = False,
+              distributions: dict | None = None) -> None:
     """The venv's lock in the project directory, written when its text changed; its text in the result."""
     if not params.get("project_dir"):
         return
-    result["lock"] = lock_text(venv, settings, requested)
+    result["lock"] = lock_text(venv, settings, requested, distributions)
     result["lock_path"] = os.path.join(params["project_dir"], LOCK_FILE)
     result["lock_written"] = write_if_changed(result["lock_path"], result["lock"], 0o644, dry_run)
 
@@ -744,11 +756,12 @@ def converge(params: dict) -> dict:
         requested_roots = merge_requested(requested_before,
                                           playbook_roots(params, lock, params.get("requirements_file_text") or ""))
         write_if_changed(os.path.join(venv, REQUESTED_FILE), json.dumps(requested_roots, indent=2, sort_keys=True) + "\n")
-        after = installed_distributions(venv)
+        distributions = read_distributions(venv)
+        after = {name: dist["version"] for name, dist in distributions.items()}
         result.update(diff(before, after))
         if any(result[key] for key in ("installed", "removed", "upgraded")):
             result["changed"] = True
         result["python_version"] = built_for(venv)
         result["distributions"] = len(after)
-        keep_lock(params, venv, settings, requested_roots, result)
+        keep_lock(params, venv, settings, requested_roots, result, distributions=distributions)
     return result
