@@ -575,9 +575,13 @@ def lock_satisfied(lock: dict | None, installed: dict[str, str]) -> bool:
 def unresolvable_lines(lock: dict, reason: str) -> list[str]:
     """The lock's lines that the installer's error names (uv and pip both quote name==version)."""
     named = {(canonical(name), version) for name, version in ANY_PIN.findall(reason)}
-    named_urls = [entry for entry in lock["entries"] if entry["version"] is None and entry["text"].split("@", 1)[1].strip() in reason]
-    return [f"line {entry['line']}: {entry['text']}" for entry in lock["entries"]
-            if (entry["name"], entry["version"]) in named or entry in named_urls]
+
+    def is_named(entry: dict) -> bool:
+        if entry["version"] is None:  # name @ url: the installer quotes the URL
+            return entry["text"].split("@", 1)[1].strip() in reason
+        return (entry["name"], entry["version"]) in named
+
+    return [f"line {entry['line']}: {entry['text']}" for entry in lock["entries"] if is_named(entry)]
 
 
 def lock_failure(error: VenvError, lock: dict, label: str, settings: dict) -> VenvError:
