@@ -8,7 +8,8 @@ import threading
 import pytest
 
 from devbox_venv import (Lock, VenvError, check_free_space, converge, diff, install_command, installed_distributions,
-                         installer_env, mask_credentials, pip_conf_text, plan, venv_health)
+                         installer_env, lock_text, marker_holds, mask_credentials, parse_lock, pip_conf_text, plan,
+                         venv_health)
 
 
 def params(venv, **overrides):
@@ -173,6 +174,15 @@ def test_the_users_own_spec_wins_over_a_rebuilt_venvs_old_version(tmp_path):
     assert result["rebuilt"] and not os.path.exists(str(venv) + ".pending.json")
 
 
+def test_a_bare_name_keeps_a_rebuilt_venvs_version(tmp_path):
+    venv = tmp_path / "project-venv"
+    converge(params(venv, requirements=["six==1.16.0"]))
+    os.remove(venv / "bin" / "python")
+    result = converge(params(venv, requirements=["six"]))  # as site.yml asks for jupyterlab
+    assert installed_distributions(str(venv))["six"] == "1.16.0"
+    assert result["reinstalled"] == ["six==1.16.0"]
+
+
 def test_a_satisfied_rerun_needs_no_free_space(tmp_path):
     venv = tmp_path / "project-venv"
     converge(params(venv, requirements=["six==1.16.0"]))
@@ -229,3 +239,148 @@ def test_plan_shows_the_settings_files_that_would_change(tmp_path):
                                                                      str(venv / "devbox-installer.json")]
     assert "extra-index-url = https://extra.example/simple" in result["diff"][0]["after"]
     assert "extra.example" not in (venv / "pip.conf").read_text()
+
+
+# The lock: the venv's exact set, from its metadata; installed elsewhere; python_env_sync.
+
+def write_dist_requiring(site, name, version, *requires):
+    write_dist(site, name, version)
+    metadata = site / f"{name}-{version}.dist-info" / "METADATA"
+    header = "".join(f"Requires-Dist: {line}\n" for line in requires)
+    metadata.write_text(metadata.read_text().replace("\n\n", "\n" + header + "\n", 1))
+
+
+def fake_venv(tmp_path, python="3.11.4"):
+    venv = tmp_path / "venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(f"home = /usr/bin\nversion = {python}\n")
+    return venv, site
+
+
+def test_lock_pins_everything_and_marks_what_no_playbook_asked_for(tmp_path):
+    venv, site = fake_venv(tmp_path)
+    write_dist_requiring(site, "Requests", "2.32.3", "idna<4,>=2.5", 'PySocks!=1.5.7; extra == "socks"',
+                         'tomli>=1; python_version < "3.11"')
+    write_dist(site, "idna", "3.10")
+    write_dist(site, "tomli", "2.0.1")  # only required below 3.11: here it came by hand
+    write_dist(site, "pysocks", "1.7.1")  # only for requests[socks], which nobody asked for
+    write_dist(site, "pip", "24.0")
+    settings = {"index_url": "https://user:s3cret@mirror.example/simple", "extra_index_urls": []}
+
+    text = lock_text(str(venv), settings, {"requests": []})
+
+    assert "# python: 3.11.4\n" in text
+    assert "# index: https://user:********@mirror.example/simple\n" in text and "s3cret" not in text
+    pins = [line for line in text.splitlines() if not line.startswith("#")]
+    assert pins == ["idna==3.10", "pip==24.0", "pysocks==1.7.1  # by hand", "requests==2.32.3",
+                    "tomli==2.0.1  # by hand"]
+    assert "pysocks==1.7.1\n" in lock_text(str(venv), settings, {"requests": ["socks"]})
+
+
+def test_dependencies_after_a_multi_line_license_are_read(tmp_path):
+    venv, site = fake_venv(tmp_path)
+    info = site / "jupyterlab-4.4.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.4\nName: jupyterlab\nVersion: 4.4.0\n"
+                                   "License: BSD 3-Clause License\n        \n        Copyright (c) 2015\n"
+                                   "Requires-Dist: jupyter-server<3,>=2.4.0\n\nThe description\n")
+    write_dist(site, "jupyter-server", "2.14.0")
+    assert "jupyter-server==2.14.0\n" in lock_text(str(venv), {}, {"jupyterlab": []})
+
+
+def test_lock_is_made_from_the_metadata_alone(tmp_path, monkeypatch):
+    venv, site = fake_venv(tmp_path)
+    write_dist(site, "six", "1.16.0")
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("the lock must not run an installer or reach the network")
+
+    monkeypatch.setattr(subprocess, "run", no_process)
+    assert lock_text(str(venv), {}, {"six": []}).endswith("six==1.16.0\n")
+
+
+def test_marker_evaluation_covers_versions_platforms_and_extras():
+    environment = {"python_version": "3.11", "python_full_version": "3.11.4", "sys_platform": "linux",
+                   "platform_system": "Linux", "os_name": "posix", "platform_machine": "x86_64",
+                   "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+    assert not marker_holds('python_version < "3.11"', environment, set())
+    assert marker_holds('python_version >= "3.8" and sys_platform == "linux"', environment, set())
+    assert not marker_holds('sys_platform == "win32" or platform_system == "Darwin"', environment, set())
+    assert marker_holds('(extra == "test") or python_version == "3.*"', environment, set())
+    assert not marker_holds('extra == "test"', environment, {"docs"})
+    assert marker_holds('extra == "Test"', environment, {"test"})
+    assert marker_holds('some_future_variable == "x"', environment, set()), "not understood: counts as true"
+
+
+def test_a_lock_reads_back_with_its_lines_marks_and_python():
+    lock = parse_lock("# python: 3.11.4\n# index: PyPI\n\nsix==1.16.0\ntomli==2.0.1  # by hand\n"
+                      "# local==1.0  # not locked: installed from the local directory file:///x\n"
+                      "pkg @ https://example.org/pkg-1.0.tar.gz\n", "a.lock")
+    assert lock["python"] == "3.11"
+    assert [(e["line"], e["name"], e["version"], e["by_hand"]) for e in lock["entries"]] == [
+        (4, "six", "1.16.0", False), (5, "tomli", "2.0.1", True), (7, "pkg", None, False)]
+
+
+def test_a_line_that_is_not_pinned_is_named_with_its_number():
+    with pytest.raises(VenvError, match=r"locks/a\.lock line 3: 'numpy>=1' is not a locked distribution"):
+        parse_lock("# python: 3.11\nsix==1.16.0\nnumpy>=1\n", "locks/a.lock")
+
+
+def test_a_lock_from_another_python_fails_before_anything_changes(tmp_path):
+    venv = tmp_path / "venv"
+    with pytest.raises(VenvError) as failure:
+        converge(params(venv, lock_text="# python: 3.6.15\nsix==1.16.0\n", lock_name="locks/old.lock"))
+    message = str(failure.value)
+    assert "locks/old.lock was made on Python 3.6" in message and "take a new lock on a Python 3." in message
+    assert not venv.exists()
+    with pytest.raises(VenvError, match="made on Python 3.6"):
+        plan(params(venv, lock_text="# python: 3.6.15\nsix==1.16.0\n"))
+
+
+def test_sync_needs_a_lock_that_holds_what_the_playbook_asks_for(tmp_path):
+    with pytest.raises(VenvError, match="python_env_sync needs python_env_lock_file"):
+        converge(params(tmp_path / "venv", sync=True))
+    with pytest.raises(VenvError, match="python_env_sync would remove tomli right after installing it"):
+        converge(params(tmp_path / "venv", sync=True, requirements=["tomli"], lock_text="six==1.16.0\n"))
+    assert not (tmp_path / "venv").exists()
+
+
+def this_python() -> str:
+    return "%d.%d.%d" % sys.version_info[:3]
+
+
+def test_a_lock_installs_the_same_set_elsewhere_and_sync_removes_the_rest(tmp_path):
+    first, project = tmp_path / "first", tmp_path / "project"
+    converge(params(first, project_dir=str(project), requirements=["six==1.16.0"]))
+    subprocess.run([str(first / "bin" / "python"), "-m", "pip", "install", "-q", "tomli==2.0.1"], check=True)
+    result = converge(params(first, project_dir=str(project), requirements=["six==1.16.0"]))
+    assert result["lock_written"] and not result["changed"], "a hand install changes the lock, not the venv"
+    lock = (project / "requirements.lock").read_text()
+    assert result["lock"] == lock and "six==1.16.0\n" in lock and "tomli==2.0.1  # by hand\n" in lock
+
+    second = tmp_path / "second"
+    converge(params(second, requirements=["packaging==24.1"]))
+    installed = converge(params(second, lock_text=lock, lock_name="first.lock"))
+    assert "six==1.16.0" in installed["installed"] and installed["removed"] == []
+    assert set(installed_distributions(str(second))) - set(installed_distributions(str(first))) == {"packaging"}
+    assert not converge(params(second, lock_text=lock))["changed"]
+
+    assert plan(params(second, lock_text=lock, sync=True))["removed"] == ["packaging==24.1"]
+    synced = converge(params(second, lock_text=lock, sync=True))
+    assert synced["removed"] == ["packaging==24.1"]
+    assert installed_distributions(str(second)) == installed_distributions(str(first))
+    # The hand-installed line stays marked on the second machine too.
+    (tmp_path / "project2").mkdir()
+    again = converge(params(second, project_dir=str(tmp_path / "project2"), lock_text=lock, sync=True))
+    assert not again["changed"] and again["lock_written"]
+    assert again["lock"] == lock
+
+
+def test_a_lock_line_the_index_cannot_resolve_is_named(tmp_path):
+    venv = tmp_path / "venv"
+    converge(params(venv))
+    lock = f"# python: {this_python()}\nsix==1.16.0\ndevbox-no-such-dist==9.9\n"
+    with pytest.raises(VenvError, match=r"mine\.lock line 3: devbox-no-such-dist==9\.9: cannot be installed"):
+        converge(params(venv, lock_text=lock, lock_name="mine.lock"))
+    assert "six" not in installed_distributions(str(venv)), "nothing was installed"

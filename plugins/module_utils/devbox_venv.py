@@ -11,6 +11,7 @@ import glob
 import io
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -30,28 +31,40 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def installed_distributions(venv: str, portable_only: bool = False) -> dict[str, str]:
-    """{canonical name: version} from the venv's site-packages metadata.
+def read_distributions(venv: str) -> dict[str, dict]:
+    """{canonical name: {name, version, requires, direct_url}} from the venv's site-packages metadata.
 
-    portable_only leaves out editable and local installs (those with a direct_url.json), which
-    cannot be fetched again by name and version.
+    Only files are read (METADATA's header, direct_url.json): no Python inside the venv runs.
     """
     found = {}
     for metadata in glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "*.dist-info", "METADATA")):
-        if portable_only and os.path.exists(os.path.join(os.path.dirname(metadata), "direct_url.json")):
-            continue
         name = version = None
+        requires = []
         with open(metadata, encoding="utf-8", errors="replace") as lines:
             for line in lines:
                 if line.startswith("Name:"):
                     name = line.split(":", 1)[1].strip()
                 elif line.startswith("Version:"):
                     version = line.split(":", 1)[1].strip()
-                elif not line.strip():
-                    break
+                elif line.startswith("Requires-Dist:"):
+                    requires.append(line.split(":", 1)[1].strip())
+                elif line in ("\n", "\r\n"):
+                    break  # the end of the header (a multi-line License has blank-looking continuation lines)
         if name and version:
-            found[canonical(name)] = version
+            direct_url = load_json(os.path.join(os.path.dirname(metadata), "direct_url.json")) or None
+            found[canonical(name)] = {"name": canonical(name), "version": version, "requires": requires,
+                                      "direct_url": direct_url}
     return found
+
+
+def installed_distributions(venv: str, portable_only: bool = False) -> dict[str, str]:
+    """{canonical name: version} from the venv's site-packages metadata.
+
+    portable_only leaves out editable and local installs (those with a direct_url.json), which
+    cannot be fetched again by name and version.
+    """
+    return {name: dist["version"] for name, dist in read_distributions(venv).items()
+            if not (portable_only and dist["direct_url"])}
 
 
 # `name` or `name==version`: the forms whose satisfaction can be read off the metadata.
@@ -93,14 +106,14 @@ def python_version(python: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def built_for(venv: str) -> str | None:
-    """'3.11' from pyvenv.cfg's version line."""
+def built_for(venv: str, parts: int = 2) -> str | None:
+    """'3.11' (parts=2) or '3.11.2' (parts=3) from pyvenv.cfg's version line."""
     try:
         with open(os.path.join(venv, "pyvenv.cfg")) as config:
             for line in config:
                 key, _, value = line.partition("=")
                 if key.strip() in ("version", "version_info"):
-                    return ".".join(value.strip().split(".")[:2])
+                    return ".".join(value.strip().split(".")[:parts])
     except OSError:
         pass
     return None
@@ -333,21 +346,312 @@ def reinstall_owed(venv: str, installer: str, settings: dict, owed: dict[str, st
     return sorted(f"{name}: {version} -> {now.get(name)}" for name, version in owed.items() if now.get(name) != version)
 
 
+# The lock: the venv's exact set as a requirements file, read from its metadata (no installer,
+# no network), and the same file installed on another machine.
+
+LOCK_FILE = "requirements.lock"
+# The names the playbook asked for over time (the roots; their dependencies follow from the
+# metadata): whatever else is installed came by hand, from a notebook or a terminal.
+REQUESTED_FILE = "devbox-requested.json"
+# python_env_sync never removes the installers themselves.
+INSTALLERS = {"pip", "uv"}
+BY_HAND = "# by hand"
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9.!+_-]+)$")
+URL_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*@\s*(\S+)$")
+SPEC_EXTRAS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
+EXTRA_MARKER = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
+ANY_PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([A-Za-z0-9.!+_-]*[A-Za-z0-9])")
+
+
+def roots_of(specs: list[str]) -> dict[str, list[str]]:
+    """{canonical name: [extras]} of requirement specifiers."""
+    roots: dict[str, list[str]] = {}
+    for spec in specs:
+        match = SPEC_EXTRAS.match(spec)
+        if match:
+            extras = {canonical(extra) for extra in (match.group(2) or "").split(",") if extra.strip()}
+            name = canonical(match.group(1))
+            roots[name] = sorted(set(roots.get(name, [])) | extras)
+    return roots
+
+
+MARKER_COMPARISON = re.compile(r"""(\w+)\s*(===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b)\s*(['"])([^'"]*)\3""")
+ONLY_BOOLEANS = re.compile(r"[\s()]*(?:(?:True|False|and|or)[\s()]*)*")
+
+
+def marker_environment(venv: str) -> dict[str, str]:
+    """The environment markers of the venv's Python, on this machine (where the module runs)."""
+    return {"python_version": built_for(venv) or "", "python_full_version": built_for(venv, parts=3) or "",
+            "sys_platform": sys.platform, "platform_system": platform.system(), "os_name": os.name,
+            "platform_machine": platform.machine(), "implementation_name": sys.implementation.name,
+            "platform_python_implementation": platform.python_implementation()}
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def comparison_holds(variable: str, operator: str, value: str, environment: dict, extras: set[str]) -> bool | None:
+    """One marker comparison; None when it is not understood."""
+    operator = " ".join(operator.split())
+    if variable == "extra":
+        return {"==": canonical(value) in extras, "!=": canonical(value) not in extras}.get(operator)
+    if variable not in environment:
+        return None
+    actual = environment[variable]
+    if variable in ("python_version", "python_full_version") and operator not in ("in", "not in"):
+        if value.endswith(".*"):
+            prefix = version_tuple(value)
+            return {"==": version_tuple(actual)[:len(prefix)] == prefix,
+                    "!=": version_tuple(actual)[:len(prefix)] != prefix}.get(operator)
+        left, right = version_tuple(actual), version_tuple(value)
+        return {"==": left == right, "===": actual == value, "!=": left != right, "<": left < right,
+                "<=": left <= right, ">": left > right, ">=": left >= right, "~=": left >= right}[operator]
+    return {"==": actual == value, "===": actual == value, "!=": actual != value,
+            "in": actual in value, "not in": actual not in value}.get(operator)
+
+
+def marker_holds(marker: str, environment: dict, extras: set[str]) -> bool:
+    """PEP 508 marker of a Requires-Dist line; one that is not understood counts as true (the
+    dependency is then simply looked for among what is installed)."""
+    key = (marker, frozenset(extras), tuple(sorted(environment.items())))
+    if key not in MARKER_CACHE:
+        MARKER_CACHE[key] = evaluate_marker(marker, environment, extras)
+    return MARKER_CACHE[key]
+
+
+MARKER_CACHE: dict[tuple, bool] = {}  # the same markers recur all over a dependency tree
+
+
+def evaluate_marker(marker: str, environment: dict, extras: set[str]) -> bool:
+    unknown = False
+
+    def truth(match: re.Match) -> str:
+        nonlocal unknown
+        holds = comparison_holds(match.group(1), match.group(2), match.group(4), environment, extras)
+        unknown = unknown or holds is None
+        return f" {bool(holds)} "
+
+    expression = MARKER_COMPARISON.sub(truth, marker)
+    if unknown or not ONLY_BOOLEANS.fullmatch(expression):
+        return True
+    try:
+        # Nothing but True, False, and, or and parentheses is left: safe to evaluate.
+        return bool(eval(expression, {"__builtins__": {}}))  # noqa: S307
+    except (SyntaxError, RecursionError):
+        return True
+
+
+def dependencies(requires: list[str], extras: set[str], environment: dict) -> dict[str, set[str]]:
+    """{name: extras} that Requires-Dist lines pull in for a distribution installed with `extras`."""
+    found: dict[str, set[str]] = {}
+    for line in requires:
+        spec, _, marker = line.partition(";")
+        if marker.strip() and not marker_holds(marker, environment, extras):
+            continue
+        for name, its_extras in roots_of([spec]).items():
+            found[name] = found.get(name, set()) | set(its_extras)
+    return found
+
+
+def asked_by_playbook(distributions: dict[str, dict], roots: dict[str, list[str]], environment: dict) -> set[str]:
+    """The roots and everything their metadata requires, transitively."""
+    seen: dict[str, set[str]] = {}
+    todo = [(name, set(extras)) for name, extras in roots.items()]
+    while todo:
+        name, extras = todo.pop()
+        if name in seen and extras <= seen[name]:
+            continue
+        seen[name] = seen.get(name, set()) | extras
+        if name in distributions:
+            todo += dependencies(distributions[name]["requires"], seen[name], environment).items()
+    return set(seen)
+
+
+def lock_line(dist: dict) -> str:
+    """`name==version`, `name @ url` for a URL install, a comment for a local directory."""
+    pin = f"{dist['name']}=={dist['version']}"
+    source = dist["direct_url"]
+    if not source:
+        return pin
+    url = mask_credentials(source.get("url", ""))
+    if "vcs_info" in source:
+        vcs = source["vcs_info"]
+        return f"{dist['name']} @ {vcs.get('vcs', 'git')}+{url}@{vcs.get('commit_id', '')}"
+    if "archive_info" in source:
+        return f"{dist['name']} @ {url}"
+    return f"# {pin}  # not locked: installed from the local directory {url}"
+
+
+def index_lines(settings: dict) -> list[str]:
+    lines = [f"# index: {mask_credentials(settings['index_url']) if settings.get('index_url') else 'PyPI'}"]
+    lines += [f"# extra index: {mask_credentials(url)}" for url in settings.get("extra_index_urls") or []]
+    return lines
+
+
+def lock_text(venv: str, settings: dict, requested: dict[str, list[str]], distributions: dict | None = None) -> str:
+    """The lock of the venv as it is now (distributions: its metadata, when already read); the same
+    venv always gives the same text."""
+    distributions = read_distributions(venv) if distributions is None else distributions
+    roots = dict(requested, **{name: [] for name in TOOLING})
+    by_playbook = asked_by_playbook(distributions, roots, marker_environment(venv))
+    lines = [
+        "# requirements.lock: every distribution in ~/project-venv, exactly (written by devbox's python_env role).",
+        "# Another machine gets this set with python_env_lock_file: <this file>; python_env_sync: true also",
+        "# removes what it does not list. Lines marked `by hand` were installed from a notebook or a terminal.",
+        f"# python: {built_for(venv, parts=3)}",
+        *index_lines(settings),
+        "# (pip and uv do not record which of these indexes each distribution came from.)",
+    ]
+    for name in sorted(distributions):
+        line = lock_line(distributions[name])
+        lines.append(line if name in by_playbook else f"{line}  {BY_HAND}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_lock(text: str, label: str) -> dict:
+    """{python, entries: [{line, text, name, version, by_hand}]}; VenvError names a bad line."""
+    lock = {"python": None, "entries": []}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        body, _, comment = raw.partition(" #")
+        body = body.strip()
+        if body.startswith("#") or not body:
+            found = re.match(r"^#\s*python:\s*(\d+\.\d+)", raw.strip())
+            if found and lock["python"] is None:
+                lock["python"] = found.group(1)
+            continue
+        pinned, by_url = PIN.match(body), URL_PIN.match(body)
+        if not (pinned or by_url):
+            raise VenvError(f"{label} line {number}: {body!r} is not a locked distribution (name==version or "
+                            "name @ url, one per line): take the lock from a machine (~/project/requirements.lock)")
+        match = pinned or by_url
+        lock["entries"].append({"line": number, "text": body, "name": canonical(match.group(1)),
+                                "version": match.group(2) if pinned else None, "by_hand": "by hand" in comment})
+    return lock
+
+
+def check_lock_python(lock: dict, label: str, base_python: str, venv: str) -> None:
+    """A lock from another Python version fails here, before anything changes: wheels are built per version."""
+    here = python_version(base_python) or built_for(venv)
+    if lock["python"] and here and lock["python"] != here:
+        raise VenvError(
+            f"{label} was made on Python {lock['python']} (its `# python:` line), but this machine's venv is "
+            f"Python {here} ({base_python}): the exact versions it lists may not exist for Python {here}, so "
+            "nothing was changed. Either take a new lock on a Python "
+            f"{here} machine (provision it without python_env_lock_file, then use its ~/project/requirements.lock), "
+            f"or run a base image whose python3 is {lock['python']}.")
+
+
+def load_lock(params: dict) -> dict | None:
+    """The lock asked for, checked before anything changes (its lines, its Python, python_env_sync)."""
+    if params.get("lock_text") is None:
+        if params.get("sync"):
+            raise VenvError("python_env_sync needs python_env_lock_file: the lock says what to keep")
+        return None
+    label = params.get("lock_name") or "the lock"
+    lock = parse_lock(params["lock_text"], label)
+    check_lock_python(lock, label, params["base_python"], params["path"])
+    if params.get("sync"):
+        locked = {entry["name"] for entry in lock["entries"]}
+        asked = roots_of(list(params["requirements"]) + requirement_lines(params.get("requirements_file_text") or ""))
+        missing = sorted(set(asked) - locked)
+        if missing:
+            raise VenvError(f"python_env_sync would remove {', '.join(missing)} right after installing it "
+                            f"(asked for by the playbook, not listed in {label}): take the lock again on a machine "
+                            "that has it, or turn python_env_sync off")
+    return lock
+
+
+def lock_pins(lock: dict | None) -> list[str]:
+    return [entry["text"] for entry in lock["entries"]] if lock else []
+
+
+def lock_satisfied(lock: dict | None, installed: dict[str, str]) -> bool:
+    """Every locked distribution installed at its version (a URL pin: installed at all)."""
+    return all(entry["name"] in installed and entry["version"] in (None, installed[entry["name"]])
+               for entry in (lock["entries"] if lock else []))
+
+
+def unresolvable_lines(lock: dict, reason: str) -> list[str]:
+    """The lock's lines that the installer's error names (uv and pip both quote name==version)."""
+    named = {(canonical(name), version) for name, version in ANY_PIN.findall(reason)}
+
+    def is_named(entry: dict) -> bool:
+        if entry["version"] is None:  # name @ url: the installer quotes the URL
+            return entry["text"].split("@", 1)[1].strip() in reason
+        return (entry["name"], entry["version"]) in named
+
+    return [f"line {entry['line']}: {entry['text']}" for entry in lock["entries"] if is_named(entry)]
+
+
+def lock_failure(error: VenvError, lock: dict, label: str, settings: dict) -> VenvError:
+    lines = unresolvable_lines(lock, str(error))
+    where = f"{label} {'; '.join(lines)}" if lines else label
+    indexes = ", ".join(line.split(": ", 1)[1] for line in index_lines(settings))
+    return VenvError(f"{where}: cannot be installed from this machine's indexes ({indexes}); set "
+                     "python_env_index_url / python_env_extra_index_urls to the ones named in the lock's header. "
+                     f"Nothing was installed.\n{error}")
+
+
+def uninstall_command(venv: str, installer: str, names: list[str]) -> list[str]:
+    python = os.path.join(venv, "bin", "python")
+    if installer == "uv":
+        return [os.path.join(venv, "bin", "uv"), "pip", "uninstall", "--python", python, *names]
+    return [python, "-m", "pip", "uninstall", "-y", "--disable-pip-version-check", *names]
+
+
+def not_in_lock(lock: dict, installed: dict[str, str]) -> list[str]:
+    """What python_env_sync removes: everything the lock does not list, but the installers."""
+    return sorted(set(installed) - {entry["name"] for entry in lock["entries"]} - INSTALLERS)
+
+
+def load_requested(venv: str) -> dict[str, list[str]]:
+    return load_json(os.path.join(venv, REQUESTED_FILE))
+
+
+def merge_requested(before: dict[str, list[str]], more: dict[str, list[str]]) -> dict[str, list[str]]:
+    merged = dict(before)
+    for name, extras in more.items():
+        merged[name] = sorted(set(merged.get(name, [])) | set(extras))
+    return merged
+
+
+def playbook_roots(params: dict, lock: dict | None, requirement_text: str) -> dict[str, list[str]]:
+    """What this run asks for: its specifiers, and the lock's lines not marked by hand."""
+    specs = list(params["requirements"]) + requirement_lines(requirement_text)
+    if lock:
+        specs += [entry["text"] for entry in lock["entries"] if not entry["by_hand"]]
+    return roots_of(specs)
+
+
 def empty_result() -> dict:
     return {"changed": False, "rebuilt": None, "reinstalled": [], "moved": [], "installed": [], "removed": [],
-            "upgraded": [], "diff": [], "python_version": None, "distributions": 0}
+            "upgraded": [], "diff": [], "python_version": None, "distributions": 0,
+            "lock": None, "lock_path": None, "lock_written": False}
+
+
+def keep_lock(params: dict, venv: str, settings: dict, requested: dict, result: dict, dry_run: bool = False,
+              distributions: dict | None = None) -> None:
+    """The venv's lock in the project directory, written when its text changed; its text in the result."""
+    if not params.get("project_dir"):
+        return
+    result["lock"] = lock_text(venv, settings, requested, distributions)
+    result["lock_path"] = os.path.join(params["project_dir"], LOCK_FILE)
+    result["lock_written"] = write_if_changed(result["lock_path"], result["lock"], 0o644, dry_run)
 
 
 def plan(params: dict) -> dict:
     """What converge would do, changing nothing (check mode): the settings files' diffs, and
     the installer's own dry run for requirements that the metadata cannot settle."""
     venv = params["path"]
+    lock = load_lock(params)
     result = empty_result()
     _, result["changed"] = write_project_files(params, dry_run=True)
     settings = load_settings(venv) if params["settings"] is None else params["settings"]
     installer = params["installer"] or settings.get("installer") or "uv"
     health, reason = venv_health(venv, params["base_python"])
-    result["python_version"], result["distributions"] = built_for(venv), len(installed_distributions(venv))
+    installed = installed_distributions(venv)
+    result["python_version"], result["distributions"] = built_for(venv), len(installed)
     if health != "ok":
         owed = set(installed_distributions(venv, portable_only=True)) - TOOLING
         result.update(changed=True, rebuilt=reason if owed else None, reinstalled=sorted(owed))
@@ -359,8 +663,11 @@ def plan(params: dict) -> dict:
         return result
     text = params.get("requirements_file_text") or ""
     requested = list(params["requirements"]) + requirement_lines(text)
-    installed = installed_distributions(venv)
-    if any(not surely_satisfied([spec], installed) and SIMPLE_SPEC.match(spec) for spec in requested):
+    if lock and params.get("sync"):
+        result["removed"] = [f"{name}=={installed[name]}" for name in not_in_lock(lock, installed)]
+    if result["removed"] or not lock_satisfied(lock, installed):
+        result["changed"] = True
+    elif any(not surely_satisfied([spec], installed) and SIMPLE_SPEC.match(spec) for spec in requested):
         result["changed"] = True  # a plain name missing, or another version than pinned: no need to ask
     elif requested and not surely_satisfied(requested, installed):
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as requirements_file:
@@ -369,12 +676,30 @@ def plan(params: dict) -> dict:
             files = [requirements_file.name] if text else []
             if would_install(venv, installer, settings, params["requirements"], files):
                 result["changed"] = True
+    requested_roots = merge_requested(load_requested(venv), playbook_roots(params, lock, text))
+    keep_lock(params, venv, settings, requested_roots, result, dry_run=True)
     return result
+
+
+def install_requested(venv: str, installer: str, settings: dict, params: dict, requirement_files: list[str],
+                      lock: dict | None) -> None:
+    """One installer run for the specifiers, the requirements file and the lock's lines together."""
+    if not (params["requirements"] or requirement_files or lock):
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".lock.txt") as lock_file:
+        lock_file.write("\n".join(lock_pins(lock)) + "\n")
+        lock_file.flush()
+        files = requirement_files + ([lock_file.name] if lock else [])
+        try:
+            run_installer(install_command(venv, installer, params["requirements"], files), installer_env(settings))
+        except VenvError as error:
+            raise lock_failure(error, lock, params.get("lock_name") or "the lock", settings) if lock else error
 
 
 def converge(params: dict) -> dict:
     """Bring the venv to the requested state; return what happened (changed, details)."""
     venv, base_python = params["path"], params["base_python"]
+    lock = load_lock(params)  # a lock that cannot be used fails here, before anything changes
     # Distributions owed to a rebuilt venv, kept outside it so an interrupted rebuild is
     # finished by the next run instead of being forgotten.
     pending_path = venv + ".pending.json"
@@ -384,6 +709,7 @@ def converge(params: dict) -> dict:
         settings = load_settings(venv) if params["settings"] is None else params["settings"]
         installer = params["installer"] or settings.get("installer") or "uv"
         pending = load_json(pending_path)
+        requested_before = load_requested(venv)  # read before a rebuild empties the venv
         health, reason = venv_health(venv, base_python)
         before = installed_distributions(venv)
         if health != "ok":
@@ -407,18 +733,23 @@ def converge(params: dict) -> dict:
         for path in requirement_files:
             with open(path) as requirements_file:
                 requested += requirement_lines(requirements_file.read())
-        # What the user asks for by name wins over the version the old venv had.
-        asked = {canonical(m.group(1)) for m in map(SPEC_NAME.match, requested) if m}
+        # What the user asks for wins over the version the old venv had; a bare name (jupyterlab)
+        # takes any version, so the old one is kept.
+        asked = {canonical(m.group(1)) for spec in requested + lock_pins(lock)
+                 if not (SIMPLE_SPEC.match(spec) and "==" not in spec) and (m := SPEC_NAME.match(spec))}
         owed = {name: version for name, version in pending.items() if name not in asked}
-        if owed or not surely_satisfied(requested, installed_distributions(venv)):
+        installed = installed_distributions(venv)
+        if owed or not surely_satisfied(requested, installed) or not lock_satisfied(lock, installed):
             check_free_space(os.path.dirname(venv), params["min_free_mb"])
         try:
             if owed:
                 result["moved"] = reinstall_owed(venv, installer, settings, owed)
                 result["reinstalled"] = sorted(f"{name}=={version}" for name, version in owed.items())
-            if params["requirements"] or requirement_files:
-                run_installer(install_command(venv, installer, params["requirements"], requirement_files),
-                              installer_env(settings))
+            install_requested(venv, installer, settings, params, requirement_files, lock)
+            if lock and params.get("sync"):
+                extra = not_in_lock(lock, installed_distributions(venv))
+                if extra:
+                    run_installer(uninstall_command(venv, installer, extra), installer_env(settings))
         except VenvError as error:
             if pending:
                 raise VenvError(f"{error}\n(still owed to the rebuilt venv, listed in {pending_path}: "
@@ -426,10 +757,15 @@ def converge(params: dict) -> dict:
             raise
         if pending:
             os.remove(pending_path)
-        after = installed_distributions(venv)
+        requested_roots = merge_requested(requested_before,
+                                          playbook_roots(params, lock, params.get("requirements_file_text") or ""))
+        write_if_changed(os.path.join(venv, REQUESTED_FILE), json.dumps(requested_roots, indent=2, sort_keys=True) + "\n")
+        distributions = read_distributions(venv)
+        after = {name: dist["version"] for name, dist in distributions.items()}
         result.update(diff(before, after))
         if any(result[key] for key in ("installed", "removed", "upgraded")):
             result["changed"] = True
         result["python_version"] = built_for(venv)
         result["distributions"] = len(after)
+        keep_lock(params, venv, settings, requested_roots, result, distributions=distributions)
     return result

@@ -16,6 +16,10 @@ description:
   - Check mode reports what would change (the installer's own dry run decides for requirements that
     the installed metadata cannot settle); diff mode shows the settings files that change.
   - Passwords in index URLs never reach a command line, the output, or a file others can read.
+  - Keeps the venv's lock, every distribution pinned (those not asked for by a playbook marked
+    C(# by hand)), in I(project_dir)/requirements.lock, read from the venv's metadata (no installer,
+    no network), and returns its text. I(lock_text) installs such a lock; I(sync) also removes what
+    it does not list. A lock from another Python version fails before anything changes.
 options:
   user: {type: str, description: The user who owns the venv; the module does its work as this user.}
   path: {type: path, required: true, description: The venv directory.}
@@ -30,6 +34,9 @@ options:
   ca_bundle: {type: path, description: PEM bundle the installer must trust.}
   min_free_mb: {type: int, default: 1024, description: Free space the volume must have before an install.}
   lock_timeout: {type: int, default: 600, description: Seconds to wait for another run's lock.}
+  lock_text: {type: str, description: "A lock (requirements.lock of a machine) to install exactly."}
+  lock_name: {type: str, description: The lock's name in messages (its path on the controller).}
+  sync: {type: bool, default: false, description: Also uninstall what I(lock_text) does not list (never pip or uv).}
 author: devbox maintainers
 """
 
@@ -56,6 +63,9 @@ def main() -> None:
             "ca_bundle": {"type": "path"},
             "min_free_mb": {"type": "int", "default": 1024},
             "lock_timeout": {"type": "int", "default": 600},
+            "lock_text": {"type": "str"},
+            "lock_name": {"type": "str"},
+            "sync": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -85,6 +95,9 @@ def main() -> None:
             result = work(params)
     except (VenvError, OSError, RunAsError) as error:
         module.fail_json(msg=mask_credentials(str(error)))
+    # The lock file on the machine counts as a change; the server restart that follows a changed
+    # venv (devbox_jupyter) does not depend on it.
+    result["changed"] = result["changed"] or result["lock_written"]
     diffs = result.pop("diff")
     if module._diff:
         result["diff"] = diffs
