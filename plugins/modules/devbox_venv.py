@@ -3,41 +3,166 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
+---
 module: devbox_venv
 short_description: Ensure a venv with the requested packages, healing it when its Python changed
 description:
+  - Started as root (no become, so the task pipelines), it does all its work as O(user) in a child
+    process that drops to that user.
   - Creates the venv when absent or left unfinished; rebuilds it with the same distributions at the
-    same versions when its interpreter is missing or is another Python version than I(base_python).
-  - Persists the index URLs and CA bundle in the venv's pip.conf so the user's own pip uses them.
+    same versions when its interpreter is missing or is another Python version than O(base_python).
+  - Persists the index URLs and CA bundle in the venv's C(pip.conf) (mode 0600) so the user's own pip
+    uses them. Passwords in index URLs never reach a command line (uv gets them in its environment),
+    the output (masked) or a file others can read.
   - Installs requirements with uv (default) or pip; reports changed only when distributions were
-    installed, removed or upgraded, or the venv or its settings were written.
+    installed, removed or upgraded, or the venv, its settings or its lock were written.
   - One run at a time per venv (a lock file beside it); checks free space before installing.
-  - Started as root (no become, so the task pipelines), it does all its work as I(user).
-  - Check mode reports what would change (the installer's own dry run decides for requirements that
-    the installed metadata cannot settle); diff mode shows the settings files that change.
-  - Passwords in index URLs never reach a command line, the output, or a file others can read.
-  - Keeps the venv's lock, every distribution pinned (those not asked for by a playbook marked
-    C(# by hand)), in I(project_dir)/requirements.lock, read from the venv's metadata (no installer,
-    no network), and returns its text. I(lock_text) installs such a lock; I(sync) also removes what
-    it does not list. A lock from another Python version fails before anything changes.
+  - Keeps the venv's lock in O(project_dir)/requirements.lock, every distribution pinned (those no
+    playbook asked for marked C(# by hand)), read from the venv's metadata (no installer, no network),
+    and returns its text. O(lock_text) installs such a lock exactly; O(sync) also removes what it does
+    not list. A lock from another Python version fails before anything changes.
 options:
-  user: {type: str, description: The user who owns the venv; the module does its work as this user.}
-  path: {type: path, required: true, description: The venv directory.}
-  project_dir: {type: path, description: A project directory to create beside it when absent.}
-  base_python: {type: str, default: python3, description: Interpreter the venv is built from.}
-  requirements: {type: list, elements: str, default: [], description: Requirement specifiers.}
-  requirements_file_text: {type: str, description: "Content for <project_dir>/requirements.txt, written there and installed."}
-  installer: {type: str, choices: [uv, pip], description: The installer; default the stored one, else uv.}
-  configure: {type: bool, default: true, description: Write the installer settings below (false keeps the stored ones).}
-  index_url: {type: str, description: Package index URL replacing PyPI.}
-  extra_index_urls: {type: list, elements: str, default: [], description: Extra package indexes.}
-  ca_bundle: {type: path, description: PEM bundle the installer must trust.}
-  min_free_mb: {type: int, default: 1024, description: Free space the volume must have before an install.}
-  lock_timeout: {type: int, default: 600, description: Seconds to wait for another run's lock.}
-  lock_text: {type: str, description: "A lock (requirements.lock of a machine) to install exactly."}
-  lock_name: {type: str, description: The lock's name in messages (its path on the controller).}
-  sync: {type: bool, default: false, description: Also uninstall what I(lock_text) does not list (never pip or uv).}
+  user:
+    description: The user who owns the venv; the module does its work as this user (as itself when unset).
+    type: str
+  path:
+    description: The venv directory.
+    type: path
+    required: true
+  project_dir:
+    description: The project directory beside it, created when absent; holds requirements.txt and the lock.
+    type: path
+  base_python:
+    description: Interpreter the venv is built from.
+    type: str
+    default: python3
+  requirements:
+    description: Requirement specifiers to install.
+    type: list
+    elements: str
+    default: []
+  requirements_file_text:
+    description: Content for O(project_dir)/requirements.txt (mode 0600), written there and installed.
+    type: str
+  installer:
+    description: The installer; unset keeps the stored one, else uv.
+    type: str
+    choices: [uv, pip]
+  configure:
+    description: Write the installer settings below; false keeps the stored ones.
+    type: bool
+    default: true
+  index_url:
+    description: Package index URL replacing PyPI; a password in it is masked in all output.
+    type: str
+  extra_index_urls:
+    description: Extra package indexes, such as the PyTorch CUDA wheel index.
+    type: list
+    elements: str
+    default: []
+  ca_bundle:
+    description: PEM bundle on the machine the installer must trust.
+    type: path
+  min_free_mb:
+    description: Free space the volume must have before an install, in MB.
+    type: int
+    default: 1024
+  lock_timeout:
+    description: Seconds to wait for another run's lock on the venv.
+    type: int
+    default: 600
+  lock_text:
+    description: A lock (a machine's requirements.lock) to install exactly.
+    type: str
+  lock_name:
+    description: The lock's name in messages (its path on the controller).
+    type: str
+  sync:
+    description: Also uninstall what O(lock_text) does not list (never pip or uv).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: The installer's own dry run decides for requirements the installed metadata cannot settle.
+  diff_mode:
+    support: partial
+    details: Shows the settings files (pip.conf, devbox-installer.json) that change, passwords masked.
 author: devbox maintainers
+"""
+
+EXAMPLES = r"""
+- name: Ensure the venv and the packages
+  devbox_venv:
+    user: pythonuser
+    path: /home/pythonuser/project-venv
+    project_dir: /home/pythonuser/project
+    requirements: [numpy, torch==2.5.1]
+    extra_index_urls: [https://download.pytorch.org/whl/cu124]
+  register: python_env_result
+"""
+
+RETURN = r"""
+python_version:
+  description: The Python version the venv is built for.
+  returned: success
+  type: str
+  sample: "3.11"
+distributions:
+  description: How many distributions the venv holds.
+  returned: success
+  type: int
+  sample: 94
+installed:
+  description: Distributions installed by this run, as name==version.
+  returned: success
+  type: list
+  elements: str
+  sample: [numpy==2.1.3]
+removed:
+  description: Distributions removed by this run (O(sync)), as name==version.
+  returned: success
+  type: list
+  elements: str
+  sample: [colorama==0.4.6]
+upgraded:
+  description: Distributions whose version changed, as "name old -> new".
+  returned: success
+  type: list
+  elements: str
+  sample: ["six: 1.16.0 -> 1.17.0"]
+rebuilt:
+  description: Why the venv was rebuilt, or null.
+  returned: success
+  type: str
+  sample: /home/pythonuser/project-venv uses Python 3.10 but python3 is Python 3.11
+reinstalled:
+  description: What a rebuilt venv got back, as name==version.
+  returned: success
+  type: list
+  elements: str
+  sample: [six==1.16.0]
+moved:
+  description: Reinstalled distributions whose version could not be kept, as "name old -> new".
+  returned: success
+  type: list
+  elements: str
+  sample: ["numpy: 1.26.4 -> 2.1.3"]
+lock:
+  description: The text of the venv's lock (requirements.lock); null in check mode on a fresh machine.
+  returned: success
+  type: str
+  sample: "# python: 3.11.2\nsix==1.16.0\ntabulate==0.9.0  # by hand\n"
+lock_path:
+  description: Where the lock is kept on the machine.
+  returned: success
+  type: str
+  sample: /home/pythonuser/project/requirements.lock
+lock_written:
+  description: Whether this run wrote the lock.
+  returned: success
+  type: bool
+  sample: false
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -47,28 +172,28 @@ from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible.module_utils.devbox_venv import VenvError, converge, empty_result, mask_credentials, plan
 
 
+ARGUMENT_SPEC = {
+    "user": {"type": "str"},
+    "path": {"type": "path", "required": True},
+    "project_dir": {"type": "path"},
+    "base_python": {"type": "str", "default": "python3"},
+    "requirements": {"type": "list", "elements": "str", "default": []},
+    "requirements_file_text": {"type": "str"},
+    "installer": {"type": "str", "choices": ["uv", "pip"]},
+    "configure": {"type": "bool", "default": True},
+    "index_url": {"type": "str"},
+    "extra_index_urls": {"type": "list", "elements": "str", "default": []},
+    "ca_bundle": {"type": "path"},
+    "min_free_mb": {"type": "int", "default": 1024},
+    "lock_timeout": {"type": "int", "default": 600},
+    "lock_text": {"type": "str"},
+    "lock_name": {"type": "str"},
+    "sync": {"type": "bool", "default": False},
+}
+
+
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "user": {"type": "str"},
-            "path": {"type": "path", "required": True},
-            "project_dir": {"type": "path"},
-            "base_python": {"type": "str", "default": "python3"},
-            "requirements": {"type": "list", "elements": "str", "default": []},
-            "requirements_file_text": {"type": "str"},
-            "installer": {"type": "str", "choices": ["uv", "pip"]},
-            "configure": {"type": "bool", "default": True},
-            "index_url": {"type": "str"},
-            "extra_index_urls": {"type": "list", "elements": "str", "default": []},
-            "ca_bundle": {"type": "path"},
-            "min_free_mb": {"type": "int", "default": 1024},
-            "lock_timeout": {"type": "int", "default": 600},
-            "lock_text": {"type": "str"},
-            "lock_name": {"type": "str"},
-            "sync": {"type": "bool", "default": False},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = dict(module.params)
     for url in [params["index_url"] or ""] + params["extra_index_urls"]:
         password = urlsplit(url).password
