@@ -95,8 +95,12 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
     try:
         activity = run_as(account["name"], jupyter_activity, home,
                           expected=(OSError, ValueError, KeyError, subprocess.SubprocessError))
-    except RunAsError:
-        activity = None  # Jupyter down or not answering: the user's processes still count
+        error = None
+    except RunAsError as failure:
+        activity, error = None, str(failure)  # Jupyter down or not answering: its processes count as use
+    if error != clock.jupyter_error and error:
+        log(f"idle stop: cannot ask Jupyter ({error.strip().splitlines()[-1]}); its processes count as use")
+    clock.jupyter_error = error
     before = clock.reason
     in_use = clock.observe(now, activity, user_sessions(account["uid"], activity and activity["pid"]))
     if in_use != before:  # a line when it changes, so the log says why the machine keeps running

@@ -58,3 +58,32 @@ def test_expected_error_comes_back_as_its_message(user):
 def test_missing_user_is_named():
     with pytest.raises(RunAsError, match="devbox-no-such-user"):
         run_as("devbox-no-such-user", identity)
+
+
+def test_the_child_never_runs_the_callers_code(user):
+    """SystemExit in the work, or a signal whose handler the caller set, stays in the child."""
+    import signal
+    ran = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: ran.append("handler"))
+    try:
+        def exit_early():
+            raise SystemExit(3)
+        with pytest.raises(RunAsError, match="SystemExit"):
+            run_as(USER, exit_early)
+
+        def signalled():
+            return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert run_as(USER, signalled) is True
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert ran == []
+
+
+def test_roots_session_variables_stay_behind(user, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
+    monkeypatch.setenv("TMPDIR", "/root/tmp")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+    def environment():
+        return {name: os.environ.get(name) for name in ("XDG_RUNTIME_DIR", "TMPDIR", "LANG")}
+    assert run_as(USER, environment) == {"XDG_RUNTIME_DIR": None, "TMPDIR": None, "LANG": "C.UTF-8"}

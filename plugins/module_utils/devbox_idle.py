@@ -3,7 +3,8 @@
 In use means any of: a kernel busy, a browser or terminal connected to Jupyter (its
 /api/status `connections`, open terminals, or an API request within the idle time: JupyterLab
 polls while a tab is open), or a process of the dev user that Jupyter did not start (an SSH
-or `fly ssh console` session, VS Code's server, a job left running with nohup). Only when none
+session as the dev user, `fly ssh console --user <dev user>`, VS Code's server, a job left
+running with nohup). Root's sessions do not count: log in as the dev user to keep it up. Only when none
 of these was seen for the whole idle time does the machine stop. The setting lives in the home's
 root-owned ~/.devbox/ (the devbox_idle_stop module writes it). Standard library only.
 """
@@ -134,6 +135,7 @@ class IdleClock:
     def __init__(self, now: float):
         self.quiet_since = now
         self.reason: str | None = None  # why it was in use at the last look
+        self.jupyter_error: str | None = None  # why Jupyter could not be asked at the last look
 
     def observe(self, now: float, activity: dict | None, sessions: list[str]) -> str | None:
         """Record one look at the machine; returns why it is in use, or None when quiet."""

@@ -12,7 +12,12 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import signal
 import traceback
+
+# Root's session leaves these behind; they name root's own places (runtime dir, bus, agent, temp dir).
+ROOT_ONLY_ENV = ("XDG_RUNTIME_DIR", "XDG_SESSION_ID", "XDG_SESSION_TYPE", "XDG_SESSION_CLASS",
+                 "DBUS_SESSION_BUS_ADDRESS", "MAIL", "TMPDIR", "SSH_AUTH_SOCK")
 
 
 class RunAsError(Exception):
@@ -27,6 +32,8 @@ def become(entry: pwd.struct_passwd) -> None:
         os.setuid(entry.pw_uid)
     elif os.geteuid() != entry.pw_uid:
         raise PermissionError(f"running as uid {os.geteuid()}, which can neither be nor become {entry.pw_name}")
+    for name in ROOT_ONLY_ENV:
+        os.environ.pop(name, None)
     os.environ.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name, SHELL=entry.pw_shell)
     os.chdir(entry.pw_dir)
 
@@ -52,18 +59,25 @@ def run_as(name: str, work, *args, expected: tuple = (OSError,)):
         raise RunAsError(f"user {name!r} does not exist on the machine: run the dev_user role first") from None
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: never returns into Ansible's code
-        os.close(read_end)
+    if pid == 0:  # the child: never returns into the caller's code, whatever happens
         try:
-            become(entry)
-            outcome = {"result": work(*args)}
-        except expected as error:
-            outcome = {"error": str(error)}
-        except Exception:  # noqa: BLE001 - every failure goes back to the parent
-            outcome = {"error": traceback.format_exc()}
-        with os.fdopen(write_end, "w") as pipe:
-            json.dump(outcome, pipe)
-        os._exit(0)
+            # The caller's handlers (PID 1's stop) are not the user's to trigger; no stdin from Ansible.
+            for number in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
+                signal.signal(number, signal.SIG_DFL)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(read_end)
+            try:
+                become(entry)
+                outcome = {"result": work(*args)}
+            except expected as error:
+                outcome = {"error": str(error)}
+            except BaseException:  # noqa: BLE001 - every failure goes back to the parent
+                outcome = {"error": traceback.format_exc()}
+            with os.fdopen(write_end, "w") as pipe:
+                json.dump(outcome, pipe)
+        finally:
+            os._exit(0)
     os.close(write_end)
     with os.fdopen(read_end) as pipe:
         text = pipe.read()
@@ -71,7 +85,9 @@ def run_as(name: str, work, *args, expected: tuple = (OSError,)):
     try:
         outcome = json.loads(text)
     except ValueError:
-        raise RunAsError(f"the work as {name} ended without a result (wait status {status})") from None
+        code = os.waitstatus_to_exitcode(status)
+        ended = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+        raise RunAsError(f"the work as {name} {ended} without a result") from None
     if "error" in outcome:
         raise RunAsError(outcome["error"])
     return outcome["result"]

@@ -165,12 +165,16 @@ lock_written:
   sample: false
 """
 
-from ansible.module_utils.basic import AnsibleModule
+import re
 from urllib.parse import urlsplit
+
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible.module_utils.devbox_venv import VenvError, converge, empty_result, mask_credentials, plan
 
+
+PASSWORD_IN_URL = re.compile(r"://[^/:@\s]+:([^/@\s]+)@")
 
 ARGUMENT_SPEC = {
     "user": {"type": "str"},
@@ -199,6 +203,10 @@ def main() -> None:
         password = urlsplit(url).password
         if password:
             module.no_log_values.add(password)
+    # An index line in the requirements file or the lock may carry one too.
+    for text in (params["requirements_file_text"], params["lock_text"]):
+        for match in PASSWORD_IN_URL.finditer(text or ""):
+            module.no_log_values.add(match.group(1))
     ca_bundle = params["ca_bundle"]
     if ca_bundle and not _readable(ca_bundle):
         module.fail_json(msg=f"python_env_ca_bundle={ca_bundle!r}: no readable file there on the target")

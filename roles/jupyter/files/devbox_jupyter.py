@@ -364,7 +364,8 @@ def start() -> dict:
 
 
 def stop_pid(pid: int) -> None:
-    """SIGTERM to the server's process group (its kernels too), SIGKILL when it lingers."""
+    """SIGTERM to the server's process group, SIGKILL when it lingers. Jupyter shuts its kernels down on
+    SIGTERM; kernels run in sessions of their own, so a SIGKILLed server can leave them behind."""
     state = process_state(pid)
     if state is None:
         return
