@@ -240,6 +240,7 @@ def test_token_rotation_without_a_pidfile_retires_the_old_token(machine):
     rc, output = run(machine, {"jupyter_token": new})
     assert rc == 0, output[-3000:]
     assert token(machine) == new
+    assert f"/lab?token={new}" in output, "the printed URL carries the token given"
     assert answer(machine, url, old) == 403 and answer(machine, url, new) == 200
     assert len(processes_matching(machine, "[S]erverApp.ip=")) == 1, "the old server is gone, not beside the new one"
 
