@@ -91,9 +91,8 @@ def docker(*args: str, env: dict | None = None) -> str:
     return result.stdout.strip()
 
 
-def jupyter_answers(port: int, token: str) -> bool:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status",
-                                     headers={"Authorization": f"token {token}"})
+def jupyter_answers(base_url: str, token: str) -> bool:
+    request = urllib.request.Request(f"{base_url}/api/status", headers={"Authorization": f"token {token}"})
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
             return response.status == 200
@@ -159,13 +158,21 @@ class Machine:
         deadline = since + timeout
         if self.side == "seed" or self.token is None:
             self.token = self.read_token(max(1.0, deadline - time.monotonic()))
-        port = self.port()
-        while not jupyter_answers(port, self.token):
+        urls = self.jupyter_urls()
+        while not any(jupyter_answers(url, self.token) for url in urls):
             if time.monotonic() > deadline:
                 raise BenchError(f"{self.name}: Jupyter did not answer within {timeout:.0f} s\n"
                                  f"{self.diagnostics()}")
             time.sleep(0.05)
         return time.monotonic() - since
+
+    def jupyter_urls(self) -> list[str]:
+        """Where Jupyter may answer the host: the port published on 127.0.0.1 (IPv4) and, on an IPv6
+        network (--connection ssh), the container's IPv6 address: jupyter_ip names the container,
+        which resolves to that address there, as fly-local-6pn does on Fly."""
+        addresses = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}} {{end}}",
+                           self.name).split()
+        return [f"http://127.0.0.1:{self.port()}"] + [f"http://[{address}]:{JUPYTER_PORT}" for address in addresses]
 
     def diagnostics(self) -> str:
         """The end of the container's log and, for ours, of the launcher's log on the volume."""
