@@ -59,8 +59,9 @@ ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbo
 USER = "pythonuser"
 HOME = f"/home/{USER}"
 VENV = f"{HOME}/project-venv"
-IMAGES = {"seed": "devbox-bench:seed", "ours": "devbox-bench:ours"}
-SSH_IMAGE = "devbox-bench:ours-ssh"  # ours plus tests/fly_machine's sshd, for --connection ssh
+SEED_IMAGE = "devbox-bench:seed"
+OURS_IMAGE = "devbox-bench:ours"  # with -<label> for --before's snapshots; -ssh adds tests/fly_machine's sshd
+SIDES = ("seed", "ours")
 SSH_READY_TIMEOUT_S = 60
 FIGURES = ("image", "cold", "warm", "noop", "add", "multi")
 FULL_OUTPUT = os.path.join(BENCH, "results", "latest.md")
@@ -125,8 +126,9 @@ class Machine:
     side: str
     name: str
     ca_bundle: str | None
-    image: str = ""  # the connection's image of the side (IMAGES[side] when empty)
-    run_args: list[str] = field(default_factory=list)  # the connection's, e.g. sshd's published port
+    own_image: str  # the side's own image
+    image: str  # the connection's image of the side (own_image, or with sshd added)
+    run_args: list[str] = field(default_factory=list)  # the connection's, e.g. its network
     token: str | None = None
 
     def start(self, bare: bool = False) -> None:
@@ -139,7 +141,7 @@ class Machine:
                 command += ["-e", f"PIP_CERT={CA_IN_CONTAINER}"]  # the seed's pip has no other setting
         if not bare:
             command += self.run_args
-        docker(*command, IMAGES[self.side] if bare or not self.image else self.image)
+        docker(*command, self.own_image if bare else self.image)
 
     def remove_container(self) -> None:
         subprocess.run([DOCKER, "rm", "-f", self.name], capture_output=True)
@@ -189,15 +191,16 @@ class DockerConnection:
     name = "docker"
     description = "docker (community.docker.docker, `docker exec`)"
 
-    def __init__(self, workdir: str, prefix: str):
+    def __init__(self, workdir: str, prefix: str, images: dict[str, str]):
         self.workdir = workdir
+        self.images = images  # side -> the side's own image
         self.rtt_ms = 0.0  # docker exec has no ProxyCommand: only 0 (parse_args enforces it)
 
     def prepare(self, tree: str) -> None:
         """Called once ours' image is built."""
 
     def image(self, side: str) -> str:
-        return IMAGES[side]
+        return self.images[side]
 
     def run_args(self, side: str) -> list[str]:
         """Extra `docker run` arguments of a container of that side."""
@@ -222,7 +225,7 @@ class DockerConnection:
 class SshConnection(DockerConnection):
     """ansible-playbook reaches ours' containers with OpenSSH over IPv6, as on Fly's 6PN.
 
-    Ours' containers run SSH_IMAGE (the measured tree's tests/fly_machine on top of ours: an sshd
+    Ours' containers run ours' image plus sshd (the measured tree's tests/fly_machine on top of ours: an sshd
     that accepts only ed25519 certificates of the CA mounted at /etc/ssh/fly_org_ca.pub; since
     the pipelining work a strict one: exec only, no SFTP or PTY, MaxSessions 1, listening on the
     container's IPv6 address only). They sit on an IPv6 Docker network made per bench run, and
@@ -235,8 +238,9 @@ class SshConnection(DockerConnection):
     """
     name = "ssh"
 
-    def __init__(self, workdir: str, prefix: str):
-        super().__init__(workdir, prefix)
+    def __init__(self, workdir: str, prefix: str, images: dict[str, str]):
+        super().__init__(workdir, prefix, images)
+        self.ssh_image = images["ours"] + "-ssh"
         keys = os.path.join(workdir, "ssh")
         self.ca = os.path.join(keys, "ca")
         self.key = os.path.join(keys, "id_ed25519")
@@ -265,15 +269,15 @@ class SshConnection(DockerConnection):
                         "-V", "-5m:+12h", self.key + ".pub"], check=True)
         with open(os.path.join(tree, "tests", "fly_machine", "sshd_hallpass.conf")) as config:
             self.strict = re.search(r"^MaxSessions\s+1\s*$", config.read(), re.M) is not None
-        say(f"building {SSH_IMAGE} on {IMAGES['ours']} (tests/fly_machine)")
-        docker("build", "-q", "--build-arg", f"DEVBOX_IMAGE={IMAGES['ours']}", "-t", SSH_IMAGE,
+        say(f"building {self.ssh_image} on {self.images['ours']} (tests/fly_machine)")
+        docker("build", "-q", "--build-arg", f"DEVBOX_IMAGE={self.images['ours']}", "-t", self.ssh_image,
                os.path.join(tree, "tests", "fly_machine"), env=dict(os.environ, DOCKER_BUILDKIT="0"))
         # A unique local /64 like the e2e tests' (Fly's 6PN addresses are fdaa:...).
         docker("network", "create", "--ipv6", "--subnet", f"fdaa:0:{os.urandom(2).hex()}:a7b::/64", self.network)
         self.network_created = True
 
     def image(self, side: str) -> str:
-        return SSH_IMAGE if side == "ours" else IMAGES[side]
+        return self.ssh_image if side == "ours" else self.images[side]
 
     def run_args(self, side: str) -> list[str]:
         if side != "ours":
@@ -369,10 +373,16 @@ def spread(values: list[float], digits: int = 1) -> str:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, workdir: str):
+    def __init__(self, args: argparse.Namespace, workdir: str, revision: str | None = None, label: str = ""):
+        """revision: the commit to measure (None: HEAD, or the working tree with --worktree);
+        label: names this snapshot's images, containers and network beside another's (--before)."""
         self.args = args
         self.workdir = workdir
-        self.prefix = f"devbox-bench-{os.getpid()}"
+        self.revision = revision
+        self.label = label
+        suffix = f"-{label}" if label else ""
+        self.prefix = f"devbox-bench-{os.getpid()}{suffix}"
+        self.images = {"seed": SEED_IMAGE, "ours": OURS_IMAGE + suffix}
         self.ca_bundle = host_ca_bundle()
         self.created: list[str] = []  # containers and their volumes share these names
         self.provisioned: dict[str, Machine] = {}
@@ -385,7 +395,7 @@ class Bench:
         self.load_at_start = os.getloadavg()[0]
         self.tree = os.path.join(workdir, "tree")  # the project's snapshot that is measured
         self.tree_description = ""
-        self.connection = CONNECTIONS[args.connection](workdir, self.prefix)
+        self.connection = CONNECTIONS[args.connection](workdir, self.prefix, self.images)
 
     # ---- machines -------------------------------------------------------------------------
 
@@ -393,7 +403,8 @@ class Bench:
         name = f"{self.prefix}-{side}-{label}"
         self.created.append(name)
         docker("volume", "create", name)
-        return Machine(side, name, self.ca_bundle, self.connection.image(side), self.connection.run_args(side))
+        return Machine(side, name, self.ca_bundle, self.images[side], self.connection.image(side),
+                       self.connection.run_args(side))
 
     def start(self, machine: Machine) -> None:
         """Start the machine's container and wait until ansible-playbook can reach it."""
@@ -492,10 +503,10 @@ class Bench:
 
     def snapshot(self) -> None:
         """Copy the project (HEAD, --commit or the working tree, never .git or .venv) to self.tree."""
-        revision = self.args.commit or "HEAD"
+        revision = self.revision or "HEAD"
         commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "--verify", f"{revision}^{{commit}}"],
                                 check=True, capture_output=True, text=True).stdout.strip()
-        if self.args.worktree:
+        if self.args.worktree and not self.revision:
             source = ["tar", "-C", ROOT, "--exclude=./.venv", "--exclude=./.git", "-c", "."]
             dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
                                    check=True, capture_output=True, text=True).stdout.strip()
@@ -516,15 +527,15 @@ class Bench:
                                          check=True, text=True, stdout=subprocess.PIPE).stdout.strip()
         build = ["build", "-q", "--build-arg", f"BASE_IMAGE={self.base_image}",
                  "--build-arg", f"NONROOT_USER={USER}"]
-        say(f"building {IMAGES['seed']} on {self.base_image}")
-        docker(*build, "-t", IMAGES["seed"], os.path.join(BENCH, "seed"))
-        say(f"building {IMAGES['ours']} on {self.base_image}")
-        docker(*build, "-t", IMAGES["ours"], self.tree)
+        say(f"building {self.images['seed']} on {self.base_image}")
+        docker(*build, "-t", self.images["seed"], os.path.join(BENCH, "seed"))
+        say(f"building {self.images['ours']} on {self.base_image}")
+        docker(*build, "-t", self.images["ours"], self.tree)
         self.connection.prepare(self.tree)
 
     def figure_image(self) -> Row:
         sizes = {side: int(docker("image", "inspect", "-f", "{{.Size}}", image)) / 1e6
-                 for side, image in IMAGES.items()}
+                 for side, image in self.images.items()}
         base = int(docker("image", "inspect", "-f", "{{.Size}}", self.base_image)) / 1e6
         ratio = sizes["ours"] / sizes["seed"]
         say(f"image: seed {sizes['seed']:.0f} MB, ours {sizes['ours']:.0f} MB (base {base:.0f} MB)")
@@ -550,7 +561,7 @@ class Bench:
         return self.compare("cold provision (fresh volume to Jupyter answering)", samples, 0.6)
 
     def figure_warm(self) -> Row:
-        machines = {side: self.provisioned_machine(side) for side in IMAGES}
+        machines = {side: self.provisioned_machine(side) for side in SIDES}
         samples = {"seed": [], "ours": []}
         failed = {"seed": 0, "ours": 0}
         for run in range(self.args.runs):
@@ -568,7 +579,7 @@ class Bench:
                     continue
                 say(f"warm {run + 1}/{self.args.runs}: {side} answered after {samples[side][-1]:.1f} s")
         for machine in machines.values():
-            if machine.run_args or machine.image != IMAGES[machine.side]:
+            if machine.run_args or machine.image != machine.own_image:
                 # Back on the connection's image (untimed) for the later figures' playbook runs.
                 machine.remove_container()
                 self.start(machine)
@@ -744,9 +755,15 @@ def render(bench: Bench, rows: list[Row]) -> str:
     if bench.failures:
         lines += ["", "## Failures", ""]
         lines += [f"```\n{failure.strip()}\n```" for failure in bench.failures]
+    return "\n".join(lines + profile_lines(bench)) + "\n"
+
+
+def profile_lines(bench: Bench, whose: str = "ours") -> list[str]:
+    """The time breakdown of each figure's median run that kept one (Bench.keep_profile)."""
+    lines = []
     for figure, (total, playbook, tasks) in bench.profiles.items():
         timed = sorted((task for task in tasks if task[1] is not None), key=lambda task: -task[1])
-        lines += ["", f"## Where ours spends its time: {figure}, {total:.2f} s (its median run)", "",
+        lines += ["", f"## Where {whose} spends its time: {figure}, {total:.2f} s (its median run)", "",
                   "| part | s |", "|---|---|"]
         if total - playbook >= 0.005:
             lines.append(f"| outside site.yml: container start, Jupyter answering the host | {total - playbook:.2f} |")
@@ -761,7 +778,7 @@ def render(bench: Bench, rows: list[Row]) -> str:
         lines += [f"| {name} | {kind} | {seconds:.2f} |" for name, seconds, kind in timed[:12]]
         if len(timed) > 12:
             lines.append(f"| the other {len(timed) - 12} tasks | | {sum(task[1] for task in timed[12:]):.2f} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def parse_args() -> argparse.Namespace:
@@ -817,7 +834,7 @@ def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, interrupt)
     with tempfile.TemporaryDirectory(prefix="devbox-bench-") as workdir:
-        bench = Bench(args, workdir)
+        bench = Bench(args, workdir, revision=args.commit)
         try:
             rows = bench.run(figures)
         except KeyboardInterrupt:
