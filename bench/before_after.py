@@ -4,7 +4,8 @@ snapshots of the project (issue 9: before and after every task pipelines).
 
     .venv/bin/python bench/before_after.py --before a6df650 --runs 3 --rtt-ms 0,50
 
-"after" is HEAD (or the working tree with --worktree), "before" the commit given. Each snapshot
+"after" is HEAD (another commit with --after, or the working tree with --worktree), "before"
+the commit given. Each snapshot
 is measured as bench/run.py measures ours, with its own images (devbox-bench:ours-<label>),
 its own tests/fly_machine stand-in for --connection ssh (the default here), and the same bench
 code. The runs alternate between the two, run by run, which one goes first too, so both see
@@ -100,7 +101,9 @@ def render(args: argparse.Namespace, benches: dict[str, Bench], samples: dict, l
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True, help="the commit to measure as before")
-    parser.add_argument("--worktree", action="store_true", help="after = the working tree instead of HEAD")
+    after = parser.add_mutually_exclusive_group()
+    after.add_argument("--after", help="the commit to measure as after (default HEAD)")
+    after.add_argument("--worktree", action="store_true", help="after = the working tree instead of HEAD")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure and snapshot (default 3)")
     parser.add_argument("--connection", choices=sorted(CONNECTIONS), default="ssh",
                         help="how ansible-playbook reaches the machines (default ssh)")
@@ -128,7 +131,7 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="devbox-bench-") as workdir:
         benches = {}
-        for label, revision in (("before", args.before), ("after", None)):
+        for label, revision in (("before", args.before), ("after", args.after)):
             os.makedirs(os.path.join(workdir, label))
             benches[label] = Bench(args, os.path.join(workdir, label), revision=revision, label=label)
         try:

@@ -25,7 +25,8 @@ bench/latency_relay.py as the ProxyCommand).
 Prints a markdown table and writes it to bench/results/latest.md (a subset chosen with --only,
 fewer than 3 runs, or another commit, goes to bench/results/partial.md.tmp instead, so it never
 replaces the full table). Every container, volume and network it creates is named
-devbox-bench-<pid>-* and removed at the end, also on Ctrl-C. Progress goes to stderr. Run it with `make bench`; it is not a test.
+devbox-bench-<pid>-* and removed at the end, also on Ctrl-C. Progress goes to stderr. Run it
+with `make bench`; it is not a test. bench/before_after.py puts two commits side by side.
 """
 from __future__ import annotations
 
@@ -295,8 +296,8 @@ class SshConnection(DockerConnection):
         options = ["-o", f"CertificateFile={self.certificate}", "-o", "IdentitiesOnly=yes",
                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
         if self.rtt_ms > 0:
-            relay = shlex.join([sys.executable, os.path.join(BENCH, "latency_relay.py"), "--rtt-ms", f"{self.rtt_ms:g}"])
-            options += ["-o", f"ProxyCommand={relay} %h %p"]
+            relay = [sys.executable, os.path.join(BENCH, "latency_relay.py"), "--rtt-ms", f"{self.rtt_ms:g}"]
+            options += ["-o", f"ProxyCommand={shlex.join(relay)} %h %p"]
         return {"ansible_connection": "ssh", "ansible_host": self.address(machine), "ansible_port": 22,
                 "ansible_user": "root", "ansible_ssh_private_key_file": self.key,
                 "ansible_ssh_common_args": shlex.join(options)}
