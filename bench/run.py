@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Benchmark of issue 5: our Ansible-provisioned dev machine against the seed's boot path.
+"""Benchmark of issues 5 and 12: our Ansible-provisioned dev machine against the seed's boot path.
 
-Measures a snapshot of the project taken at the start (the commit HEAD, or with --worktree the
-working tree), so edits made meanwhile do not mix into a run. Builds both images on the same
+Measures a snapshot of the project taken at the start (the commit HEAD, another with --commit,
+or with --worktree the working tree), so edits made meanwhile do not mix into a run. Builds both images on the same
 base (tools/base_image.py): the seed's, re-implemented from its description under bench/seed/,
 and ours from the project's Dockerfile. Then measures, side by side and interleaved, each
 figure the median of --runs runs:
@@ -14,14 +14,19 @@ figure the median of --runs runs:
   add    one small package added and site.yml rerun, against uv installing it alone
   multi  no-op rerun on 4 machines against 1
 
+noop and add are measured at each round trip of --rtt-ms (default 0: loopback as it is).
+
 --connection says how ansible-playbook reaches ours' machines: docker (`docker exec`, the
-default) or ssh (real OpenSSH on loopback to an sshd in ours' containers: the image of
-tests/fly_machine built on top of ours, which accepts certificates of a CA made per run).
+default) or ssh (real OpenSSH to an sshd in ours' containers: the measured tree's
+tests/fly_machine built on top of ours, on an IPv6 Docker network, reached at each container's
+IPv6 address port 22 with a certificate of a CA made per run; above 0 ms through
+bench/latency_relay.py as the ProxyCommand).
 
 Prints a markdown table and writes it to bench/results/latest.md (a subset chosen with --only,
-or fewer than 3 runs, goes to bench/results/partial.md.tmp instead, so it never replaces the
-full table). Every container and volume it creates is named devbox-bench-<pid>-* and removed
-at the end, also on Ctrl-C. Progress goes to stderr. Run it with `make bench`; it is not a test.
+fewer than 3 runs, or another commit, goes to bench/results/partial.md.tmp instead, so it never
+replaces the full table). Every container, volume and network it creates is named
+devbox-bench-<pid>-* and removed at the end, also on Ctrl-C. Progress goes to stderr. Run it
+with `make bench`; it is not a test. bench/before_after.py puts two commits side by side.
 """
 from __future__ import annotations
 
@@ -55,8 +60,9 @@ ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbo
 USER = "pythonuser"
 HOME = f"/home/{USER}"
 VENV = f"{HOME}/project-venv"
-IMAGES = {"seed": "devbox-bench:seed", "ours": "devbox-bench:ours"}
-SSH_IMAGE = "devbox-bench:ours-ssh"  # ours plus tests/fly_machine's sshd, for --connection ssh
+SEED_IMAGE = "devbox-bench:seed"
+OURS_IMAGE = "devbox-bench:ours"  # with -<label> for --before's snapshots; -ssh adds tests/fly_machine's sshd
+SIDES = ("seed", "ours")
 SSH_READY_TIMEOUT_S = 60
 FIGURES = ("image", "cold", "warm", "noop", "add", "multi")
 FULL_OUTPUT = os.path.join(BENCH, "results", "latest.md")
@@ -67,6 +73,9 @@ ANSWER_TIMEOUT_S = 300
 WARM_TIMEOUT_S = 60
 TOKEN_IN_LOG = re.compile(r"[?&]token=([0-9a-f]+)")
 MACHINES_FOR_MULTI = 4
+# Issue 12's targets by round trip (ms); other round trips are reported without one.
+NOOP_TARGETS_S = {0.0: 1.5, 50.0: 2.5}
+ADD_TARGETS_S = {0.0: 1.5}  # seconds over uv installing the package alone
 
 
 class BenchError(Exception):
@@ -84,9 +93,8 @@ def docker(*args: str, env: dict | None = None) -> str:
     return result.stdout.strip()
 
 
-def jupyter_answers(port: int, token: str) -> bool:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status",
-                                     headers={"Authorization": f"token {token}"})
+def jupyter_answers(base_url: str, token: str) -> bool:
+    request = urllib.request.Request(f"{base_url}/api/status", headers={"Authorization": f"token {token}"})
     try:
         with urllib.request.urlopen(request, timeout=2) as response:
             return response.status == 200
@@ -119,8 +127,9 @@ class Machine:
     side: str
     name: str
     ca_bundle: str | None
-    image: str = ""  # the connection's image of the side (IMAGES[side] when empty)
-    run_args: list[str] = field(default_factory=list)  # the connection's, e.g. sshd's published port
+    own_image: str  # the side's own image
+    image: str  # the connection's image of the side (own_image, or with sshd added)
+    run_args: list[str] = field(default_factory=list)  # the connection's, e.g. its network
     token: str | None = None
 
     def start(self, bare: bool = False) -> None:
@@ -133,7 +142,7 @@ class Machine:
                 command += ["-e", f"PIP_CERT={CA_IN_CONTAINER}"]  # the seed's pip has no other setting
         if not bare:
             command += self.run_args
-        docker(*command, IMAGES[self.side] if bare or not self.image else self.image)
+        docker(*command, self.own_image if bare else self.image)
 
     def remove_container(self) -> None:
         subprocess.run([DOCKER, "rm", "-f", self.name], capture_output=True)
@@ -152,13 +161,21 @@ class Machine:
         deadline = since + timeout
         if self.side == "seed" or self.token is None:
             self.token = self.read_token(max(1.0, deadline - time.monotonic()))
-        port = self.port()
-        while not jupyter_answers(port, self.token):
+        urls = self.jupyter_urls()
+        while not any(jupyter_answers(url, self.token) for url in urls):
             if time.monotonic() > deadline:
                 raise BenchError(f"{self.name}: Jupyter did not answer within {timeout:.0f} s\n"
                                  f"{self.diagnostics()}")
             time.sleep(0.05)
         return time.monotonic() - since
+
+    def jupyter_urls(self) -> list[str]:
+        """Where Jupyter may answer the host: the port published on 127.0.0.1 (IPv4) and, on an IPv6
+        network (--connection ssh), the container's IPv6 address: jupyter_ip names the container,
+        which resolves to that address there, as fly-local-6pn does on Fly."""
+        addresses = docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}} {{end}}",
+                           self.name).split()
+        return [f"http://127.0.0.1:{self.port()}"] + [f"http://[{address}]:{JUPYTER_PORT}" for address in addresses]
 
     def diagnostics(self) -> str:
         """The end of the container's log and, for ours, of the launcher's log on the volume."""
@@ -175,14 +192,16 @@ class DockerConnection:
     name = "docker"
     description = "docker (community.docker.docker, `docker exec`)"
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, prefix: str, images: dict[str, str]):
         self.workdir = workdir
+        self.images = images  # side -> the side's own image
+        self.rtt_ms = 0.0  # docker exec has no ProxyCommand: only 0 (parse_args enforces it)
 
     def prepare(self, tree: str) -> None:
         """Called once ours' image is built."""
 
     def image(self, side: str) -> str:
-        return IMAGES[side]
+        return self.images[side]
 
     def run_args(self, side: str) -> list[str]:
         """Extra `docker run` arguments of a container of that side."""
@@ -205,72 +224,99 @@ class DockerConnection:
 
 
 class SshConnection(DockerConnection):
-    """ansible-playbook reaches ours' containers with OpenSSH on 127.0.0.1.
+    """ansible-playbook reaches ours' containers with OpenSSH over IPv6, as on Fly's 6PN.
 
-    Ours' containers run SSH_IMAGE (tests/fly_machine on top of ours: an sshd on port 22 that
-    accepts only ed25519 certificates of the CA mounted at /etc/ssh/fly_org_ca.pub), port 22
-    published on a random 127.0.0.1 port. The CA and a client key with its certificate are made
-    per bench run in the workdir. Each playbook run gets its own ControlPath directory, so it
-    opens its own master connections (as a rerun minutes later would; the project's ansible.cfg
-    sets ControlPersist), and they are closed after it.
+    Ours' containers run ours' image plus sshd (the measured tree's tests/fly_machine on top of ours: an sshd
+    that accepts only ed25519 certificates of the CA mounted at /etc/ssh/fly_org_ca.pub; since
+    the pipelining work a strict one: exec only, no SFTP or PTY, MaxSessions 1, listening on the
+    container's IPv6 address only). They sit on an IPv6 Docker network made per bench run, and
+    ansible-playbook connects to each container's IPv6 address, port 22, with a certificate
+    for root, the dev user and `fly` (as `fly ssh issue` makes them). The project's ansible.cfg
+    turns ControlMaster on; each playbook run gets its own ControlPath directory, so it opens
+    its own master connections (as a rerun minutes later would), closed after it (untimed).
+    With a round trip set (rtt_ms > 0) ssh reaches port 22 through bench/latency_relay.py as
+    its ProxyCommand, which delays each direction by half of it.
     """
     name = "ssh"
-    description = ("ssh (OpenSSH on 127.0.0.1 to tests/fly_machine's sshd built on ours; a fresh master "
-                   "connection per playbook run; warm restarts from ours' own image, without sshd)")
 
-    def __init__(self, workdir: str):
-        super().__init__(workdir)
+    def __init__(self, workdir: str, prefix: str, images: dict[str, str]):
+        super().__init__(workdir, prefix, images)
+        self.ssh_image = images["ours"] + "-ssh"
         keys = os.path.join(workdir, "ssh")
         self.ca = os.path.join(keys, "ca")
         self.key = os.path.join(keys, "id_ed25519")
         self.certificate = self.key + "-cert.pub"
+        self.network = f"{prefix}-6pn"
+        self.network_created = False
+        self.strict = False  # whether the measured tree's stand-in is the strict one
+        self.rtt_ms = 0.0  # the round trip the next playbook runs see (through the relay when > 0)
         # Unix socket paths are short (108 bytes): %C adds 40 characters to the directory.
         self.control_root = tempfile.mkdtemp(prefix="devbox-bench-cp-", dir="/tmp")
+
+    @property
+    def description(self) -> str:
+        stand_in = ("strict: exec only, no SFTP/scp/PTY, MaxSessions 1, IPv6 only" if self.strict
+                    else "full OpenSSH: SFTP, PTY, any number of sessions")
+        return (f"ssh (OpenSSH to each container's IPv6 address on an `--ipv6` Docker network, port 22, "
+                f"ControlMaster on, a fresh master connection per playbook run; the measured tree's "
+                f"tests/fly_machine sshd built on ours, {stand_in}; round trips above 0 ms through "
+                f"bench/latency_relay.py as ProxyCommand; warm restarts from ours' own image, without sshd)")
 
     def prepare(self, tree: str) -> None:
         os.makedirs(os.path.dirname(self.key))
         for path, comment in ((self.ca, "devbox-bench-ca"), (self.key, "devbox-bench")):
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path], check=True)
-        subprocess.run(["ssh-keygen", "-q", "-s", self.ca, "-I", "devbox-bench", "-n", f"root,{USER}",
+        subprocess.run(["ssh-keygen", "-q", "-s", self.ca, "-I", "devbox-bench", "-n", f"root,{USER},fly",
                         "-V", "-5m:+12h", self.key + ".pub"], check=True)
-        say(f"building {SSH_IMAGE} on {IMAGES['ours']} (tests/fly_machine)")
-        docker("build", "-q", "--build-arg", f"DEVBOX_IMAGE={IMAGES['ours']}", "-t", SSH_IMAGE,
+        with open(os.path.join(tree, "tests", "fly_machine", "sshd_hallpass.conf")) as config:
+            self.strict = re.search(r"^MaxSessions\s+1\s*$", config.read(), re.M) is not None
+        say(f"building {self.ssh_image} on {self.images['ours']} (tests/fly_machine)")
+        docker("build", "-q", "--build-arg", f"DEVBOX_IMAGE={self.images['ours']}", "-t", self.ssh_image,
                os.path.join(tree, "tests", "fly_machine"), env=dict(os.environ, DOCKER_BUILDKIT="0"))
+        # A unique local /64 like the e2e tests' (Fly's 6PN addresses are fdaa:...).
+        docker("network", "create", "--ipv6", "--subnet", f"fdaa:0:{os.urandom(2).hex()}:a7b::/64", self.network)
+        self.network_created = True
 
     def image(self, side: str) -> str:
-        return SSH_IMAGE if side == "ours" else IMAGES[side]
+        return self.ssh_image if side == "ours" else self.images[side]
 
     def run_args(self, side: str) -> list[str]:
         if side != "ours":
             return []
-        return ["-p", "127.0.0.1::22", "-v", f"{self.ca}.pub:/etc/ssh/fly_org_ca.pub:ro"]
+        return ["--network", self.network, "-v", f"{self.ca}.pub:/etc/ssh/fly_org_ca.pub:ro"]
 
-    @staticmethod
-    def port(machine: Machine) -> int:
-        return int(docker("port", machine.name, "22").splitlines()[0].rsplit(":", 1)[1])
+    def address(self, machine: Machine) -> str:
+        found = docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{self.network}").GlobalIPv6Address}}}}',
+                       machine.name)
+        if not found:
+            raise BenchError(f"{machine.name}: no IPv6 address on {self.network}")
+        return found
 
     def hostvars(self, machine: Machine) -> dict:
         options = ["-o", f"CertificateFile={self.certificate}", "-o", "IdentitiesOnly=yes",
                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
-        return {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": self.port(machine),
+        if self.rtt_ms > 0:
+            relay = [sys.executable, os.path.join(BENCH, "latency_relay.py"), "--rtt-ms", f"{self.rtt_ms:g}"]
+            options += ["-o", f"ProxyCommand={shlex.join(relay)} %h %p"]
+        return {"ansible_connection": "ssh", "ansible_host": self.address(machine), "ansible_port": 22,
                 "ansible_user": "root", "ansible_ssh_private_key_file": self.key,
                 "ansible_ssh_common_args": shlex.join(options)}
 
     def wait_ready(self, machine: Machine, timeout: float = SSH_READY_TIMEOUT_S) -> None:
-        """Until sshd sends its banner through the published port (docker-proxy accepts earlier)."""
+        """Until sshd sends its banner on the container's IPv6 address."""
         if machine.side != "ours":
             return
-        port = self.port(machine)
+        address = self.address(machine)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=2) as connection:
+                with socket.create_connection((address, 22), timeout=2) as connection:
                     if connection.recv(8).startswith(b"SSH-2.0"):
                         return
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise BenchError(f"{machine.name}: no SSH banner on 127.0.0.1:{port} within {timeout:.0f} s\n"
+                raise BenchError(f"{machine.name}: no SSH banner on [{address}]:22 within {timeout:.0f} s\n"
                                  f"{machine.diagnostics()}")
             time.sleep(0.05)
 
@@ -286,9 +332,13 @@ class SshConnection(DockerConnection):
             subprocess.run(["ssh", "-O", "exit", "-S", socket_path, "unused"], capture_output=True, timeout=30)
 
     def close(self) -> None:
+        """After the containers are gone (Bench.cleanup)."""
         for run_dir in glob.glob(os.path.join(self.control_root, "*")):
             self.after_playbook(int(os.path.basename(run_dir)))
         shutil.rmtree(self.control_root, ignore_errors=True)
+        if self.network_created:
+            subprocess.run([DOCKER, "network", "rm", self.network], capture_output=True)
+            self.network_created = False
 
 
 # Connection kinds for the playbook runs (--connection).
@@ -302,8 +352,21 @@ class Row:
     ours: str
     ratio: str
     target: str
-    met: bool
+    met: bool | None  # None: reported without a target
     samples: dict[str, list[float]] = field(default_factory=dict)
+
+
+# The kinds of task bench_stats records, as the time breakdown names them.
+TASK_KINDS = {
+    "module": "tasks that ran a module on the machine (one exec each, loop items one each)",
+    "controller": "tasks on the controller only (assert, set_fact, debug, include_role, validate_argument_spec...)",
+    "skipped": "module tasks that no host ran (their `when` was false)",
+}
+
+
+def at_rtt(rtt_ms: float) -> str:
+    """The figure's label suffix for a round trip added by the relay (none on plain loopback)."""
+    return f" at {rtt_ms:g} ms round trip" if rtt_ms else ""
 
 
 def spread(values: list[float], digits: int = 1) -> str:
@@ -311,10 +374,16 @@ def spread(values: list[float], digits: int = 1) -> str:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, workdir: str):
+    def __init__(self, args: argparse.Namespace, workdir: str, revision: str | None = None, label: str = ""):
+        """revision: the commit to measure (None: HEAD, or the working tree with --worktree);
+        label: names this snapshot's images, containers and network beside another's (--before)."""
         self.args = args
         self.workdir = workdir
-        self.prefix = f"devbox-bench-{os.getpid()}"
+        self.revision = revision
+        self.label = label
+        suffix = f"-{label}" if label else ""
+        self.prefix = f"devbox-bench-{os.getpid()}{suffix}"
+        self.images = {"seed": SEED_IMAGE, "ours": OURS_IMAGE + suffix}
         self.ca_bundle = host_ca_bundle()
         self.created: list[str] = []  # containers and their volumes share these names
         self.provisioned: dict[str, Machine] = {}
@@ -327,7 +396,7 @@ class Bench:
         self.load_at_start = os.getloadavg()[0]
         self.tree = os.path.join(workdir, "tree")  # the project's snapshot that is measured
         self.tree_description = ""
-        self.connection = CONNECTIONS[args.connection](workdir)
+        self.connection = CONNECTIONS[args.connection](workdir, self.prefix, self.images)
 
     # ---- machines -------------------------------------------------------------------------
 
@@ -335,7 +404,8 @@ class Bench:
         name = f"{self.prefix}-{side}-{label}"
         self.created.append(name)
         docker("volume", "create", name)
-        return Machine(side, name, self.ca_bundle, self.connection.image(side), self.connection.run_args(side))
+        return Machine(side, name, self.ca_bundle, self.images[side], self.connection.image(side),
+                       self.connection.run_args(side))
 
     def start(self, machine: Machine) -> None:
         """Start the machine's container and wait until ansible-playbook can reach it."""
@@ -433,16 +503,17 @@ class Bench:
     # ---- figures --------------------------------------------------------------------------
 
     def snapshot(self) -> None:
-        """Copy the project (HEAD or the working tree, never .git or .venv) to self.tree."""
-        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=True,
-                                capture_output=True, text=True).stdout.strip()
-        if self.args.worktree:
+        """Copy the project (HEAD, --commit or the working tree, never .git or .venv) to self.tree."""
+        revision = self.revision or "HEAD"
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "--verify", f"{revision}^{{commit}}"],
+                                check=True, capture_output=True, text=True).stdout.strip()
+        if self.args.worktree and not self.revision:
             source = ["tar", "-C", ROOT, "--exclude=./.venv", "--exclude=./.git", "-c", "."]
             dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
                                    check=True, capture_output=True, text=True).stdout.strip()
             self.tree_description = f"working tree of {commit}" + (" with uncommitted changes" if dirty else "")
         else:
-            source = ["git", "-C", ROOT, "archive", "--format=tar", "HEAD"]
+            source = ["git", "-C", ROOT, "archive", "--format=tar", commit]
             self.tree_description = f"commit {commit}"
         say(f"measuring a snapshot of the {self.tree_description}")
         os.makedirs(self.tree)
@@ -457,15 +528,15 @@ class Bench:
                                          check=True, text=True, stdout=subprocess.PIPE).stdout.strip()
         build = ["build", "-q", "--build-arg", f"BASE_IMAGE={self.base_image}",
                  "--build-arg", f"NONROOT_USER={USER}"]
-        say(f"building {IMAGES['seed']} on {self.base_image}")
-        docker(*build, "-t", IMAGES["seed"], os.path.join(BENCH, "seed"))
-        say(f"building {IMAGES['ours']} on {self.base_image}")
-        docker(*build, "-t", IMAGES["ours"], self.tree)
+        say(f"building {self.images['seed']} on {self.base_image}")
+        docker(*build, "-t", self.images["seed"], os.path.join(BENCH, "seed"))
+        say(f"building {self.images['ours']} on {self.base_image}")
+        docker(*build, "-t", self.images["ours"], self.tree)
         self.connection.prepare(self.tree)
 
     def figure_image(self) -> Row:
         sizes = {side: int(docker("image", "inspect", "-f", "{{.Size}}", image)) / 1e6
-                 for side, image in IMAGES.items()}
+                 for side, image in self.images.items()}
         base = int(docker("image", "inspect", "-f", "{{.Size}}", self.base_image)) / 1e6
         ratio = sizes["ours"] / sizes["seed"]
         say(f"image: seed {sizes['seed']:.0f} MB, ours {sizes['ours']:.0f} MB (base {base:.0f} MB)")
@@ -491,7 +562,7 @@ class Bench:
         return self.compare("cold provision (fresh volume to Jupyter answering)", samples, 0.6)
 
     def figure_warm(self) -> Row:
-        machines = {side: self.provisioned_machine(side) for side in IMAGES}
+        machines = {side: self.provisioned_machine(side) for side in SIDES}
         samples = {"seed": [], "ours": []}
         failed = {"seed": 0, "ours": 0}
         for run in range(self.args.runs):
@@ -509,7 +580,7 @@ class Bench:
                     continue
                 say(f"warm {run + 1}/{self.args.runs}: {side} answered after {samples[side][-1]:.1f} s")
         for machine in machines.values():
-            if machine.run_args or machine.image != IMAGES[machine.side]:
+            if machine.run_args or machine.image != machine.own_image:
                 # Back on the connection's image (untimed) for the later figures' playbook runs.
                 machine.remove_container()
                 self.start(machine)
@@ -525,8 +596,9 @@ class Bench:
                                                  else {"ours": row.ours + note}))
         return row
 
-    def figure_noop(self) -> Row:
+    def figure_noop(self, rtt_ms: float) -> Row:
         machine = self.provisioned_machine("ours")
+        self.connection.rtt_ms = rtt_ms
         seconds, runs, changed, profiles = [], [], [], []
         for run in range(self.args.runs):
             elapsed, stats = self.playbook([machine])
@@ -534,18 +606,22 @@ class Bench:
             runs.append(stats["host_task_runs"].get(machine.name, 0))
             changed.append(stats["changed"].get(machine.name, 0))
             profiles.append((elapsed, *self.last_playbook))
-            say(f"noop {run + 1}/{self.args.runs}: {elapsed:.2f} s, {runs[-1]} module runs on the host, "
-                f"changed={changed[-1]}")
-        self.keep_profile("no-op rerun", profiles)
+            say(f"noop{at_rtt(rtt_ms)} {run + 1}/{self.args.runs}: {elapsed:.2f} s, {runs[-1]} module runs "
+                f"on the host, changed={changed[-1]}")
+        self.connection.rtt_ms = 0.0
+        self.keep_profile(f"no-op rerun{at_rtt(rtt_ms)}", profiles)
         median = statistics.median(seconds)
         ours = f"{spread(seconds, 2)}; {statistics.median(runs):.0f} module runs on the host"
         if any(changed):
             ours += f"; NOT a no-op: changed={max(changed)}"
-        return Row("no-op rerun of site.yml", "—", ours, "—", "≤ 3 s", median <= 3 and not any(changed),
-                   {"ours": seconds})
+        limit = NOOP_TARGETS_S.get(rtt_ms)
+        return Row(f"no-op rerun of site.yml{at_rtt(rtt_ms)}", "—", ours, "—",
+                   "—" if limit is None else f"≤ {limit:g} s",
+                   None if limit is None else median <= limit and not any(changed), {"ours": seconds})
 
-    def figure_add(self) -> Row:
+    def figure_add(self, rtt_ms: float) -> Row:
         machine = self.provisioned_machine("ours")
+        self.connection.rtt_ms = rtt_ms
         package = self.args.package
         uv = [f"{VENV}/bin/uv", "pip", "install", "--python", f"{VENV}/bin/python", package]
         samples = {"uv": [], "ours": []}
@@ -561,11 +637,15 @@ class Bench:
                 # Both sides must really have installed it (fails the run otherwise).
                 self.as_user(machine, f"{VENV}/bin/python", "-c",
                              f"import importlib.metadata; importlib.metadata.version({package!r})")
-            say(f"add {run + 1}/{self.args.runs}: uv {samples['uv'][-1]:.2f} s, ours {samples['ours'][-1]:.2f} s")
+            say(f"add{at_rtt(rtt_ms)} {run + 1}/{self.args.runs}: uv {samples['uv'][-1]:.2f} s, "
+                f"ours {samples['ours'][-1]:.2f} s")
+        self.connection.rtt_ms = 0.0
         uv_median, ours_median = statistics.median(samples["uv"]), statistics.median(samples["ours"])
-        return Row(f"add one small package (`{package}`) and rerun", f"uv alone: {spread(samples['uv'], 2)}",
-                   spread(samples["ours"], 2), f"+{ours_median - uv_median:.2f} s", "≤ uv + 2 s",
-                   ours_median <= uv_median + 2, samples)
+        limit = ADD_TARGETS_S.get(rtt_ms)
+        return Row(f"add one small package (`{package}`) and rerun{at_rtt(rtt_ms)}",
+                   f"uv alone: {spread(samples['uv'], 2)}", spread(samples["ours"], 2),
+                   f"+{ours_median - uv_median:.2f} s", "—" if limit is None else f"≤ uv + {limit:g} s",
+                   None if limit is None else ours_median <= uv_median + limit, samples)
 
     def figure_multi(self) -> Row:
         machines = [self.new_machine("ours", f"m{number}") for number in range(1, MACHINES_FOR_MULTI + 1)]
@@ -628,6 +708,8 @@ class Bench:
             if figure == "cold":
                 # Keep the last cold machines when a later figure needs provisioned ones.
                 rows.append(self.figure_cold(keep=bool({"warm", "noop", "add"} & set(figures))))
+            elif figure in ("noop", "add"):
+                rows += [getattr(self, f"figure_{figure}")(rtt_ms) for rtt_ms in self.args.rtts]
             else:
                 rows.append(getattr(self, f"figure_{figure}")())
         return rows
@@ -663,7 +745,7 @@ def render(bench: Bench, rows: list[Row]) -> str:
         "|---|---|---|---|---|---|",
     ]
     lines += [f"| {row.figure} | {row.baseline} | {row.ours} | {row.ratio} | {row.target} | "
-              f"{'yes' if row.met else '**no**'} |" for row in rows]
+              f"{'—' if row.met is None else 'yes' if row.met else '**no**'} |" for row in rows]
     lines += ["", "Jupyter answering = `GET /api/status` with `Authorization: token <t>` from the host "
               "returns 200. Module runs on the host = task results of site.yml that ran a module on "
               "the machine (loop items counted; assert, set_fact and debug run on the controller).",
@@ -674,18 +756,30 @@ def render(bench: Bench, rows: list[Row]) -> str:
     if bench.failures:
         lines += ["", "## Failures", ""]
         lines += [f"```\n{failure.strip()}\n```" for failure in bench.failures]
+    return "\n".join(lines + profile_lines(bench)) + "\n"
+
+
+def profile_lines(bench: Bench, whose: str = "ours") -> list[str]:
+    """The time breakdown of each figure's median run that kept one (Bench.keep_profile)."""
+    lines = []
     for figure, (total, playbook, tasks) in bench.profiles.items():
         timed = sorted((task for task in tasks if task[1] is not None), key=lambda task: -task[1])
-        lines += ["", f"## Where ours spends its time: {figure}, {total:.2f} s (its median run)", "",
+        lines += ["", f"## Where {whose} spends its time: {figure}, {total:.2f} s (its median run)", "",
                   "| part | s |", "|---|---|"]
         if total - playbook >= 0.005:
             lines.append(f"| outside site.yml: container start, Jupyter answering the host | {total - playbook:.2f} |")
         lines.append(f"| site.yml outside its tasks: controller start-up, inventory, play setup, exit | "
-                     f"{playbook - sum(seconds for _, seconds in timed):.2f} |")
-        lines += [f"| task: {name} | {seconds:.2f} |" for name, seconds in timed[:10]]
-        if len(timed) > 10:
-            lines.append(f"| the other {len(timed) - 10} tasks | {sum(seconds for _, seconds in timed[10:]):.2f} |")
-    return "\n".join(lines) + "\n"
+                     f"{playbook - sum(task[1] for task in timed):.2f} |")
+        for kind, label in TASK_KINDS.items():
+            of_kind = [task[1] for task in timed if task[2] == kind]
+            if of_kind:
+                lines.append(f"| {len(of_kind)} {label} | {sum(of_kind):.2f} |")
+        lines += ["", "Its slowest tasks (a task's time runs from its start to the next task's start):", "",
+                  "| task | kind | s |", "|---|---|---|"]
+        lines += [f"| {name} | {kind} | {seconds:.2f} |" for name, seconds, kind in timed[:12]]
+        if len(timed) > 12:
+            lines.append(f"| the other {len(timed) - 12} tasks | | {sum(task[1] for task in timed[12:]):.2f} |")
+    return lines
 
 
 def parse_args() -> argparse.Namespace:
@@ -693,13 +787,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure, the median is reported (default 3)")
     parser.add_argument("--only", default=",".join(FIGURES),
                         help=f"comma-separated figures to measure, of {','.join(FIGURES)} (default all)")
-    parser.add_argument("--worktree", action="store_true",
-                        help="measure the working tree (uncommitted changes too) instead of the commit HEAD")
+    snapshot = parser.add_mutually_exclusive_group()
+    snapshot.add_argument("--worktree", action="store_true",
+                          help="measure the working tree (uncommitted changes too) instead of the commit HEAD")
+    snapshot.add_argument("--commit", help="measure this commit instead of HEAD (bench/ itself always runs as it "
+                                           "is; the commit's Dockerfile, playbooks and tests/fly_machine are used); "
+                                           "the report never replaces the full table then")
     parser.add_argument("--connection", choices=sorted(CONNECTIONS), default="docker",
                         help="how ansible-playbook reaches the machines (default docker)")
     parser.add_argument("--package-set", default="jupyter",
                         help="what both sides install for Jupyter (the seed's `pip install jupyter`)")
     parser.add_argument("--package", default="tomli-w", help="the small package of the add figure")
+    parser.add_argument("--rtt-ms", default="0", help="comma-separated round trips (ms) for the noop and add "
+                                                      "figures; above 0 through bench/latency_relay.py, "
+                                                      "--connection ssh only (default 0)")
     parser.add_argument("--output", help=f"markdown file to write (default {os.path.relpath(FULL_OUTPUT, ROOT)} "
                                          f"for all figures with --runs 3 or more, else "
                                          f"{os.path.relpath(PARTIAL_OUTPUT, ROOT)})")
@@ -711,6 +812,14 @@ def parse_args() -> argparse.Namespace:
                      f"choose from {','.join(FIGURES)}")
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    try:
+        args.rtts = sorted({float(value) for value in args.rtt_ms.split(",") if value.strip()})
+    except ValueError:
+        parser.error(f"--rtt-ms: not a list of numbers: {args.rtt_ms}")
+    if not args.rtts or min(args.rtts) < 0:
+        parser.error("--rtt-ms: give one or more round trips of 0 or more")
+    if max(args.rtts) > 0 and args.connection != "ssh":
+        parser.error("--rtt-ms above 0 needs --connection ssh (the relay is an SSH ProxyCommand)")
     return args
 
 
@@ -726,7 +835,7 @@ def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, interrupt)
     with tempfile.TemporaryDirectory(prefix="devbox-bench-") as workdir:
-        bench = Bench(args, workdir)
+        bench = Bench(args, workdir, revision=args.commit)
         try:
             rows = bench.run(figures)
         except KeyboardInterrupt:
@@ -738,7 +847,7 @@ def main() -> None:
             bench.cleanup()
         report = render(bench, rows)
     # The README quotes latest.md: only a complete run of at least 3 runs per figure replaces it.
-    complete = figures == list(FIGURES) and args.runs >= 3
+    complete = figures == list(FIGURES) and args.runs >= 3 and not args.commit
     output = args.output or (FULL_OUTPUT if complete else PARTIAL_OUTPUT)
     os.makedirs(os.path.dirname(output), exist_ok=True)
     with open(output, "w") as out:

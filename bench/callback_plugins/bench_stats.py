@@ -5,7 +5,9 @@ file in BENCH_STATS_FILE. Written at the end of the run:
 
   host_task_runs  {host: task results that ran a module on the host (loop items counted)}
   changed         {host: changed count of the recap}
-  tasks           [[task name, wall seconds from its start to the next task's start], ...]
+  tasks           [[task name, wall seconds from its start to the next task's start, kind], ...]
+                  kind: "controller" (an action of CONTROLLER_ONLY), "module" (ran a module on
+                  at least one host) or "skipped" (a module task no host ran)
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self.host_task_runs: dict[str, int] = {}
         self.tasks: list[list] = []
+        self.task_index: dict[str, int] = {}  # task uuid -> its entry in self.tasks
         self.task_started = None
 
     def _close_task(self) -> None:
@@ -39,7 +42,9 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._close_task()
-        self.tasks.append([task.get_name(), None])
+        action = task.action.rsplit(".", 1)[-1]
+        self.task_index[task._uuid] = len(self.tasks)
+        self.tasks.append([task.get_name(), None, "controller" if action in CONTROLLER_ONLY else "skipped"])
         self.task_started = time.monotonic()
 
     def _count(self, result, *_) -> None:
@@ -50,6 +55,8 @@ class CallbackModule(CallbackBase):
         runs = sum(1 for item in items if not item.get("skipped")) if items is not None else 1
         host = result._host.get_name()
         self.host_task_runs[host] = self.host_task_runs.get(host, 0) + runs
+        if runs and result._task._uuid in self.task_index:
+            self.tasks[self.task_index[result._task._uuid]][2] = "module"
 
     v2_runner_on_ok = v2_runner_on_failed = _count
 
