@@ -6,6 +6,8 @@ masked), and every run, dry or not, pipelines: one exec per module run, no file 
 import json
 import os
 import re
+import threading
+import time
 
 import pytest
 
@@ -79,3 +81,37 @@ def test_dry_run_shows_what_would_change_without_the_password(machine):
     assert "s3cret" not in output
     assert machine.exec(f"cat {HOME}/project-venv/pip.conf").stdout == pip_conf
     assert machine.exec(f"ls {HOME}/project-venv/lib/python3*/site-packages | grep -c tomli").stdout.strip() == "0"
+
+
+# An index that accepts connections and answers nothing for a while: the install waits on it.
+SLOW_INDEX = """
+import socket, threading, time
+server = socket.socket(); server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", 9099)); server.listen(16)
+def hold(connection): time.sleep(4); connection.close()
+while True: threading.Thread(target=hold, args=(server.accept()[0],)).start()
+"""
+
+
+def test_an_install_never_shows_the_password_on_a_command_line(machine):
+    """While the installer talks to an index with a password, no process's command line on the
+    machine holds it, and the failed run's output does not either."""
+    machine.exec(f"nohup python3 -c '{SLOW_INDEX}' >/dev/null 2>&1 &")
+    variables = {"python_env_packages": ["six==1.16.0", "tomli==2.0.1"],
+                 "python_env_extra_index_urls": ["http://user:s3cret@127.0.0.1:9099/simple"]}
+    seen = []
+
+    def watch():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            seen.append(machine.exec("cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout)
+            time.sleep(0.5)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    result = machine.provision("-e", json.dumps(variables), capture=True)
+    watcher.join()
+    output = result.stdout + result.stderr
+    assert any("uv pip install" in snapshot for snapshot in seen), "the installer was never seen running"
+    assert not any("s3cret" in snapshot for snapshot in seen)
+    assert result.returncode != 0 and "s3cret" not in output
+    assert "127.0.0.1:9099" in output, "the failure still names the index"
