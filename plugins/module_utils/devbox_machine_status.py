@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import subprocess
 
 try:
@@ -139,14 +138,6 @@ def unmet(requested: list[str], installed: dict[str, str]) -> list[str]:
 def user_side(home: str, show_token: bool, requested: list[str]) -> dict:
     """Runs in the child that is the user (see devbox_run_as)."""
     return {"jupyter": jupyter(home, show_token), "python_env": python_env(home, requested)}
-
-
-def user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
 
 
 def next_run(facts: dict, wanted: dict) -> list[str]:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
+
+try:
+    from ansible.module_utils.devbox_venv import write_if_changed
+except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
+    from devbox_venv import write_if_changed
 
 BEGIN = "# >>> devbox: interactive shells use ~/project-venv; SSH logins start in ~/project >>>"
 END = "# <<< devbox <<<"
@@ -50,13 +54,4 @@ def ensure_block(home: str, dry_run: bool = False) -> bool:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         text, mode = "", 0o644
-    wanted = with_block(text)
-    if wanted == text:
-        return False
-    if not dry_run:
-        descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".bashrc-")
-        with os.fdopen(descriptor, "w") as out:
-            out.write(wanted)
-            os.fchmod(out.fileno(), mode)
-        os.replace(temporary, path)
-    return True
+    return write_if_changed(path, with_block(text), mode, dry_run)

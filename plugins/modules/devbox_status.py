@@ -265,9 +265,9 @@ python_env:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_machine_status import (gpus, next_run, provision_record, swap, user_exists,
+from ansible.module_utils.devbox_machine_status import (gpus, next_run, provision_record, swap,
                                                         user_side, volume)
-from ansible.module_utils.devbox_run_as import RunAsError, run_as
+from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 
 
 def jupyter_line(found: dict, params: dict) -> str:
