@@ -1,4 +1,5 @@
 """The venv logic against real venvs and the real package index (pip and uv)."""
+import json
 import os
 import re
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 
 from devbox_venv import (Lock, VenvError, check_free_space, converge, diff, install_command, installed_distributions,
                          installer_env, lock_text, marker_holds, mask_credentials, parse_lock, pip_conf_text, plan,
-                         venv_health)
+                         read_distributions, venv_health)
 
 
 def params(venv, **overrides):
@@ -384,3 +385,15 @@ def test_a_lock_line_the_index_cannot_resolve_is_named(tmp_path):
     with pytest.raises(VenvError, match=r"mine\.lock line 3: devbox-no-such-dist==9\.9: cannot be installed"):
         converge(params(venv, lock_text=lock, lock_name="mine.lock"))
     assert "six" not in installed_distributions(str(venv)), "nothing was installed"
+
+
+def test_a_local_or_editable_install_is_left_out_of_the_portable_set(tmp_path):
+    venv, site = fake_venv(tmp_path)
+    write_dist(site, "six", "1.16.0")
+    write_dist(site, "mytool", "0.1.0")
+    direct_url = {"url": "file:///home/pythonuser/project/mytool", "dir_info": {"editable": True}}
+    (site / "mytool-0.1.0.dist-info" / "direct_url.json").write_text(json.dumps(direct_url))
+    assert read_distributions(str(venv))["mytool"]["direct_url"] == direct_url
+    assert read_distributions(str(venv))["six"]["direct_url"] is None
+    assert installed_distributions(str(venv)) == {"six": "1.16.0", "mytool": "0.1.0"}
+    assert installed_distributions(str(venv), portable_only=True) == {"six": "1.16.0"}

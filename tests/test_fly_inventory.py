@@ -290,30 +290,6 @@ def test_start_stopped_starts_them_and_waits_until_they_run(monkeypatch):
 
 # ---- certificate ---------------------------------------------------------------------------
 
-LISTING = """/x/id-cert.pub:
-        Type: ssh-ed25519-cert-v01@openssh.com user certificate
-        Public key: ED25519-CERT SHA256:lFIWG+7WuQkgN5QMw0YQs+FJbcCVzeVTOxZzUMVZTxQ
-        Signing CA: ED25519 SHA256:lFIWG+7WuQkgN5QMw0YQs+FJbcCVzeVTOxZzUMVZTxQ (using ssh-ed25519)
-        Key ID: "t"
-        Serial: 0
-        Valid: from 2026-11-28T12:21:40 to 2026-11-28T14:51:40
-        Principals: 
-                root
-                pythonuser
-        Critical Options: (none)
-        Extensions: 
-                permit-pty
-"""
-
-
-def test_the_certificate_listing_gives_expiry_and_principals():
-    valid_to, principals = fly.parse_certificate_listing(LISTING)
-    assert valid_to == datetime.datetime(2026, 11, 28, 14, 51, 40)
-    assert principals == ["root", "pythonuser"]
-    assert fly.parse_certificate_listing(LISTING.replace("from 2026-11-28T12:21:40 to 2026-11-28T14:51:40",
-                                                         "forever"))[0] is None
-
-
 def sign(tmp_path, validity, principals="root,pythonuser"):
     """A key and certificate signed by a local CA, valid as given (ssh-keygen -V)."""
     ca = tmp_path / "ca"
@@ -323,9 +299,23 @@ def sign(tmp_path, validity, principals="root,pythonuser"):
     for path in (key, tmp_path / "id_fly_myapp.pub", tmp_path / "id_fly_myapp-cert.pub"):
         path.unlink(missing_ok=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    # TZ=UTC: ssh-keygen reads an absolute -V time as local time.
     subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", "t", "-n", principals, "-V", validity, f"{key}.pub"],
-                   check=True)
+                   check=True, env=dict(os.environ, TZ="UTC"))
     return str(key)
+
+
+def test_the_certificate_gives_its_expiry_and_principals(tmp_path):
+    key = sign(tmp_path, "20261128122140:20261128145140")
+    valid_to, principals = fly.certificate_status(key + "-cert.pub")
+    assert valid_to == datetime.datetime(2026, 11, 28, 14, 51, 40, tzinfo=datetime.timezone.utc)
+    assert principals == ["root", "pythonuser"]
+    assert fly.certificate_status(sign(tmp_path, "always:forever") + "-cert.pub") == (None, ["root", "pythonuser"])
+    with pytest.raises(ValueError, match="not a certificate"):
+        fly.certificate_status(key + ".pub")
+    (tmp_path / "junk-cert.pub").write_text("ssh-ed25519-cert-v01@openssh.com AAAA junk\n")
+    with pytest.raises(ValueError, match="cannot read the certificate"):
+        fly.certificate_status(str(tmp_path / "junk-cert.pub"))
 
 
 def test_a_certificate_is_reused_only_with_an_hour_left_and_the_right_principals(tmp_path):

@@ -81,6 +81,8 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
 from ansible.template import trust_as_template
 from ansible.utils.display import Display
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
 
 display = Display()
 
@@ -95,6 +97,8 @@ DEFAULT_PROCESS_GROUP = "app"
 JUPYTER_PORT_TEMPLATE = "{{ jupyter_port_in_use | default(jupyter_port | default(8888)) }}"
 # A certificate is renewed when it would expire within this margin (a run must not outlive it).
 MIN_REMAINING = datetime.timedelta(hours=1)
+# valid_before of a certificate that never expires (`ssh-keygen -V forever`, the OpenSSH format's maximum).
+FOREVER = 2**64 - 1
 FLY_TIMEOUT_S = 180
 START_WAIT_S = 90
 SSH_CONNECT_TIMEOUT_S = 60
@@ -327,25 +331,20 @@ def ssh_common_args(fly: str, app: str, certificate: str) -> str:
 # ---- SSH certificate -----------------------------------------------------------------------
 
 def certificate_status(certificate: str) -> tuple[datetime.datetime | None, list[str]]:
-    """(end of validity or None for forever, principals) read with `ssh-keygen -L`."""
-    keygen = shutil.which("ssh-keygen")
-    if not keygen:
-        raise FlyInventoryError("ssh-keygen not found: install the OpenSSH client (Debian: apt install openssh-client)")
-    result = subprocess.run([keygen, "-L", "-f", certificate], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ValueError(result.stderr.strip())
-    return parse_certificate_listing(result.stdout)
+    """(end of validity, in UTC, or None for forever; principals) of an OpenSSH certificate file.
 
-
-def parse_certificate_listing(listing: str) -> tuple[datetime.datetime | None, list[str]]:
-    valid = re.search(r"^\s*Valid: (?:from \S+ to (\S+)|(forever))\s*$", listing, re.M)
-    if not valid:
-        raise ValueError("no validity in the certificate listing")
-    # ssh-keygen prints local time without a zone.
-    valid_to = None if valid.group(2) else datetime.datetime.fromisoformat(valid.group(1))
-    principals_block = re.search(r"^\s*Principals:\s*\n((?:\s{9,}\S.*\n?)*)", listing, re.M)
-    principals = principals_block.group(1).split() if principals_block else []
-    return valid_to, principals
+    Read with `cryptography` (a dependency of ansible-core); ValueError when it is not a certificate.
+    """
+    try:
+        with open(certificate, "rb") as stored:
+            identity = load_ssh_public_identity(stored.read())
+    except (OSError, ValueError, UnsupportedAlgorithm) as error:
+        raise ValueError(f"cannot read the certificate {certificate}: {error}") from error
+    if not isinstance(identity, SSHCertificate):
+        raise ValueError(f"{certificate} is a public key, not a certificate")
+    valid_to = None if identity.valid_before == FOREVER else \
+        datetime.datetime.fromtimestamp(identity.valid_before, datetime.timezone.utc)
+    return valid_to, [principal.decode() for principal in identity.valid_principals]
 
 
 def certificate_is_usable(key: str, principals: list[str], now: datetime.datetime | None = None) -> bool:
@@ -355,7 +354,7 @@ def certificate_is_usable(key: str, principals: list[str], now: datetime.datetim
         valid_to, listed = certificate_status(key + "-cert.pub")
     except ValueError:
         return False
-    now = now or datetime.datetime.now()
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     return (valid_to is None or valid_to - now >= MIN_REMAINING) and set(principals) <= set(listed)
 
 

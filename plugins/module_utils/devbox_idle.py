@@ -16,8 +16,8 @@ import os
 import subprocess
 import urllib.request
 
-try:
-    from ansible.module_utils.devbox_account import AccountError, read_root_file, write_root_file
+try:  # in Ansible: the sibling file, in ansible.module_utils or in the devbox.machine collection
+    from .devbox_account import AccountError, read_root_file, write_root_file
 except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
     from devbox_account import AccountError, read_root_file, write_root_file
 

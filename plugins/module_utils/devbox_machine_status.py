@@ -11,11 +11,10 @@ import json
 import os
 import subprocess
 
-try:
-    from ansible.module_utils.devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
-    from ansible.module_utils.devbox_provision_record import RecordError, load
-    from ansible.module_utils.devbox_venv import (SIMPLE_SPEC, SPEC_NAME, built_for, canonical,
-                                                  installed_distributions, venv_health)
+try:  # in Ansible: the sibling files, in ansible.module_utils or in the devbox.machine collection
+    from .devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
+    from .devbox_provision_record import RecordError, load
+    from .devbox_venv import SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health
 except ImportError:  # outside Ansible (the unit tests): the same files, imported by their own names
     from devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
     from devbox_provision_record import RecordError, load

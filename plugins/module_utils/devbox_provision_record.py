@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 
-try:
-    from ansible.module_utils.devbox_account import RECORD_DIR, AccountError, read_root_file, write_root_file
+try:  # in Ansible: the sibling file, in ansible.module_utils or in the devbox.machine collection
+    from .devbox_account import RECORD_DIR, AccountError, read_root_file, write_root_file
 except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
     from devbox_account import RECORD_DIR, AccountError, read_root_file, write_root_file
 

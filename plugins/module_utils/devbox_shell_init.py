@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import stat
 
-try:
-    from ansible.module_utils.devbox_venv import write_if_changed
+try:  # in Ansible: the sibling file, in ansible.module_utils or in the devbox.machine collection
+    from .devbox_venv import write_if_changed
 except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
     from devbox_venv import write_if_changed
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import configparser
 import fcntl
 import glob
+import importlib.metadata
 import io
 import json
 import os
@@ -34,26 +35,17 @@ def canonical(name: str) -> str:
 def read_distributions(venv: str) -> dict[str, dict]:
     """{canonical name: {name, version, requires, direct_url}} from the venv's site-packages metadata.
 
-    Only files are read (METADATA's header, direct_url.json): no Python inside the venv runs.
+    importlib.metadata reads the files (METADATA, with a multi-line License as the email parser
+    reads any folded header, and direct_url.json) from these folders only: no Python inside the
+    venv runs, so a venv whose interpreter is gone still says what it held.
     """
     found = {}
-    for metadata in glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "*.dist-info", "METADATA")):
-        name = version = None
-        requires = []
-        with open(metadata, encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                if line.startswith("Name:"):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("Version:"):
-                    version = line.split(":", 1)[1].strip()
-                elif line.startswith("Requires-Dist:"):
-                    requires.append(line.split(":", 1)[1].strip())
-                elif line in ("\n", "\r\n"):
-                    break  # the end of the header (a multi-line License has blank-looking continuation lines)
-        if name and version:
-            direct_url = load_json(os.path.join(os.path.dirname(metadata), "direct_url.json")) or None
-            found[canonical(name)] = {"name": canonical(name), "version": version, "requires": requires,
-                                      "direct_url": direct_url}
+    sites = sorted(glob.glob(os.path.join(venv, "lib", "python3*", "site-packages")))
+    for dist in importlib.metadata.distributions(path=sites):
+        name, version = dist.metadata.get("Name"), dist.metadata.get("Version")
+        if name and version and canonical(name) not in found:  # the first on the path, as an import would
+            found[canonical(name)] = {"name": canonical(name), "version": version, "requires": dist.requires or [],
+                                      "direct_url": json_object(dist.read_text("direct_url.json")) or None}
     return found
 
 
@@ -193,13 +185,21 @@ def write_if_changed(path: str, text: str, mode: int = 0o644, dry_run: bool = Fa
     return True
 
 
+def json_object(text: str | None) -> dict:
+    """The JSON object in text; {} for none, junk or another JSON type."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def load_json(path: str) -> dict:
     try:
         with open(path) as stored:
-            data = json.load(stored)
-    except (OSError, ValueError):
+            return json_object(stored.read())
+    except (OSError, ValueError):  # ValueError: not UTF-8
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def load_settings(venv: str) -> dict:

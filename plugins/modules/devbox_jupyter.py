@@ -115,9 +115,15 @@ import os
 import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_address import listen_address_problem
-from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
+try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
+    from ansible.module_utils.devbox_address import listen_address_problem
+    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+    from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
+except ImportError:  # installed as the devbox.machine collection
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
+        VenvError, converge, plan, write_if_changed)
 
 FLY_PRIVATE_NAME = "fly-local-6pn"
 

@@ -71,7 +71,10 @@ record:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_provision_record import RecordError, save
+try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
+    from ansible.module_utils.devbox_provision_record import RecordError, save
+except ImportError:  # installed as the devbox.machine collection
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import RecordError, save
 
 
 ARGUMENT_SPEC = {

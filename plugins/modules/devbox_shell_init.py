@@ -45,8 +45,12 @@ RETURN = r"""
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-from ansible.module_utils.devbox_shell_init import ensure_block
+try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
+    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+    from ansible.module_utils.devbox_shell_init import ensure_block
+except ImportError:  # installed as the devbox.machine collection
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import ensure_block
 
 
 ARGUMENT_SPEC = {
