@@ -16,10 +16,15 @@ import os
 import subprocess
 import urllib.request
 
-try:  # in Ansible: the sibling file, in ansible.module_utils or in the devbox.machine collection
-    from .devbox_account import AccountError, read_root_file, write_root_file
-except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
-    from devbox_account import AccountError, read_root_file, write_root_file
+# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
+try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
+    from ansible.module_utils.devbox_account import AccountError, read_root_file, write_root_file
+except ImportError:
+    try:  # installed as the devbox.machine collection
+        from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+            AccountError, read_root_file, write_root_file)
+    except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
+        from devbox_account import AccountError, read_root_file, write_root_file
 
 SETTING_FILE = "idle_stop.json"
 MAX_MINUTES = 10080

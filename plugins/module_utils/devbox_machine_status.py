@@ -11,14 +11,25 @@ import json
 import os
 import subprocess
 
-try:  # in Ansible: the sibling files, in ansible.module_utils or in the devbox.machine collection
-    from .devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
-    from .devbox_provision_record import RecordError, load
-    from .devbox_venv import SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health
-except ImportError:  # outside Ansible (the unit tests): the same files, imported by their own names
-    from devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
-    from devbox_provision_record import RecordError, load
-    from devbox_venv import SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health
+# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
+try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
+    from ansible.module_utils.devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
+    from ansible.module_utils.devbox_provision_record import RecordError, load
+    from ansible.module_utils.devbox_venv import (
+        SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
+except ImportError:
+    try:  # installed as the devbox.machine collection
+        from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
+            QUERY_ARGS, find_nvidia_smi, parse_query)
+        from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import (
+            RecordError, load)
+        from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
+            SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
+    except ImportError:  # outside Ansible (the unit tests): the same files, imported by their own names
+        from devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
+        from devbox_provision_record import RecordError, load
+        from devbox_venv import (
+            SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
 
 LAUNCHER = os.path.join(".local", "bin", "devbox-jupyter")
 JUPYTER_CONFIG = os.path.join(".jupyter", "jupyter_server_config.json")

@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 import stat
 
-try:  # in Ansible: the sibling file, in ansible.module_utils or in the devbox.machine collection
-    from .devbox_venv import write_if_changed
-except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
-    from devbox_venv import write_if_changed
+# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
+try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
+    from ansible.module_utils.devbox_venv import write_if_changed
+except ImportError:
+    try:  # installed as the devbox.machine collection
+        from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import write_if_changed
+    except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
+        from devbox_venv import write_if_changed
 
 BEGIN = "# >>> devbox: interactive shells use ~/project-venv; SSH logins start in ~/project >>>"
 END = "# <<< devbox <<<"

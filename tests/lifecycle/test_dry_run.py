@@ -1,11 +1,13 @@
 """`ansible-playbook --check` on a fresh and on a converged machine, and what each task costs.
 
 A dry run changes nothing, says what would change (`--diff`: the settings files, passwords
-masked), and every run, dry or not, pipelines: one exec per module run, no file upload, no PTY.
+masked), and every run, dry or not, pipelines: with Ansible's own strategy one exec per module
+run, no file upload, no PTY; with Mitogen (the default) one exec for the whole run.
 """
 import json
 import os
 import re
+import stat
 import threading
 import time
 
@@ -40,6 +42,12 @@ def assert_pipelined(output: str) -> None:
     assert len(re.findall(r"> EXEC ", output)) == MODULE_RUNS, "not one exec per module run"
 
 
+@pytest.fixture
+def plain_strategy(monkeypatch):
+    """Ansible's own strategy: one setting away from Mitogen, and tested."""
+    monkeypatch.setenv("ANSIBLE_STRATEGY", "linear")
+
+
 @pytest.fixture(scope="module")
 def machine():
     machine = LocalMachine(name="devbox-dryrun", volume="devbox-dryrun-home", image=IMAGE)
@@ -51,7 +59,7 @@ def machine():
     machine.remove_volume()
 
 
-def test_dry_run_on_a_fresh_machine_changes_nothing(machine):
+def test_dry_run_on_a_fresh_machine_changes_nothing(machine, plain_strategy):
     output = run(machine, PACKAGES, "--check", "-vvv")
     assert recap(output)["changed"] > 0
     assert machine.exec("id pythonuser").returncode != 0, "the user was created"
@@ -59,16 +67,31 @@ def test_dry_run_on_a_fresh_machine_changes_nothing(machine):
     assert_pipelined(output)
 
 
-def test_a_real_run_pipelines_every_module(machine):
+def test_a_real_run_pipelines_every_module(machine, plain_strategy):
     output = run(machine, PACKAGES, "-vvv")
     assert recap(output)["changed"] > 0
     assert_pipelined(output)
 
 
-def test_dry_run_on_a_converged_machine_reports_no_change(machine):
+def test_dry_run_on_a_converged_machine_reports_no_change(machine, plain_strategy):
     output = run(machine, PACKAGES, "--check", "-vvv")
     assert recap(output)["changed"] == 0
     assert_pipelined(output)
+
+
+def test_with_mitogen_a_rerun_opens_one_exec_for_the_whole_run(machine, tmp_path, monkeypatch):
+    """The default strategy keeps one interpreter on the machine for the run: the docker client
+    is asked for one `exec`, where Ansible's own strategy asks for one per module run."""
+    calls = tmp_path / "docker-calls"
+    shim = tmp_path / "docker"
+    shim.write_text(f'#!/bin/sh\necho "$1" >> {calls}\nexec /usr/bin/docker "$@"\n')
+    shim.chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    for strategy, execs in (("linear", MODULE_RUNS), ("mitogen_linear", 1)):
+        calls.write_text("")
+        monkeypatch.setenv("ANSIBLE_STRATEGY", strategy)
+        assert recap(run(machine, PACKAGES))["changed"] == 0
+        assert calls.read_text().split().count("exec") == execs, strategy
 
 
 def test_dry_run_shows_what_would_change_without_the_password(machine):
