@@ -450,3 +450,27 @@ def test_a_failed_issue_is_an_error_and_leaves_no_files(tmp_path, monkeypatch):
     assert os.listdir(folder) == []
     with pytest.raises(fly.FlyInventoryError, match="1 to 72 hours"):
         fly.ensure_certificate(flyctl, ORG, str(folder), ["root"], 100)
+
+
+@pytest.mark.parametrize("user, valid", [("alice", True), ("dev-user_1", True), ("_svc", True), ("a" * 32, True),
+                                         ("a" * 33, False), ("Alice", False), ("9lives", False), ("x y", False),
+                                         ("-x", False), ("", False)])
+def test_one_login_name_rule_for_fly_toml_the_role_check_and_the_module(tmp_path, user, valid):
+    """NONROOT_USER, dev_user_name's check on the controller and the account module agree."""
+    from devbox_account import AccountError, validate
+    from devbox_home import TestModule
+
+    path = write(tmp_path, FLY_TOML.replace('NONROOT_USER = "alice"', f'NONROOT_USER = "{user}"')
+                 .replace('destination = "/home/alice"', f'destination = "/home/{user}"'))
+    try:
+        fly.read_fly_toml(path)
+        fly_accepts = True
+    except fly.FlyInventoryError as error:
+        assert "not a valid login name: use 1-32 characters" in str(error)
+        fly_accepts = False
+    try:
+        validate({"name": user, "uid": 1000, "gid": 1000, "home": "/home/alice"})
+        module_accepts = True
+    except AccountError:
+        module_accepts = False
+    assert (fly_accepts, TestModule().tests()["devbox_login_name"](user), module_accepts) == (valid, valid, valid)

@@ -66,6 +66,7 @@ start_stopped: false
 """
 
 import datetime
+import importlib.util
 import json
 import os
 import re
@@ -88,6 +89,11 @@ display = Display()
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROXY_HELPER = os.path.join(PROJECT_ROOT, "plugins", "fly_proxy_command.py")
+# The login-name rule lives in module_utils (the devbox_user module needs it); load that very file.
+_SPEC = importlib.util.spec_from_file_location(
+    "devbox_account", os.path.join(PROJECT_ROOT, "plugins", "module_utils", "devbox_account.py"))
+devbox_account = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(devbox_account)
 GPU_PRESETS = {"a100-40gb", "a100-80gb", "l40s", "a10"}
 STARTABLE_STATES = {"created", "stopped", "suspended"}
 GONE_STATES = {"destroyed", "destroying"}
@@ -126,8 +132,9 @@ def read_fly_toml(path: str) -> dict:
         raise FlyInventoryError(f"{path} names no app: add `app = \"<name>\"` (the name `fly launch` gave the app)")
     build_args = (config.get("build") or {}).get("args") or {}
     user = str(build_args.get("NONROOT_USER", "pythonuser"))
-    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
-        raise FlyInventoryError(f"{path}: [build.args] NONROOT_USER = {user!r} is not a valid login name")
+    if not devbox_account.is_login_name(user):
+        raise FlyInventoryError(f"{path}: [build.args] NONROOT_USER = {user!r} is not a valid login name: "
+                                f"use {devbox_account.LOGIN_NAME_RULE}")
     home = f"/home/{user}"
     mounts = config.get("mounts")
     mount_list = mounts if isinstance(mounts, list) else [mounts] if isinstance(mounts, dict) else []
@@ -300,6 +307,9 @@ def machine_vars(machine: dict, app: str) -> dict:
         # ssh's ConnectTimeout covers the wait for the server's banner, which through `fly proxy`
         # includes starting the proxy (and flyctl's agent and WireGuard tunnel): 10 s is too short.
         "ansible_ssh_timeout": SSH_CONNECT_TIMEOUT_S,
+        # Host keys are not pinned (see ssh_common_args); said here too, where Mitogen's ssh,
+        # which puts its own StrictHostKeyChecking first, reads it.
+        "ansible_host_key_checking": False,
     }
 
 

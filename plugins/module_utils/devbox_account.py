@@ -21,8 +21,10 @@ import stat
 import subprocess
 import time
 
-# useradd's default NAME_REGEX, as on Debian and Ubuntu.
+# useradd's default NAME_REGEX, as on Debian and Ubuntu; the one rule for a login name (the
+# role's input check, this module, the boot step and the fly inventory all ask is_login_name).
 NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+LOGIN_NAME_RULE = "1-32 characters, lower-case letters, digits, '_' or '-', starting with a letter or '_'"
 MIN_ID, MAX_ID = 1, 60000
 RECORD_DIR = ".devbox"
 RECORD_FILE = "account.json"
@@ -42,13 +44,15 @@ class AccountError(Exception):
     """An account that cannot be created as asked; the message says how to fix it."""
 
 
+def is_login_name(name) -> bool:
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+
+
 def validate(spec: dict) -> dict:
     """Return a clean copy of spec, or raise AccountError naming the field and value."""
     name = spec.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise AccountError(
-            f"dev_user_name={name!r} is not a valid login name: use 1-32 characters, "
-            "lower-case letters, digits, '_' or '-', starting with a letter or '_'")
+    if not is_login_name(name):
+        raise AccountError(f"dev_user_name={name!r} is not a valid login name: use {LOGIN_NAME_RULE}")
     clean = {"name": name}
     for field in ("uid", "gid"):
         value = spec.get(field)

@@ -1,8 +1,11 @@
-"""Jinja test `devbox_home`: is this path a home root may hand to the user?
+"""Jinja tests for the dev user's account, with the rules of plugins/module_utils/devbox_account.py.
 
-Runs on the controller, before anything changes, with the rule the devbox_user module and the
-boot step apply (checked_home in plugins/module_utils/devbox_account.py): an absolute path of
-its own, no '..', outside the system trees (/etc, /usr, /var, /root, /tmp, ...).
+`devbox_home`: is this path a home root may hand to the user? (checked_home: an absolute path
+of its own, no '..', outside the system trees /etc, /usr, /var, /root, /tmp, ...)
+`devbox_login_name`: is this a login name useradd takes? (is_login_name)
+
+They run on the controller, before anything changes; the devbox_user module and the boot step
+apply the same rules on the machine.
 """
 from __future__ import annotations
 
@@ -26,4 +29,4 @@ def is_home(value) -> bool:
 
 class TestModule:
     def tests(self):
-        return {"devbox_home": is_home}
+        return {"devbox_home": is_home, "devbox_login_name": devbox_account.is_login_name}
