@@ -65,7 +65,7 @@ EXAMPLES = r"""
   devbox_jupyter:
     user: pythonuser
     home: /home/pythonuser
-    launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_jupyter.py') }}"
+    launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_jupyter_launcher.py') }}"
   register: jupyter_launch
   no_log: true  # the result carries the token
 """
