@@ -12,6 +12,8 @@ description:
   - Installs O(lab_spec) into the venv with the installer settings python_env stored, writes the server
     settings (one JSON file), the given token (mode 0600) and the launcher, then starts the server unless
     it is healthy, or restarts it when its settings, its token or its packages changed.
+  - Registers the server with the boot step (C(~/.devbox/service-jupyter.json), root-owned, names the launcher and
+    the port), which starts it after a restart and stops it with the machine.
   - With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it (a Fly Machine's private
     address), else on 127.0.0.1.
   - Turns JupyterLab's "fetch Jupyter news?" prompt off by default (C(overrides.d/devbox.json) in the
@@ -118,14 +120,17 @@ from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils.devbox_address import listen_address_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+    from ansible.module_utils.devbox_service import ServiceError, register
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, register
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
         VenvError, converge, plan, write_if_changed)
 
 FLY_PRIVATE_NAME = "fly-local-6pn"
+LAUNCHER = ".local/bin/devbox-jupyter"
 
 
 class JupyterError(Exception):
@@ -167,7 +172,7 @@ def provision(params: dict, dry_run: bool) -> dict:
     """As the user: the venv's JupyterLab, the settings, the token, the launcher, the server."""
     home = params["home"]
     config_dir, bin_dir = os.path.join(home, ".jupyter"), os.path.join(home, ".local", "bin")
-    launcher = os.path.join(bin_dir, "devbox-jupyter")
+    launcher = os.path.join(home, LAUNCHER)
     token_path = os.path.join(config_dir, "devbox_token")
     venv_params = {"path": os.path.join(home, "project-venv"), "base_python": "python3",
                    "requirements": [params["lab_spec"]], "installer": None,
@@ -243,6 +248,12 @@ def main() -> None:
         result = run_as(params["user"], provision, params, module.check_mode, expected=(VenvError, JupyterError, OSError))
     except RunAsError as error:
         module.fail_json(msg=str(error))
+    try:  # as root: PID 1 starts Jupyter after a restart and stops it with the machine
+        registered = register(params["home"], {"name": "jupyter", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
+                              module.check_mode)
+    except (ServiceError, OSError) as error:
+        module.fail_json(msg=f"cannot register Jupyter for the boot step: {error}")
+    result["changed"] = result["changed"] or registered
     diffs = result.pop("diff")
     if module._diff:
         result["diff"] = diffs
