@@ -68,7 +68,11 @@ def run_services(account: dict, action: str, timeout: float) -> None:
         log(f"service record damaged, not used: {problem}")
 
     def one(service: dict) -> None:
-        outcome = run_launcher(account["name"], account["home"], service["launcher"], action, timeout)
+        launcher = os.path.join(account["home"], service["launcher"])
+        if not os.path.exists(launcher):
+            log(f"{service['name']}: no launcher at {launcher} yet")
+            return
+        outcome = run_launcher(account["name"], launcher, action, timeout)
         if action == "start":
             health = probe(service, account["uid"])
             port = service["probe"]["port"]
@@ -84,13 +88,10 @@ def run_services(account: dict, action: str, timeout: float) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def run_launcher(user: str, home: str, launcher: str, action: str, timeout: float) -> str:
+def run_launcher(user: str, launcher: str, action: str, timeout: float) -> str:
     """su drops to the user before the launcher runs: root never executes the user's file."""
-    path = os.path.join(home, launcher)
-    if not os.path.exists(path):
-        return f"no launcher at {path} yet"
     try:
-        result = subprocess.run(["su", "-s", "/bin/sh", "-c", f"exec {shlex.quote(path)} {action}", user],
+        result = subprocess.run(["su", "-s", "/bin/sh", "-c", f"exec {shlex.quote(launcher)} {action}", user],
                                 capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"{action} did not finish within {timeout} s"
