@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import re
+import subprocess
 
 try:  # in Ansible: the sibling file, in ansible.module_utils or in the devbox.machine collection
     from .devbox_account import RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file
@@ -55,6 +56,15 @@ def validate(record, where: str = "service record") -> dict:
     if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
         raise ServiceError(f"{where}: probe={probe!r} must be {{'port': N}} with N from 1024 to 65535")
     return {"name": name, "launcher": launcher, "probe": {"port": port}}
+
+
+def run_launcher(launcher: str, action: str) -> tuple[int, dict]:
+    """As the user (the modules' user-side work): the launcher's exit status and its one JSON line."""
+    run = subprocess.run([launcher, action], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    try:
+        return run.returncode, json.loads(run.stdout)
+    except ValueError:
+        return run.returncode or 1, {"error": (run.stdout + run.stderr).strip()}
 
 
 def register(home: str, record: dict, dry_run: bool = False) -> bool:

@@ -114,40 +114,26 @@ upgraded:
 
 import json
 import os
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_address import listen_address_problem
+    from ansible.module_utils.devbox_address import listen_address_problem, listen_name
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible.module_utils.devbox_service import ServiceError, register
+    from ansible.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
+        listen_address_problem, listen_name)
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, register
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
         VenvError, converge, plan, write_if_changed)
 
-FLY_PRIVATE_NAME = "fly-local-6pn"
 LAUNCHER = ".local/bin/devbox-jupyter"
 
 
 class JupyterError(Exception):
     """The server could not be brought up; the message has the launcher's reason."""
-
-
-def listen_name(ip: str, hosts_path: str = "/etc/hosts") -> str:
-    """For "auto": fly-local-6pn on a Fly Machine, else 127.0.0.1. The launcher resolves names at start."""
-    if ip != "auto":
-        return ip
-    try:
-        with open(hosts_path) as hosts:
-            if FLY_PRIVATE_NAME in hosts.read().split():
-                return FLY_PRIVATE_NAME
-    except OSError:
-        pass
-    return "127.0.0.1"
 
 
 def server_config(home: str, listen: str, port: int) -> dict:
@@ -209,15 +195,6 @@ def provision(params: dict, dry_run: bool) -> dict:
     changed = venv["changed"] or config_changed or token_changed or launcher_changed or outcome.get("action") == "started"
     return dict(result, changed=changed, action=outcome.get("action"), url=outcome.get("url"),
                 pid=outcome.get("pid"), token=token)
-
-
-def run_launcher(launcher: str, action: str) -> tuple[int, dict]:
-    """The launcher's exit status and its one JSON line."""
-    run = subprocess.run([launcher, action], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    try:
-        return run.returncode, json.loads(run.stdout)
-    except ValueError:
-        return run.returncode or 1, {"error": (run.stdout + run.stderr).strip()}
 
 
 ARGUMENT_SPEC = {
