@@ -52,6 +52,14 @@ options:
     description: Free space the volume must have before JupyterLab is installed, in MB.
     type: int
     default: 1024
+  server_settings:
+    description:
+      - More server settings, shaped like C(jupyter_server_config.json) (sections mapping to settings), merged
+        over the module's own setting by setting.
+      - Refused before anything changes when they would open the server or drop its token; the rule is in
+        plugins/module_utils/devbox_jupyter_settings.py.
+    type: dict
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -118,12 +126,14 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils.devbox_address import listen_address_problem, listen_name
+    from ansible.module_utils.devbox_jupyter_settings import merged, settings_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
         listen_address_problem, listen_name)
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
@@ -136,8 +146,9 @@ class JupyterError(Exception):
     """The server could not be brought up; the message has the launcher's reason."""
 
 
-def server_config(home: str, listen: str, port: int) -> dict:
-    return {"ServerApp": {
+def server_config(home: str, listen: str, port: int, settings: dict | None = None) -> dict:
+    """The role's settings, with jupyter_server_settings (already checked) laid over them."""
+    return merged({"ServerApp": {
         "ip": listen,
         "port": port,
         "port_retries": 0,
@@ -145,7 +156,7 @@ def server_config(home: str, listen: str, port: int) -> dict:
         "root_dir": os.path.join(home, "project"),
         # Behind fly proxy or a published port the Host header is not the bind address.
         "allow_remote_access": True,
-    }}
+    }}, settings or {})
 
 
 # JupyterLab asks every new user whether to fetch Jupyter's news from the internet; ours says no
@@ -169,7 +180,7 @@ def provision(params: dict, dry_run: bool) -> dict:
         os.makedirs(bin_dir, mode=0o755, exist_ok=True)
     listen = listen_name(params["ip"])
     diffs = []
-    config_text = json.dumps(server_config(home, listen, params["port"]), indent=2, sort_keys=True) + "\n"
+    config_text = json.dumps(server_config(home, listen, params["port"], params["server_settings"]), indent=2, sort_keys=True) + "\n"
     config_changed = write_if_changed(os.path.join(config_dir, "jupyter_server_config.json"), config_text, 0o600,
                                       dry_run, diffs)
     token_changed = bool(params["token"]) and write_if_changed(token_path, params["token"], 0o600, dry_run)
@@ -206,6 +217,7 @@ ARGUMENT_SPEC = {
     "token": {"type": "str", "default": "", "no_log": True},
     "launcher_source": {"type": "str", "required": True},
     "min_free_mb": {"type": "int", "default": 1024},
+    "server_settings": {"type": "dict", "default": {}},
 }
 
 
@@ -218,6 +230,9 @@ def main() -> None:
     if problem:
         module.fail_json(msg=f"jupyter_ip={params['ip']}: {problem}; the running Jupyter and its settings are unchanged",
                          listen=listen)
+    problem = settings_problem(params["server_settings"], listen_address_problem)
+    if problem:
+        module.fail_json(msg=f"{problem}; the running Jupyter and its settings are unchanged")
     if module.check_mode and not user_exists(params["user"]):
         module.exit_json(changed=True, action="would start", url=None, pid=None, token=None,
                          listen=listen_name(params["ip"]), installed=[], upgraded=[])

@@ -43,6 +43,12 @@ options:
     description: Source text of the launcher, written to C(~/.local/bin/devbox-tensorboard).
     type: str
     required: true
+  address_rule_source:
+    description:
+      - Source text of plugins/module_utils/devbox_address.py, written to C(~/.local/lib/devbox/devbox_address.py)
+        for the launcher, which applies that rule at every start.
+    type: str
+    required: true
   min_free_mb:
     description: Free space the volume must have before TensorBoard is installed, in MB.
     type: int
@@ -63,6 +69,7 @@ EXAMPLES = r"""
     user: pythonuser
     home: /home/pythonuser
     launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_tensorboard_launcher.py') }}"
+    address_rule_source: "{{ lookup('ansible.builtin.file', role_path ~ '/../../plugins/module_utils/devbox_address.py') }}"
   register: tensorboard_launch
 """
 
@@ -100,7 +107,6 @@ installed:
   sample: [tensorboard==2.20.0]
 """
 
-import inspect
 import json
 import os
 
@@ -119,7 +125,7 @@ except ImportError:  # installed as the devbox.machine collection
         VenvError, converge, plan, write_if_changed)
 
 LAUNCHER = ".local/bin/devbox-tensorboard"
-# The launcher imports the address rule from here: the very file the modules use.
+# The launcher imports the address rule from here: the very file the modules use (address_rule_source).
 ADDRESS_RULE = ".local/lib/devbox/devbox_address.py"
 SETTINGS = ".devbox-tensorboard/settings.json"
 LOGDIR = "project/runs"
@@ -144,7 +150,7 @@ def provision(params: dict, dry_run: bool) -> dict:
     listen, diffs = devbox_address.listen_name(params["ip"]), []
     settings_text = json.dumps({"ip": listen, "port": params["port"], "logdir": logdir}, indent=2, sort_keys=True)
     settings_changed = write_if_changed(settings, settings_text + "\n", 0o600, dry_run, diffs)
-    rule_changed = write_if_changed(address_rule, inspect.getsource(devbox_address), 0o644, dry_run)
+    rule_changed = write_if_changed(address_rule, params["address_rule_source"], 0o644, dry_run)
     launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755, dry_run)
     restart = settings_changed or rule_changed or venv["changed"]
     result = {"listen": listen, "logdir": logdir, "diff": diffs, "installed": venv["installed"]}
@@ -168,6 +174,7 @@ ARGUMENT_SPEC = {
     "ip": {"type": "str", "default": "auto"},
     "port": {"type": "int", "default": 6006},
     "launcher_source": {"type": "str", "required": True},
+    "address_rule_source": {"type": "str", "required": True},
     "min_free_mb": {"type": "int", "default": 1024},
 }
 
