@@ -29,9 +29,14 @@ def recap_changed(output: str) -> int:
     return int(match.group(1))
 
 
-def run(machine, **variables):
-    settings = {"python_env_packages": [], "tensorboard_enabled": True, "tensorboard_ip": NAME, **variables}
-    result = machine.provision("-e", json.dumps(settings), capture=True)
+# A Jupyter setting of the user's, merged into the server's settings file.
+SERVER_SETTINGS = {"ServerApp": {"iopub_data_rate_limit": 12345678}}
+
+
+def run(machine, *extra, **variables):
+    settings = {"python_env_packages": [], "tensorboard_enabled": True, "tensorboard_ip": NAME,
+                "jupyter_server_settings": SERVER_SETTINGS, **variables}
+    result = machine.provision("-e", json.dumps(settings), *extra, capture=True)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -88,7 +93,9 @@ def test_tensorboard_answers_on_the_private_address_only(machine):
     ({"tensorboard_ip": "0.0.0.0"}, "tensorboard_ip=0.0.0.0"),
     ({"tensorboard_ip": "8.8.8.8"}, "tensorboard_ip=8.8.8.8"),
     ({"tensorboard_port": 8888}, "other than jupyter_port"),
-    ({"tensorboard_enabled": "maybe"}, "tensorboard_enabled=\"maybe\""),
+    ({"tensorboard_enabled": "maybe"}, "tensorboard_enabled'' is of type str and we were unable to convert to"),
+    ({"jupyter_server_settings": {"ServerApp": {"allow_origin": "*"}}},
+     "jupyter_server_settings.ServerApp.allow_origin='*' would let any web site use Jupyter"),
 ])
 def test_a_public_or_wildcard_address_is_refused_before_any_change(machine, variables, expected):
     before = status(machine, "tensorboard")["pid"]
@@ -114,6 +121,15 @@ def test_docker_restart_brings_jupyter_and_tensorboard_back_without_ansible(mach
     assert rc == 0 and recap_changed(output) == 0, output[-3000:]
 
 
-def test_rerun_changes_nothing(machine):
+def test_the_users_jupyter_setting_is_in_the_servers_settings(machine):
+    config = json.loads(machine.exec(f"cat {HOME}/.jupyter/jupyter_server_config.json").stdout)
+    assert config["ServerApp"]["iopub_data_rate_limit"] == 12345678
+    assert config["ServerApp"]["ip"] == NAME and config["ServerApp"]["port"] == 8888
+    assert status(machine, "jupyter")["healthy"]
+
+
+def test_rerun_and_dry_run_change_nothing(machine):
     rc, output = run(machine)
+    assert rc == 0 and recap_changed(output) == 0, output[-3000:]
+    rc, output = run(machine, "--check")
     assert rc == 0 and recap_changed(output) == 0, output[-3000:]
