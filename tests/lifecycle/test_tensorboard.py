@@ -3,7 +3,8 @@
 One local machine (the shipped image, a named volume as home) is provisioned with
 tensorboard_enabled: true; the tests check where it listens, that bad addresses are refused
 before anything changes, that a plain `docker restart` (PID 1 alone, no Ansible) brings both
-services back, and that a rerun changes nothing.
+services back, that a rerun changes nothing, and that a running TensorBoard does not keep an
+idle machine up.
 """
 import json
 import os
@@ -61,7 +62,8 @@ def wait_until(predicate, timeout=90, what="condition"):
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name=NAME, volume=f"{NAME}-home", image=IMAGE)
+    # PID 1 looks every 2 s whether the machine is in use (idle stop, the last test) instead of every 60 s.
+    machine = LocalMachine(name=NAME, volume=f"{NAME}-home", image=IMAGE, env={"DEVBOX_IDLE_POLL_S": "2"})
     machine.remove()
     machine.remove_volume()
     machine.start()
@@ -139,3 +141,16 @@ def test_rerun_and_dry_run_change_nothing(machine):
     assert rc == 0 and recap_changed(output) == 0, changed_tasks(output) or output[-3000:]
     rc, output = run(machine, "--check")
     assert rc == 0 and recap_changed(output) == 0, changed_tasks(output) or output[-3000:]
+
+
+def test_a_running_tensorboard_does_not_keep_an_idle_machine_up(machine):
+    rc, output = run(machine, idle_stop_minutes=1)
+    assert rc == 0, output[-3000:]
+    assert status(machine, "tensorboard")["healthy"]
+    deadline = time.monotonic() + 60 + 90
+    while machine.state() == "running" and time.monotonic() < deadline:
+        time.sleep(2)
+    log = docker("logs", NAME, quiet=True).stdout
+    assert machine.state() != "running", "still running with only TensorBoard serving:\n" + log[-2000:]
+    assert "idle stop: nobody used the machine" in log and "tensorboard (" not in log.split("idle stop")[-1]
+    assert docker("inspect", "-f", "{{.State.ExitCode}}", NAME, quiet=True).stdout.strip() == "0"
