@@ -24,7 +24,7 @@ sys.path.insert(0, "/usr/local/lib/devbox")
 from devbox_account import AccountError, ensure_account, ensure_home, load_record  # noqa: E402
 from devbox_idle import IdleClock, jupyter_activity, load_minutes, user_sessions  # noqa: E402
 from devbox_run_as import RunAsError, run_as  # noqa: E402
-from devbox_service import load_all, probe  # noqa: E402
+from devbox_service import load_all, probe, service_pids  # noqa: E402
 
 # How often PID 1 looks whether the machine is in use (tests shorten it).
 IDLE_POLL_S = float(os.environ.get("DEVBOX_IDLE_POLL_S", "60"))
@@ -132,8 +132,11 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
     before = clock.reason
     # A service that merely runs (TensorBoard serving its page) is no use of the machine; Jupyter's
     # processes count unless Jupyter itself says it is idle (above).
-    services = {pid for service in load_all(home)[0] if service["name"] != "jupyter"
-                for pid in probe(service, account["uid"])["pids"]}
+    others = [service for service in load_all(home)[0] if service["name"] != "jupyter"]
+    try:
+        services = set(run_as(account["name"], service_pids, others, account["uid"]) if others else [])
+    except RunAsError:
+        services = set()  # not known: their processes count as use
     in_use = clock.observe(now, activity, user_sessions(account["uid"], activity and activity["pid"], services=services))
     if in_use != before:  # a line when it changes, so the log says why the machine keeps running
         log(f"idle stop: in use ({in_use})" if in_use else f"idle stop: quiet; stopping after {minutes} min of this")

@@ -6,7 +6,8 @@ import socket
 import pytest
 
 import devbox_service
-from devbox_service import ServiceError, load_all, probe, register, validate
+from devbox_idle import user_sessions
+from devbox_service import ServiceError, load_all, probe, register, service_pids, validate
 
 JUPYTER = {"name": "jupyter", "launcher": ".local/bin/devbox-jupyter", "probe": {"port": 8888}}
 TENSORBOARD = {"name": "tensorboard", "launcher": ".local/bin/devbox-tensorboard", "probe": {"port": 6006}}
@@ -68,13 +69,24 @@ def test_a_record_dir_of_the_user_is_not_read(tmp_path):
     assert services == [] and "not a root-owned directory" in problems[0]
 
 
-def test_the_probe_finds_the_listening_socket_and_its_process(tmp_path):
+def test_the_probe_finds_the_users_listening_socket_and_service_pids_its_process(tmp_path):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        health = probe(dict(JUPYTER, probe={"port": port}), os.getuid())
-        assert health == {"healthy": True, "addresses": ["127.0.0.1"], "pids": [os.getpid()]}
-        assert probe(dict(JUPYTER, probe={"port": port}), os.getuid() + 1)["healthy"] is False
-    assert probe(dict(JUPYTER, probe={"port": port}), os.getuid())["healthy"] is False
+        service = dict(JUPYTER, probe={"port": port})
+        assert probe(service, os.getuid()) == {"healthy": True, "addresses": ["127.0.0.1"]}
+        assert probe(service, os.getuid() + 1)["healthy"] is False, "another user's socket is not the service"
+        assert service_pids([TENSORBOARD, service], os.getuid()) == [os.getpid()]
+        assert service_pids([service], os.getuid() + 1) == []
+    assert probe(service, os.getuid())["healthy"] is False
+    assert service_pids([service], os.getuid()) == []
     assert devbox_service.file_name("jupyter") == "service-jupyter.json"
+
+
+def test_idle_stop_does_not_count_a_services_processes_as_use():
+    user = 1000
+    table = {40: (1, user, "jupyter-lab"), 60: (1, user, "tensorboard"), 61: (60, user, "server"),
+             70: (1, user, "bash")}
+    assert user_sessions(user, 40, table) == ["tensorboard (60)", "server (61)", "bash (70)"]
+    assert user_sessions(user, 40, table, services={60}) == ["bash (70)"]

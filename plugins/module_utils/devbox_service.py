@@ -131,7 +131,7 @@ def _proc_address(text: str) -> str:
 
 
 def socket_owners(inodes: set[str]) -> set[int]:
-    """The pids holding any of these sockets (root sees every process's descriptors)."""
+    """The pids holding any of these sockets, among the processes whose descriptors this process may read."""
     links, owners = {f"socket:[{inode}]" for inode in inodes}, set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -145,8 +145,17 @@ def socket_owners(inodes: set[str]) -> set[int]:
 
 
 def probe(service: dict, uid: int) -> dict:
-    """The health probe: the user's sockets listening on the service's port, and the pids holding them."""
-    sockets = [(address, inode) for address, owner, inode in listening_sockets(service["probe"]["port"])
-               if owner == uid]
-    return {"healthy": bool(sockets), "addresses": sorted({address for address, _ in sockets}),
-            "pids": sorted(socket_owners({inode for _, inode in sockets})) if sockets else []}
+    """The health probe: the addresses where a socket of the user listens on the service's port."""
+    addresses = {address for address, owner, _ in listening_sockets(service["probe"]["port"]) if owner == uid}
+    return {"healthy": bool(addresses), "addresses": sorted(addresses)}
+
+
+def service_pids(services: list[dict], uid: int) -> list[int]:
+    """As the user: the pids of the user's processes that listen on the services' ports.
+
+    As the user, because a process's descriptors are readable by its owner, while root in a
+    container lacks the capability (CAP_SYS_PTRACE) to read other users' (Docker drops it).
+    """
+    inodes = {inode for service in services for _, owner, inode in listening_sockets(service["probe"]["port"])
+              if owner == uid}
+    return sorted(socket_owners(inodes)) if inodes else []
