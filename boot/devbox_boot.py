@@ -4,30 +4,34 @@
 With a fresh volume (no account record) it only sleeps: Ansible provisions the machine. With
 a record on the volume it recreates the user with the recorded ids and groups, runs
 nvidia-smi once as root when present (driver initialisation for non-root use), and starts
-Jupyter as the user with the launcher on the volume. The record is data, validated, never
-executed; a damaged one is logged and the machine still comes up for repair. As PID 1 it
-reaps orphaned children (Jupyter is detached from the sessions that start it) and exits 0 on
+every registered service (Jupyter, TensorBoard: one record each, see devbox_service) as the
+user with its launcher on the volume. Records are data, validated, never executed; a damaged
+one is logged and skipped, and the machine still comes up for repair. As PID 1 it reaps
+orphaned children (the services are detached from the sessions that start them) and, on
 SIGTERM or SIGINT, or by itself when idle stop is on and nobody has used the machine for that
-long (see devbox_idle).
+long (see devbox_idle), stops every service at once and exits 0.
 """
 import os
 import shutil
 import signal
+import shlex
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, "/usr/local/lib/devbox")
 from devbox_account import AccountError, ensure_account, ensure_home, load_record  # noqa: E402
 from devbox_idle import IdleClock, jupyter_activity, load_minutes, user_sessions  # noqa: E402
 from devbox_run_as import RunAsError, run_as  # noqa: E402
+from devbox_service import load_all, probe, service_pids  # noqa: E402
 
-LAUNCHER = ".local/bin/devbox-jupyter"
 # How often PID 1 looks whether the machine is in use (tests shorten it).
 IDLE_POLL_S = float(os.environ.get("DEVBOX_IDLE_POLL_S", "60"))
-# The launcher's stop gives Jupyter 20 s to shut its kernels down; this must fit inside
-# fly.toml's kill_timeout, after which Fly's init kills everything.
-JUPYTER_STOP_TIMEOUT_S = 25
+# The services stop at the same time, each within this: it must fit inside fly.toml's
+# kill_timeout, after which Fly's init kills everything. Jupyter's launcher gives its kernels 20 s.
+STOP_BUDGET_S = 25
+START_TIMEOUT_S = 120
 
 
 def log(message: str) -> None:
@@ -54,16 +58,40 @@ def restore(home: str) -> None:
     if nvidia_smi:
         result = subprocess.run([nvidia_smi], capture_output=True, text=True)
         log(f"nvidia-smi exited with {result.returncode}")
-    log(f"jupyter: {run_launcher(account['name'], home, 'start', timeout=120)}")
+    run_services(account, "start", START_TIMEOUT_S)
 
 
-def run_launcher(user: str, home: str, action: str, timeout: float) -> str:
+def run_services(account: dict, action: str, timeout: float) -> None:
+    """The action on every registered service at once, each within timeout; logs one line each."""
+    services, problems = load_all(account["home"])
+    for problem in problems:
+        log(f"service record damaged, not used: {problem}")
+
+    def one(service: dict) -> None:
+        launcher = os.path.join(account["home"], service["launcher"])
+        if not os.path.exists(launcher):
+            log(f"{service['name']}: no launcher at {launcher} yet")
+            return
+        outcome = run_launcher(account["name"], launcher, action, timeout)
+        if action == "start":
+            health = probe(service, account["uid"])
+            port = service["probe"]["port"]
+            outcome += (f" (listening on {', '.join(health['addresses'])} port {port})" if health["healthy"]
+                        else f" (nothing of {account['name']} listens on port {port})")
+        log(f"{service['name']}: {outcome}")
+
+    threads = [threading.Thread(target=one, args=(service,), daemon=True) for service in services]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout + 1
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def run_launcher(user: str, launcher: str, action: str, timeout: float) -> str:
     """su drops to the user before the launcher runs: root never executes the user's file."""
-    launcher = os.path.join(home, LAUNCHER)
-    if not os.path.exists(launcher):
-        return f"no launcher at {launcher} yet"
     try:
-        result = subprocess.run(["su", "-s", "/bin/sh", "-c", f"exec {launcher} {action}", user],
+        result = subprocess.run(["su", "-s", "/bin/sh", "-c", f"exec {shlex.quote(launcher)} {action}", user],
                                 capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"{action} did not finish within {timeout} s"
@@ -71,13 +99,13 @@ def run_launcher(user: str, home: str, action: str, timeout: float) -> str:
 
 
 def shut_down(home: str) -> None:
-    """Let Jupyter save and shut its kernels down before the machine goes; exit 0."""
+    """Let every service save and shut down before the machine goes, all at once; exit 0."""
     try:
         account = load_record(home)
     except AccountError:
         account = None
     if account is not None:
-        log(f"jupyter: {run_launcher(account['name'], home, 'stop', timeout=JUPYTER_STOP_TIMEOUT_S)}")
+        run_services(account, "stop", STOP_BUDGET_S)
     log("stopping")
     sys.exit(0)
 
@@ -102,7 +130,14 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
         log(f"idle stop: cannot ask Jupyter ({error.strip().splitlines()[-1]}); its processes count as use")
     clock.jupyter_error = error
     before = clock.reason
-    in_use = clock.observe(now, activity, user_sessions(account["uid"], activity and activity["pid"]))
+    # A service that merely runs (TensorBoard serving its page) is no use of the machine; Jupyter's
+    # processes count unless Jupyter itself says it is idle (above).
+    others = [service for service in load_all(home)[0] if service["name"] != "jupyter"]
+    try:
+        services = set(run_as(account["name"], service_pids, others, account["uid"]) if others else [])
+    except RunAsError:
+        services = set()  # not known: their processes count as use
+    in_use = clock.observe(now, activity, user_sessions(account["uid"], activity and activity["pid"], services=services))
     if in_use != before:  # a line when it changes, so the log says why the machine keeps running
         log(f"idle stop: in use ({in_use})" if in_use else f"idle stop: quiet; stopping after {minutes} min of this")
     if in_use or clock.idle_for(now) < minutes * 60:

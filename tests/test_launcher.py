@@ -12,7 +12,7 @@ import time
 import pytest
 
 import devbox_address
-import devbox_jupyter as launcher
+import devbox_jupyter_launcher as launcher
 
 # A listener that answers /api like Jupyter: what a squatter on the port would run.
 FAKE_SERVER = """

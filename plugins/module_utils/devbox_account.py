@@ -359,6 +359,23 @@ def read_root_file(home: str, name: str) -> str | None:
         return record.read()
 
 
+def root_file_names(home: str) -> list[str]:
+    """The names in ~/.devbox when it is root's own directory; [] when absent. Read them with read_root_file."""
+    home_fd = _open_home(home)
+    if home_fd is None:
+        return []
+    try:
+        directory = _open_record_dir(home, home_fd)
+    finally:
+        os.close(home_fd)
+    if directory is None:
+        return []
+    try:
+        return sorted(os.listdir(directory))
+    finally:
+        os.close(directory)
+
+
 def save_record(account: dict, dry_run: bool = False) -> bool:
     """Keep the account on the volume for the boot step; root-owned; True when it changed."""
     text = json.dumps(account, indent=2, sort_keys=True) + "\n"

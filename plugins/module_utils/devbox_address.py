@@ -1,4 +1,5 @@
-"""Where Jupyter may listen: one private or loopback address, never all interfaces, never public.
+"""Where Jupyter (and every other service) may listen: one private or loopback address, never all
+interfaces, never public.
 
 One rule, used in two places: on the controller for what can be judged from the text alone
 (plugins/test/devbox_listen_address.py, before anything changes) and on the machine for names,
@@ -12,6 +13,7 @@ import ipaddress
 import re
 import socket
 
+FLY_PRIVATE_NAME = "fly-local-6pn"
 # RFC 1123 host name labels; a last label of digits only would be a number, not a name.
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # RFC 6598 shared address space (carrier-grade NAT, Tailscale): not public, not in is_private.
@@ -86,3 +88,16 @@ def listen_address_problem(name) -> str | None:
         if problem:
             return f"{name!r} resolves to {info[4][0]}: {problem}"
     return None
+
+
+def listen_name(ip: str, hosts_path: str = "/etc/hosts") -> str:
+    """For "auto": fly-local-6pn on a Fly Machine, else 127.0.0.1. The launchers resolve names at start."""
+    if ip != "auto":
+        return ip
+    try:
+        with open(hosts_path) as hosts:
+            if FLY_PRIVATE_NAME in hosts.read().split():
+                return FLY_PRIVATE_NAME
+    except OSError:
+        pass
+    return "127.0.0.1"

@@ -2,7 +2,8 @@
 
 In use means any of: a kernel busy, a browser or terminal connected to Jupyter (its
 /api/status `connections`, open terminals, or an API request within the idle time: JupyterLab
-polls while a tab is open), or a process of the dev user that Jupyter did not start (an SSH
+polls while a tab is open), or a process of the dev user that neither Jupyter nor another
+registered service (TensorBoard: a page it serves is no use) started (an SSH
 session as the dev user, `fly ssh console --user <dev user>`, VS Code's server, a job left
 running with nohup). Root's sessions do not count: log in as the dev user to keep it up. Only when none
 of these was seen for the whole idle time does the machine stop. The setting lives in the home's
@@ -102,14 +103,16 @@ def _processes() -> dict[int, tuple[int, int, str]]:
     return table
 
 
-def user_sessions(uid: int, jupyter_pid: int | None, processes: dict | None = None) -> list[str]:
-    """The user's processes outside Jupyter's tree, as 'name (pid)'."""
+def user_sessions(uid: int, jupyter_pid: int | None, processes: dict | None = None,
+                  services: set[int] = frozenset()) -> list[str]:
+    """The user's processes outside Jupyter's tree and the other services' trees, as 'name (pid)'."""
     processes = _processes() if processes is None else processes
+    roots = {jupyter_pid, *services} - {None}
 
     def under_jupyter(pid: int) -> bool:
         seen = set()
         while pid > 1 and pid not in seen:
-            if pid == jupyter_pid:
+            if pid in roots:
                 return True
             seen.add(pid)
             pid = processes.get(pid, (0,))[0]

@@ -12,6 +12,8 @@ description:
   - Installs O(lab_spec) into the venv with the installer settings python_env stored, writes the server
     settings (one JSON file), the given token (mode 0600) and the launcher, then starts the server unless
     it is healthy, or restarts it when its settings, its token or its packages changed.
+  - Registers the server with the boot step (C(~/.devbox/service-jupyter.json), root-owned, names the launcher and
+    the port), which starts it after a restart and stops it with the machine.
   - With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it (a Fly Machine's private
     address), else on 127.0.0.1.
   - Turns JupyterLab's "fetch Jupyter news?" prompt off by default (C(overrides.d/devbox.json) in the
@@ -50,6 +52,14 @@ options:
     description: Free space the volume must have before JupyterLab is installed, in MB.
     type: int
     default: 1024
+  server_settings:
+    description:
+      - More server settings, shaped like C(jupyter_server_config.json) (sections mapping to settings), merged
+        over the module's own setting by setting.
+      - Refused before anything changes when they would open the server or drop its token; the rule is in
+        plugins/module_utils/devbox_jupyter_settings.py.
+    type: dict
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -65,7 +75,7 @@ EXAMPLES = r"""
   devbox_jupyter:
     user: pythonuser
     home: /home/pythonuser
-    launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_jupyter.py') }}"
+    launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_jupyter_launcher.py') }}"
   register: jupyter_launch
   no_log: true  # the result carries the token
 """
@@ -112,41 +122,33 @@ upgraded:
 
 import json
 import os
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_address import listen_address_problem
+    from ansible.module_utils.devbox_address import listen_address_problem, listen_name
+    from ansible.module_utils.devbox_jupyter_settings import merged, settings_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+    from ansible.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
+        listen_address_problem, listen_name)
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
         VenvError, converge, plan, write_if_changed)
 
-FLY_PRIVATE_NAME = "fly-local-6pn"
+LAUNCHER = ".local/bin/devbox-jupyter"
 
 
 class JupyterError(Exception):
     """The server could not be brought up; the message has the launcher's reason."""
 
 
-def listen_name(ip: str, hosts_path: str = "/etc/hosts") -> str:
-    """For "auto": fly-local-6pn on a Fly Machine, else 127.0.0.1. The launcher resolves names at start."""
-    if ip != "auto":
-        return ip
-    try:
-        with open(hosts_path) as hosts:
-            if FLY_PRIVATE_NAME in hosts.read().split():
-                return FLY_PRIVATE_NAME
-    except OSError:
-        pass
-    return "127.0.0.1"
-
-
-def server_config(home: str, listen: str, port: int) -> dict:
-    return {"ServerApp": {
+def server_config(home: str, listen: str, port: int, settings: dict | None = None) -> dict:
+    """The role's settings, with jupyter_server_settings (already checked) laid over them."""
+    return merged({"ServerApp": {
         "ip": listen,
         "port": port,
         "port_retries": 0,
@@ -154,7 +156,7 @@ def server_config(home: str, listen: str, port: int) -> dict:
         "root_dir": os.path.join(home, "project"),
         # Behind fly proxy or a published port the Host header is not the bind address.
         "allow_remote_access": True,
-    }}
+    }}, settings or {})
 
 
 # JupyterLab asks every new user whether to fetch Jupyter's news from the internet; ours says no
@@ -167,7 +169,7 @@ def provision(params: dict, dry_run: bool) -> dict:
     """As the user: the venv's JupyterLab, the settings, the token, the launcher, the server."""
     home = params["home"]
     config_dir, bin_dir = os.path.join(home, ".jupyter"), os.path.join(home, ".local", "bin")
-    launcher = os.path.join(bin_dir, "devbox-jupyter")
+    launcher = os.path.join(home, LAUNCHER)
     token_path = os.path.join(config_dir, "devbox_token")
     venv_params = {"path": os.path.join(home, "project-venv"), "base_python": "python3",
                    "requirements": [params["lab_spec"]], "installer": None,
@@ -178,7 +180,7 @@ def provision(params: dict, dry_run: bool) -> dict:
         os.makedirs(bin_dir, mode=0o755, exist_ok=True)
     listen = listen_name(params["ip"])
     diffs = []
-    config_text = json.dumps(server_config(home, listen, params["port"]), indent=2, sort_keys=True) + "\n"
+    config_text = json.dumps(server_config(home, listen, params["port"], params["server_settings"]), indent=2, sort_keys=True) + "\n"
     config_changed = write_if_changed(os.path.join(config_dir, "jupyter_server_config.json"), config_text, 0o600,
                                       dry_run, diffs)
     token_changed = bool(params["token"]) and write_if_changed(token_path, params["token"], 0o600, dry_run)
@@ -206,15 +208,6 @@ def provision(params: dict, dry_run: bool) -> dict:
                 pid=outcome.get("pid"), token=token)
 
 
-def run_launcher(launcher: str, action: str) -> tuple[int, dict]:
-    """The launcher's exit status and its one JSON line."""
-    run = subprocess.run([launcher, action], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    try:
-        return run.returncode, json.loads(run.stdout)
-    except ValueError:
-        return run.returncode or 1, {"error": (run.stdout + run.stderr).strip()}
-
-
 ARGUMENT_SPEC = {
     "user": {"type": "str", "required": True},
     "home": {"type": "path", "required": True},
@@ -224,6 +217,7 @@ ARGUMENT_SPEC = {
     "token": {"type": "str", "default": "", "no_log": True},
     "launcher_source": {"type": "str", "required": True},
     "min_free_mb": {"type": "int", "default": 1024},
+    "server_settings": {"type": "dict", "default": {}},
 }
 
 
@@ -236,6 +230,9 @@ def main() -> None:
     if problem:
         module.fail_json(msg=f"jupyter_ip={params['ip']}: {problem}; the running Jupyter and its settings are unchanged",
                          listen=listen)
+    problem = settings_problem(params["server_settings"], listen_address_problem)
+    if problem:
+        module.fail_json(msg=f"{problem}; the running Jupyter and its settings are unchanged")
     if module.check_mode and not user_exists(params["user"]):
         module.exit_json(changed=True, action="would start", url=None, pid=None, token=None,
                          listen=listen_name(params["ip"]), installed=[], upgraded=[])
@@ -243,6 +240,12 @@ def main() -> None:
         result = run_as(params["user"], provision, params, module.check_mode, expected=(VenvError, JupyterError, OSError))
     except RunAsError as error:
         module.fail_json(msg=str(error))
+    try:  # as root: PID 1 starts Jupyter after a restart and stops it with the machine
+        registered = register(params["home"], {"name": "jupyter", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
+                              module.check_mode)
+    except (ServiceError, OSError) as error:
+        module.fail_json(msg=f"cannot register Jupyter for the boot step: {error}")
+    result["changed"] = result["changed"] or registered
     diffs = result.pop("diff")
     if module._diff:
         result["diff"] = diffs

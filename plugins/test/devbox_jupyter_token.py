@@ -1,7 +1,7 @@
 """Jinja test `devbox_jupyter_token`: is this string usable as Jupyter's token?
 
 URL-safe characters only (Jupyter strips what is not, and the token travels in the URL) and
-long enough not to be guessed. The launcher on the volume (roles/jupyter/files/devbox_jupyter.py)
+long enough not to be guessed. The launcher on the volume (roles/jupyter/files/devbox_jupyter_launcher.py)
 applies the same rule to the token file at every run.
 """
 from __future__ import annotations

@@ -1,0 +1,157 @@
+"""TensorBoard, the second service: on the private address only, restored after a restart with Jupyter.
+
+One local machine (the shipped image, a named volume as home) is provisioned with
+tensorboard_enabled: true; the tests check where it listens, that bad addresses are refused
+before anything changes, that a plain `docker restart` (PID 1 alone, no Ansible) brings both
+services back, that a rerun changes nothing, and that a running TensorBoard does not keep an
+idle machine up.
+"""
+import json
+import os
+import re
+import time
+
+import pytest
+
+from local_machine import LocalMachine, docker
+
+IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
+NAME = "devbox-svc-tensorboard"
+HOME = "/home/pythonuser"
+LAUNCHERS = {"jupyter": f"{HOME}/.local/bin/devbox-jupyter", "tensorboard": f"{HOME}/.local/bin/devbox-tensorboard"}
+# Reads /proc/net/tcp{,6} with the image's own code: every socket listening on the port, any user's.
+LISTENING = ("python3 -c \"import sys; sys.path.insert(0, '/usr/local/lib/devbox'); import devbox_service; "
+             "print(sorted({{address for address, _, _ in devbox_service.listening_sockets({port})}}))\"")
+
+
+def recap_changed(output: str) -> int:
+    match = re.search(r"changed=(\d+)", output.split("PLAY RECAP")[-1])
+    assert match, output[-2000:]
+    return int(match.group(1))
+
+
+def changed_tasks(output: str) -> list[str]:
+    """The names of the tasks that reported a change: what a failed changed=0 assertion shows."""
+    return re.findall(r"TASK \[([^\]]+)\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?changed: ", output)
+
+
+# A Jupyter setting of the user's, merged into the server's settings file.
+SERVER_SETTINGS = {"ServerApp": {"iopub_data_rate_limit": 12345678}}
+
+
+def run(machine, *extra, **variables):
+    settings = {"python_env_packages": [], "tensorboard_enabled": True, "tensorboard_ip": NAME,
+                "jupyter_server_settings": SERVER_SETTINGS, **variables}
+    result = machine.provision("-e", json.dumps(settings), *extra, capture=True)
+    return result.returncode, result.stdout + result.stderr
+
+
+def status(machine, service: str) -> dict:
+    result = machine.exec(f"{LAUNCHERS[service]} status", user="pythonuser")
+    return json.loads(result.stdout or "{}")
+
+
+def wait_until(predicate, timeout=90, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def machine():
+    # PID 1 looks every 2 s whether the machine is in use (idle stop, the last test) instead of every 60 s.
+    machine = LocalMachine(name=NAME, volume=f"{NAME}-home", image=IMAGE, env={"DEVBOX_IDLE_POLL_S": "2"})
+    machine.remove()
+    machine.remove_volume()
+    machine.start()
+    try:
+        rc, output = run(machine)
+        assert rc == 0, output[-3000:]
+        assert "TensorBoard listens on http://" in output
+        yield machine
+    finally:
+        machine.remove()
+        machine.remove_volume()
+
+
+def private_address(machine) -> str:
+    return machine.exec(f"getent hosts {NAME}").stdout.split()[0]
+
+
+def test_tensorboard_answers_on_the_private_address_only(machine):
+    address = private_address(machine)
+    tensorboard = status(machine, "tensorboard")
+    assert tensorboard["healthy"] and tensorboard["url"] == f"http://{address}:6006/"
+    assert tensorboard["logdir"] == f"{HOME}/project/runs"
+    assert machine.exec(LISTENING.format(port=6006)).stdout.strip() == repr([address]), "one address, no wildcard"
+    answer = machine.exec(f"python3 -c \"import urllib.request; print(urllib.request.urlopen("
+                          f"'http://{address}:6006/data/environment', timeout=5).read().decode())\"")
+    assert json.loads(answer.stdout)["data_location"] == f"{HOME}/project/runs"
+    refused = machine.exec("python3 -c \"import socket; print(socket.socket().connect_ex(('127.0.0.1', 6006)))\"")
+    assert refused.stdout.strip() != "0", "TensorBoard answers on loopback too: it listens on more than one address"
+    owner = machine.exec(f"stat -c '%U %a' {HOME}/.devbox/service-tensorboard.json").stdout.split()
+    assert owner == ["root", "644"], "the record PID 1 reads is root's own"
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({"tensorboard_ip": "0.0.0.0"}, "tensorboard_ip=0.0.0.0"),
+    ({"tensorboard_ip": "8.8.8.8"}, "tensorboard_ip=8.8.8.8"),
+    ({"tensorboard_port": 8888}, "other than jupyter_port"),
+    ({"tensorboard_enabled": "maybe"}, "tensorboard_enabled'' is of type str and we were unable to convert to"),
+    ({"jupyter_server_settings": {"ServerApp": {"allow_origin": "*"}}},
+     "jupyter_server_settings.ServerApp.allow_origin='*' would let any web site use Jupyter"),
+])
+def test_a_public_or_wildcard_address_is_refused_before_any_change(machine, variables, expected):
+    before = status(machine, "tensorboard")["pid"]
+    rc, output = run(machine, **variables)
+    assert rc != 0 and expected in output
+    assert "Provision the Python dev machine" not in output, "nothing may run after a failed check"
+    assert status(machine, "tensorboard")["pid"] == before
+
+
+def test_docker_restart_brings_jupyter_and_tensorboard_back_without_ansible(machine):
+    ports = {service: status(machine, service)["url"].rsplit(":", 1)[1] for service in LAUNCHERS}
+    started = time.monotonic()
+    docker("restart", "-t", "30", NAME, quiet=True)
+    assert time.monotonic() - started < 28, "PID 1 stops every service inside fly.toml's kill_timeout"
+    for service in LAUNCHERS:
+        wait_until(lambda: status(machine, service).get("healthy"), what=f"the boot step to start {service}")
+        # The same port, on the new address of the container (resolved again at boot, as on Fly).
+        assert status(machine, service)["url"] == f"http://{private_address(machine)}:{ports[service]}"
+    log = docker("logs", NAME, quiet=True).stdout
+    for service in LAUNCHERS:
+        assert f'{service}: {{"action": "stopped"' in log, log[-2000:]
+    assert re.search(r"tensorboard: .*started.* \(listening on [0-9.]+ port 6006\)", log), log[-2000:]
+    rc, output = run(machine)
+    assert rc == 0 and recap_changed(output) == 0, changed_tasks(output) or output[-3000:]
+
+
+def test_the_users_jupyter_setting_is_in_the_servers_settings(machine):
+    config = json.loads(machine.exec(f"cat {HOME}/.jupyter/jupyter_server_config.json").stdout)
+    assert config["ServerApp"]["iopub_data_rate_limit"] == 12345678
+    assert config["ServerApp"]["ip"] == NAME and config["ServerApp"]["port"] == 8888
+    assert status(machine, "jupyter")["healthy"]
+
+
+def test_rerun_and_dry_run_change_nothing(machine):
+    rc, output = run(machine)
+    assert rc == 0 and recap_changed(output) == 0, changed_tasks(output) or output[-3000:]
+    rc, output = run(machine, "--check")
+    assert rc == 0 and recap_changed(output) == 0, changed_tasks(output) or output[-3000:]
+
+
+def test_a_running_tensorboard_does_not_keep_an_idle_machine_up(machine):
+    rc, output = run(machine, idle_stop_minutes=1)
+    assert rc == 0, output[-3000:]
+    assert status(machine, "tensorboard")["healthy"]
+    deadline = time.monotonic() + 60 + 90
+    while machine.state() == "running" and time.monotonic() < deadline:
+        time.sleep(2)
+    log = docker("logs", NAME, quiet=True).stdout
+    assert machine.state() != "running", "still running with only TensorBoard serving:\n" + log[-2000:]
+    assert "idle stop: nobody used the machine" in log
+    assert not re.search(r"idle stop: in use \(processes of the user[^\n]*tensorboard", log), "TensorBoard counted as use"
+    assert docker("inspect", "-f", "{{.State.ExitCode}}", NAME, quiet=True).stdout.strip() == "0"

@@ -1,0 +1,95 @@
+"""jupyter_server_settings: merged into Jupyter's settings unless it would open the server or drop its token."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from devbox_address import listen_address_problem
+from devbox_jupyter_settings import settings_problem
+from test_module_docs import ROOT, load
+
+jupyter = load(os.path.join(ROOT, "plugins", "modules", "devbox_jupyter.py"))
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({"ServerApp": {"ip": "0.0.0.0"}}, "jupyter_server_settings.ServerApp.ip='0.0.0.0' is set by the role: set jupyter_ip"),
+    ({"ServerApp": {"port": 80}}, "ServerApp.port=80 is set by the role: set jupyter_port"),
+    ({"IdentityProvider": {"token": ""}}, "IdentityProvider.token='' is set by the role: set jupyter_token"),
+    ({"ServerApp": {"token": ""}}, "set jupyter_token"),
+    ({"ServerApp": {"password": "sha1:x"}}, "ServerApp.password='sha1:x' would open Jupyter"),
+    ({"PasswordIdentityProvider": {"hashed_password": "x"}}, "hashed_password='x' would open Jupyter"),
+    ({"ServerApp": {"allow_unauthenticated_access": True}}, "allow_unauthenticated_access=True would open"),
+    ({"ServerApp": {"identity_provider_class": "my.Open"}}, "identity_provider_class='my.Open' would open"),
+    ({"ServerApp": {"disable_check_xsrf": True}}, "disable_check_xsrf=True would open Jupyter to anyone who "
+                                                  "reaches it: XSRF checks stay on"),
+    ({"ServerApp": {"allow_origin": "*"}}, "allow_origin='*' would let any web site use Jupyter"),
+    ({"ServerApp": {"allow_origin_pat": ".*"}}, "list exact origins in allow_origin instead"),
+    ({"ServerApp": {"allow_remote_access": False}}, "allow_remote_access=False would open"),
+    ({"ServerApp": {"authenticate_prometheus": False}}, "the metrics stay behind the token"),
+    ({"ServerApp": {"sock": "/tmp/j.sock"}}, "ServerApp.sock='/tmp/j.sock'"),
+    ({"KernelManager": {"ip": "0.0.0.0"}}, "KernelManager.ip='0.0.0.0' would open Jupyter's KernelManager to the "
+                                           "network ('0.0.0.0': 0.0.0.0 means all interfaces)"),
+    ({"KernelManager": {"ip": "8.8.8.8"}}, "8.8.8.8 is a public address"),
+    ({"ServerApp.ip": "0.0.0.0"}, "jupyter_server_settings.ServerApp.ip='0.0.0.0' must be a mapping of settings"),
+    (["ServerApp"], "must be a mapping of sections to settings"),
+])
+def test_settings_that_open_the_server_are_refused_naming_the_setting_the_value_and_the_fix(settings, expected):
+    assert expected in settings_problem(settings)
+
+
+@pytest.mark.parametrize("settings", [
+    {},
+    {"ServerApp": {"iopub_data_rate_limit": 10000000, "root_dir": "/home/pythonuser", "allow_origin": ""}},
+    {"ServerApp": {"allow_origin": "https://colab.example.org"}},
+    {"FileContentsManager": {"delete_to_trash": False}, "KernelManager": {"ip": "127.0.0.1"}},
+    {"MappingKernelManager": {"cull_idle_timeout": 3600}},
+])
+def test_other_settings_pass(settings):
+    assert settings_problem(settings) is None
+
+
+def test_on_the_machine_a_name_is_judged_by_what_it_resolves_to():
+    assert settings_problem({"KernelManager": {"ip": "localhost"}}, listen_address_problem) is None
+    assert "does not resolve" in settings_problem({"KernelManager": {"ip": "no-such-host.invalid"}},
+                                                  listen_address_problem)
+
+
+def test_the_settings_land_in_the_config_file_over_the_roles_own():
+    config = jupyter.server_config("/home/u", "10.0.0.2", 8888, {
+        "ServerApp": {"iopub_data_rate_limit": 12345678, "root_dir": "/home/u/notebooks"},
+        "FileContentsManager": {"delete_to_trash": False}})
+    assert config["ServerApp"]["iopub_data_rate_limit"] == 12345678
+    assert config["ServerApp"]["root_dir"] == "/home/u/notebooks"
+    assert config["FileContentsManager"] == {"delete_to_trash": False}
+    assert (config["ServerApp"]["ip"], config["ServerApp"]["port"], config["ServerApp"]["port_retries"]) == \
+           ("10.0.0.2", 8888, 0), "the role's own settings stay"
+    assert jupyter.server_config("/home/u", "10.0.0.2", 8888)["ServerApp"]["allow_remote_access"] is True
+
+
+def run_ansible(*args):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "playbooks", "collections"))
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), args[0]), *args[1:]],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def test_the_role_refuses_them_on_the_controller_with_the_same_message(tmp_path):
+    """The role's own validate tasks, against localhost: nothing but the checks runs."""
+    play = tmp_path / "validate.yml"
+    play.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                    "    - ansible.builtin.include_role: {name: jupyter, tasks_from: validate}\n")
+    refused = run_ansible("ansible-playbook", "-i", "localhost,", "-c", "local", str(play), "-e",
+                          json.dumps({"jupyter_server_settings": {"ServerApp": {"disable_check_xsrf": True}}}))
+    accepted = run_ansible("ansible-playbook", "-i", "localhost,", "-c", "local", str(play), "-e",
+                           json.dumps({"jupyter_server_settings": {"ServerApp": {"iopub_data_rate_limit": 1}}}))
+    assert refused.returncode != 0
+    assert "jupyter_server_settings.ServerApp.disable_check_xsrf=True would open Jupyter" in refused.stdout
+    assert accepted.returncode == 0, accepted.stdout[-2000:]
+
+
+def test_the_filter_is_documented():
+    result = run_ansible("ansible-doc", "-t", "filter", "devbox.machine.devbox_jupyter_settings_problem")
+    assert result.returncode == 0 and "WARNING" not in result.stderr, result.stderr
+    assert "allow_origin_pat" in result.stdout

@@ -1,0 +1,49 @@
+"""The TensorBoard launcher's parts; the real server is exercised by tests/lifecycle/test_tensorboard.py."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+import devbox_boot
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SPEC = importlib.util.spec_from_file_location(
+    "devbox_tensorboard_launcher", os.path.join(ROOT, "roles", "tensorboard", "files", "devbox_tensorboard_launcher.py"))
+launcher = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(launcher)
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    for name, file in {"STATE_DIR": "", "SETTINGS_FILE": "settings.json", "PID_FILE": "tensorboard.pid",
+                       "LOG_FILE": "tensorboard.log", "LOCK_FILE": "launcher.lock"}.items():
+        monkeypatch.setattr(launcher, name, str(tmp_path / file))
+    monkeypatch.setattr(launcher, "VENV", str(tmp_path / "no-venv"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("ip", ["0.0.0.0", "::", "0", "*", "8.8.8.8"])
+def test_it_refuses_all_interfaces_and_public_addresses(state, capsys, ip):
+    (state / "settings.json").write_text(json.dumps({"ip": ip, "port": 6006, "logdir": str(state / "runs")}))
+    assert launcher.main(["start"]) == 1
+    assert "refusing to listen on" in json.loads(capsys.readouterr().out)["error"]
+    assert not (state / "runs").exists(), "nothing happens before the address is checked"
+
+
+def test_without_tensorboard_installed_it_says_how_to_get_it(state, capsys):
+    (state / "settings.json").write_text(json.dumps({"ip": "127.0.0.1", "port": 6006, "logdir": str(state / "runs")}))
+    assert launcher.main(["start"]) == 1
+    assert "run the playbook with tensorboard_enabled: true" in json.loads(capsys.readouterr().out)["error"]
+    assert launcher.main(["status"]) == 3
+    assert json.loads(capsys.readouterr().out)["running"] is False
+
+
+def test_a_stale_pidfile_is_not_a_running_server(state):
+    (state / "tensorboard.pid").write_text(f"{os.getpid()} 1\n")  # our pid, another start time: reused
+    assert launcher.read_pid() is None
+    assert launcher.stop() == {"action": "not running", "pid": None}
+
+
+def test_it_stops_inside_pid_1s_budget():
+    assert launcher.STOP_TIMEOUT_S < devbox_boot.STOP_BUDGET_S
