@@ -57,7 +57,8 @@ def installed(tmp_path) -> str:
     galaxy("build", ROOT, "--output-path", str(tmp_path / "dist"), cwd=str(tmp_path))
     [artifact] = glob.glob(str(tmp_path / "dist" / "devbox-machine-*.tar.gz"))
     collections = str(tmp_path / "collections")
-    galaxy("install", "--offline", artifact, "-p", collections, cwd=str(tmp_path))
+    # --force: a devbox.machine already in ~/.ansible/collections must not stand in for this artifact.
+    galaxy("install", "--offline", "--force", artifact, "-p", collections, cwd=str(tmp_path))
     return collections
 
 

@@ -15,10 +15,16 @@ import os
 import re
 import subprocess
 
-try:  # in Ansible: the sibling file, in ansible.module_utils or in the devbox.machine collection
-    from .devbox_account import RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file
-except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
-    from devbox_account import RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file
+# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
+try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
+    from ansible.module_utils.devbox_account import (
+        RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file)
+except ImportError:
+    try:  # installed as the devbox.machine collection
+        from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+            RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file)
+    except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
+        from devbox_account import RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file
 
 PREFIX, SUFFIX = "service-", ".json"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
