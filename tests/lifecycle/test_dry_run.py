@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from local_machine import LocalMachine
+from devbox_testkit import TEST_IMAGE, LocalMachine, tagged
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
 # devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv, devbox_shell_init, devbox_jupyter,
@@ -42,7 +41,7 @@ def assert_pipelined(output: str) -> None:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name="devbox-dryrun", volume="devbox-dryrun-home", image=IMAGE)
+    machine = LocalMachine(name=tagged("devbox-dryrun"), volume=tagged("devbox-dryrun-home"), image=TEST_IMAGE)
     machine.remove()
     machine.remove_volume()
     machine.start()

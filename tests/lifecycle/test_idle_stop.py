@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from local_machine import LocalMachine, docker
+from devbox_testkit import TEST_IMAGE, LocalMachine, docker, tagged
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
 IDLE_S = 60
 # As the user: start a kernel through Jupyter's API and give it a long cell, then leave.
@@ -60,7 +59,7 @@ def running(machine) -> bool:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name="devbox-idle", volume="devbox-idle-home", image=IMAGE,
+    machine = LocalMachine(name=tagged("devbox-idle"), volume=tagged("devbox-idle-home"), image=TEST_IMAGE,
                            env={"DEVBOX_IDLE_POLL_S": "2"})
     machine.remove()
     machine.remove_volume()
