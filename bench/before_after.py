@@ -25,8 +25,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import (BENCH, CONNECTIONS, ROOT, Bench, BenchError, at_rtt, docker, interrupt,  # noqa: E402
-                 machine_description, profile_lines, say, spread)
+from figures import Bench  # noqa: E402
+from machines import BENCH, CONNECTIONS, ROOT, BenchError, say  # noqa: E402
+from report import at_rtt, machine_description, profile_lines, spread  # noqa: E402
+from run import interrupt  # noqa: E402
+from devbox_testkit import docker_output  # noqa: E402
 
 OUTPUT = os.path.join(BENCH, "results", "before-after.md")
 
@@ -72,7 +75,7 @@ def render(args: argparse.Namespace, benches: dict[str, Bench], samples: dict, l
         "# Benchmark: before and after, side by side",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- machine: {machine_description()}, Docker engine {docker('version', '-f', '{{.Server.Version}}')}; "
+        f"- machine: {machine_description()}, Docker engine {docker_output('version', '-f', '{{.Server.Version}}')}; "
         f"load average (1 min) {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
         "(other work shares these cores)",
         f"- before: {before.tree_description}; connection: {before.connection.description}",
@@ -94,7 +97,7 @@ def render(args: argparse.Namespace, benches: dict[str, Bench], samples: dict, l
         for label, values in by_label.items():
             lines.append(f"- {figure}, {label}: {', '.join(f'{value:.2f}' for value in values)}")
     for label, bench in benches.items():
-        lines += profile_lines(bench, whose=label)
+        lines += profile_lines(bench.profiles, whose=label)
     return "\n".join(lines) + "\n"
 
 
@@ -121,6 +124,7 @@ def parse_args() -> argparse.Namespace:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     args.package = "tomli-w"  # Bench's add figure, not measured here
+    args.tag = ""
     return args
 
 

@@ -3,7 +3,6 @@
 The decision is checked against this machine's real engine and against a recorded `docker info`
 of an engine with nvidia-container-toolkit configured; the flag against the real engine.
 """
-import os
 import subprocess
 
 import pytest

@@ -4,7 +4,6 @@ A dry run changes nothing, says what would change (`--diff`: the settings files,
 masked), and every run, dry or not, pipelines: one exec per module run, no file upload, no PTY.
 """
 import json
-import os
 import re
 import threading
 import time

@@ -4,7 +4,6 @@ idle_stop_minutes, and never while a session is open or a kernel is busy.
 Real minutes: idle_stop_minutes=1, with PID 1 looking every 2 s instead of every 60 s.
 """
 import json
-import os
 import time
 
 import pytest
