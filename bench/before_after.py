@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from figures import Bench  # noqa: E402
 from machines import BENCH, CONNECTIONS, ROOT, BenchError, say  # noqa: E402
 from report import at_rtt, machine_description, profile_lines, spread  # noqa: E402
-from run import interrupt  # noqa: E402
+from run import measure_then_clean_up, write_report  # noqa: E402
 from devbox_testkit import docker_output  # noqa: E402
 
 OUTPUT = os.path.join(BENCH, "results", "before-after.md")
@@ -130,33 +128,21 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, interrupt)
     load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="devbox-bench-") as workdir:
         benches = {}
         for label, revision in (("before", args.before), ("after", args.after)):
             os.makedirs(os.path.join(workdir, label))
             benches[label] = Bench(args, os.path.join(workdir, label), revision=revision, label=label)
-        try:
+
+        def snapshot_build_measure() -> dict:
             for bench in benches.values():
                 bench.snapshot()
                 bench.build_images()
-            samples = measure(benches, args.runs, args.rtts)
-        except KeyboardInterrupt:
-            sys.exit("bench: interrupted")
-        except (BenchError, subprocess.CalledProcessError) as error:
-            sys.exit(f"bench: failed: {error}")
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-            for bench in benches.values():
-                bench.cleanup()
+            return measure(benches, args.runs, args.rtts)
+        samples = measure_then_clean_up(list(benches.values()), snapshot_build_measure)
         report = render(args, benches, samples, load_at_start)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as out:
-        out.write(report)
-    print(report)
-    say(f"written to {os.path.relpath(args.output, ROOT)}")
+    write_report(report, args.output)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from figures import FIGURES, OPT_IN_FIGURES, Bench  # noqa: E402
@@ -59,6 +61,7 @@ from devbox_testkit import docker_output  # noqa: E402
 
 FULL_OUTPUT = os.path.join(BENCH, "results", "latest.md")
 PARTIAL_OUTPUT = os.path.join(BENCH, "results", "partial.md.tmp")
+T = TypeVar("T")
 
 
 def header(bench: Bench) -> list[str]:
@@ -129,32 +132,42 @@ def interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
-    args = parse_args()
-    figures = [figure for figure in FIGURES + OPT_IN_FIGURES if figure in args.figures]
-    # Also when started in the background, where the shell leaves SIGINT ignored.
+def measure_then_clean_up(benches: list[Bench], measure: Callable[[], T]) -> T:
+    """measure(), then every bench's cleanup whatever happens; a failure or Ctrl-C ends the
+    command with one line. Also when started in the background, where the shell leaves SIGINT
+    ignored."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, interrupt)
-    with tempfile.TemporaryDirectory(prefix="devbox-bench-") as workdir:
-        bench = Bench(args, workdir, revision=args.commit)
-        try:
-            rows = bench.run(figures)
-        except KeyboardInterrupt:
-            sys.exit("bench: interrupted")
-        except (BenchError, subprocess.CalledProcessError) as error:
-            sys.exit(f"bench: failed: {error}")
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+    try:
+        return measure()
+    except KeyboardInterrupt:
+        sys.exit("bench: interrupted")
+    except (BenchError, subprocess.CalledProcessError) as error:
+        sys.exit(f"bench: failed: {error}")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        for bench in benches:
             bench.cleanup()
-        report = render(header(bench), rows, bench.failures, bench.profiles, bench.steps)
-    # The README quotes latest.md: only a complete run of at least 3 runs per figure replaces it.
-    complete = set(FIGURES) <= set(figures) and args.runs >= 3 and not args.commit
-    output = args.output or (FULL_OUTPUT if complete else PARTIAL_OUTPUT)
+
+
+def write_report(report: str, output: str) -> None:
     os.makedirs(os.path.dirname(output), exist_ok=True)
     with open(output, "w") as out:
         out.write(report)
     print(report)
     say(f"written to {os.path.relpath(output, ROOT)}")
+
+
+def main() -> None:
+    args = parse_args()
+    figures = [figure for figure in FIGURES + OPT_IN_FIGURES if figure in args.figures]
+    with tempfile.TemporaryDirectory(prefix="devbox-bench-") as workdir:
+        bench = Bench(args, workdir, revision=args.commit)
+        rows = measure_then_clean_up([bench], lambda: bench.run(figures))
+        report = render(header(bench), rows, bench.failures, bench.profiles, bench.steps)
+    # The README quotes latest.md: only a complete run of at least 3 runs per figure replaces it.
+    complete = set(FIGURES) <= set(figures) and args.runs >= 3 and not args.commit
+    write_report(report, args.output or (FULL_OUTPUT if complete else PARTIAL_OUTPUT))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, free_port, tagged
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, free_port, fresh, tagged
 from docker_host import CA_IN_CONTAINER
 
 BIN = os.path.dirname(sys.executable)
@@ -54,15 +54,8 @@ def installed(tmp_path) -> str:
 
 @pytest.fixture
 def machine():
-    machine = LocalMachine(name=NAME, volume=f"{NAME}-home", image=TEST_IMAGE, port=free_port())
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    try:
+    with fresh(LocalMachine(name=NAME, volume=f"{NAME}-home", image=TEST_IMAGE, port=free_port())) as machine:
         yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
 
 
 def test_the_artifact_holds_the_roles_and_plugins_and_nothing_of_the_repository(installed):

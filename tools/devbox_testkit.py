@@ -7,13 +7,14 @@ tests/ (tests/conftest.py puts tools/ on the path) and bench/ (which does the sa
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from docker_host import CA_IN_CONTAINER, DOCKER, host_ca_bundle
@@ -199,3 +200,18 @@ class LocalMachine:
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), **(env or {}))
         return subprocess.run(self.playbook_command(*extra, playbook=playbook), cwd=ROOT, env=env, text=True,
                               capture_output=capture)
+
+
+@contextlib.contextmanager
+def fresh(machine: LocalMachine, start: bool = True) -> Iterator[LocalMachine]:
+    """The machine on a new volume, its container started unless told; afterwards, also when a
+    test failed, the container and the volume are removed."""
+    machine.remove()
+    machine.remove_volume()
+    if start:
+        machine.start()
+    try:
+        yield machine
+    finally:
+        machine.remove()
+        machine.remove_volume()

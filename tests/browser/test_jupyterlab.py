@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from jupyterlab_page import JupyterLab, chromium
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, tagged
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, fresh, tagged
 from local_machine import engine_info, gpu_request
 
 NAME, VOLUME, PORT = tagged("devbox-browser"), tagged("devbox-browser-home"), 18870
@@ -43,14 +43,8 @@ def printed_url(output: str) -> str:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name=NAME, volume=VOLUME, image=TEST_IMAGE, port=PORT)
-    machine.remove()
-    machine.remove_volume()
-    try:
-        yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
+    with fresh(LocalMachine(name=NAME, volume=VOLUME, image=TEST_IMAGE, port=PORT), start=False) as machine:
+        yield machine  # `make up` starts it
 
 
 @pytest.fixture(scope="module")

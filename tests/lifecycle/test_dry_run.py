@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, tagged
+from devbox_testkit import TEST_IMAGE, LocalMachine, fresh, tagged
 
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
@@ -40,13 +40,9 @@ def assert_pipelined(output: str) -> None:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name=tagged("devbox-dryrun"), volume=tagged("devbox-dryrun-home"), image=TEST_IMAGE)
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    yield machine
-    machine.remove()
-    machine.remove_volume()
+    with fresh(LocalMachine(name=tagged("devbox-dryrun"), volume=tagged("devbox-dryrun-home"),
+                            image=TEST_IMAGE)) as machine:
+        yield machine
 
 
 def test_dry_run_on_a_fresh_machine_changes_nothing(machine):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, docker, tagged
+from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged
 
 HOME = "/home/pythonuser"
 IDLE_S = 60
@@ -58,16 +58,11 @@ def running(machine) -> bool:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name=tagged("devbox-idle"), volume=tagged("devbox-idle-home"), image=TEST_IMAGE,
-                           env={"DEVBOX_IDLE_POLL_S": "2"})
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    result = machine.provision("-e", json.dumps({"idle_stop_minutes": 1}), capture=True)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    yield machine
-    machine.remove()
-    machine.remove_volume()
+    with fresh(LocalMachine(name=tagged("devbox-idle"), volume=tagged("devbox-idle-home"), image=TEST_IMAGE,
+                            env={"DEVBOX_IDLE_POLL_S": "2"})) as machine:
+        result = machine.provision("-e", json.dumps({"idle_stop_minutes": 1}), capture=True)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        yield machine
 
 
 def test_an_open_session_keeps_the_machine_up(machine):

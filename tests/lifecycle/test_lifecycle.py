@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, docker, tagged, wait_until
+from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
 
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
@@ -47,17 +47,11 @@ def distributions(machine) -> str:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name=tagged("devbox-lifecycle"), volume=tagged("devbox-lifecycle-home"), image=TEST_IMAGE)
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    try:
+    with fresh(LocalMachine(name=tagged("devbox-lifecycle"), volume=tagged("devbox-lifecycle-home"),
+                            image=TEST_IMAGE)) as machine:
         rc, output = run(machine)
         assert rc == 0, output[-3000:]
         yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
 
 
 @pytest.mark.parametrize("variable, value, expected", [

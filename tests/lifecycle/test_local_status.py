@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, tagged
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, fresh, tagged
 
 NAME, VOLUME = tagged("devbox-status-test"), tagged("devbox-status-test-home")
 HOME = "/home/pythonuser"
@@ -35,17 +35,10 @@ def line(output: str, prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name=NAME, volume=VOLUME, image=TEST_IMAGE, port=free_port())
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    try:
+    with fresh(LocalMachine(name=NAME, volume=VOLUME, image=TEST_IMAGE, port=free_port())) as machine:
         result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
 
 
 def test_status_reports_each_part_as_the_machine_has_it(machine):

@@ -6,6 +6,7 @@ lock and ends up with the same `pip freeze`. With python_env_sync an extra packa
 is removed and reported. The lock itself is read from the venv's metadata: taking it needs no
 network.
 """
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import sys
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, tagged
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged
 
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
@@ -57,15 +58,9 @@ def locks(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def machines(locks):
-    pair = [LocalMachine(name=name, volume=f"{name}-home", image=TEST_IMAGE) for name in (FIRST, SECOND)]
-    for machine in pair:
-        machine.remove()
-        machine.remove_volume()
-        machine.start()
-    yield pair
-    for machine in pair:
-        machine.remove()
-        machine.remove_volume()
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(fresh(LocalMachine(name=name, volume=f"{name}-home", image=TEST_IMAGE)))
+               for name in (FIRST, SECOND)]
 
 
 def run(machine, locks, variables, *extra):
