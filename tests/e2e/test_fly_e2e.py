@@ -258,7 +258,8 @@ def test_the_images_process_is_its_boot_step(app):
 
 def test_jupyter_outlives_the_ssh_sessions_and_no_fly_proxy_is_left(app, first_converge):
     close_ssh_masters(app)
-    wait_until(lambda: not fly_proxy_pids(app["name"]), timeout=15, what="the fly proxies to end with their SSH masters")
+    wait_until(lambda: not fly_proxy_pids(app["name"]), timeout=15,
+               what="the fly proxies to end with their SSH masters")
     for container in started(app):
         status = docker("exec", container, "su", "-", "pythonuser", "-c", "~/.local/bin/devbox-jupyter status",
                         check=False)
