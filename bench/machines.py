@@ -136,6 +136,7 @@ class Machine(LocalMachine):
 class DockerConnection:
     """ansible-playbook reaches ours' containers with `docker exec` (community.docker.docker)."""
     name = "docker"
+    label = "docker exec"  # in the figures' names
     description = "docker (community.docker.docker, `docker exec`)"
 
     def __init__(self, workdir: str, prefix: str, images: dict[str, str]):
@@ -184,6 +185,7 @@ class SshConnection(DockerConnection):
     its ProxyCommand, which delays each direction by half of it.
     """
     name = "ssh"
+    label = "SSH"
 
     def __init__(self, workdir: str, prefix: str, images: dict[str, str]):
         super().__init__(workdir, prefix, images)

@@ -121,10 +121,11 @@ def warm_row(samples: dict[str, list[float]], never_answered: dict[str, int], ru
     return row
 
 
-def noop_row(rtt_ms: float, seconds: list[float], module_runs: list[int], changed: int) -> Row:
+def noop_row(rtt_ms: float, seconds: list[float], module_runs: list[int], changed: int, over: str = "") -> Row:
+    """over: the connection, in the figure's name ("docker exec", "SSH")."""
     ours = f"{spread(seconds, 2)}; {median(module_runs):.0f} module runs on the host" + not_a_noop(changed)
-    return Row(f"no-op rerun of site.yml{at_rtt(rtt_ms)}", "—", ours, "—", NOOP_TARGETS.get(rtt_ms),
-               median(seconds), not changed, {"ours": seconds})
+    return Row(f"no-op rerun of site.yml{' over ' + over if over else ''}{at_rtt(rtt_ms)}", "—", ours, "—",
+               NOOP_TARGETS.get(rtt_ms), median(seconds), not changed, {"ours": seconds})
 
 
 def add_row(rtt_ms: float, package: str, samples: dict[str, list[float]]) -> Row:

@@ -35,8 +35,8 @@ def test_a_noop_rerun_is_held_to_the_target_of_its_round_trip():
     assert fast.value == 1.4 and fast.verdict() == "yes"
     assert "1.40 s (1.20–1.60); 6 module runs on the host" in fast.ours
     assert report.noop_row(0.0, [0.9, 0.8, 1.0], [6] * 3, 0).verdict() == "yes, moonshot too"
-    far = report.noop_row(50.0, [2.6, 2.4, 2.7], [6] * 3, 0)
-    assert far.figure.endswith("at 50 ms round trip") and far.verdict() == "**no**"
+    far = report.noop_row(50.0, [2.6, 2.4, 2.7], [6] * 3, 0, over="SSH")
+    assert far.figure == "no-op rerun of site.yml over SSH at 50 ms round trip" and far.verdict() == "**no**"
     assert far.markdown().endswith("| ≤ 2.5 s | ≤ 1.5 s | **no** |")
     untargeted = report.noop_row(20.0, [2.0], [6], 0)
     assert untargeted.met() is None and untargeted.markdown().endswith("| — | — | — |")
