@@ -359,8 +359,9 @@ class Bench:
         steps[f"image: docker build --no-cache on the kept base `{self.base_image}`"] = time.monotonic() - started
         say("first-up: `make up` on a new volume")
         up_steps, _ = self.make("up", venv, env)
-        steps.update(up_steps)
-        say("first-up: " + ", ".join(f"{step.split(':')[0]} {seconds:.1f} s" for step, seconds in steps.items()))
+        steps.update({f"then {step}" if step.startswith("`make") else f"then `make up`: {step}": seconds
+                      for step, seconds in up_steps.items()})
+        say("first-up: " + ", ".join(f"{step} {seconds:.1f} s" for step, seconds in steps.items()))
         return first_up_rows(steps)
 
     # ---- helpers --------------------------------------------------------------------------
