@@ -126,7 +126,7 @@ class Bench:
         hosts = {}
         for machine in machines:
             hostvars = dict(template, jupyter_ip=machine.name, jupyter_lab_spec=self.args.package_set,
-                            devbox_browser_url=f"http://127.0.0.1:{machine.port()}")
+                            devbox_browser_url=f"http://127.0.0.1:{machine.host_port()}")
             hostvars.update(connection.hostvars(machine))
             if self.ca_bundle:
                 hostvars["python_env_ca_bundle"] = CA_IN_CONTAINER

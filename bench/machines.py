@@ -92,7 +92,7 @@ class Machine(LocalMachine):
         else:
             self.run()
 
-    def port(self) -> int:
+    def host_port(self) -> int:
         return int(self.published_address().rsplit(":", 1)[1])
 
     def read_token(self, timeout: float) -> str:
@@ -121,7 +121,8 @@ class Machine(LocalMachine):
         which resolves to that address there, as fly-local-6pn does on Fly."""
         addresses = docker_output("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}} {{end}}",
                                   self.name).split()
-        return [f"http://127.0.0.1:{self.port()}"] + [f"http://[{address}]:{JUPYTER_PORT}" for address in addresses]
+        return [f"http://127.0.0.1:{self.host_port()}"] + \
+            [f"http://[{address}]:{JUPYTER_PORT}" for address in addresses]
 
     def diagnostics(self) -> str:
         """The end of the container's log and, for ours, of the launcher's log on the volume."""
