@@ -19,6 +19,7 @@ import yaml
 from machines import BENCH, CONNECTIONS, HOME, ROOT, VENV, BenchError, DockerConnection, Machine, say
 from report import (COLD_TARGET, Row, add_row, at_rtt, compare_row, first_up_rows, image_row, multi_row, noop_row,
                     up_row, warm_row)
+# machines put tools/ on the path.
 from devbox_testkit import USER, base_image, build_devbox_image, build_image, docker, docker_output, free_port
 from docker_host import CA_IN_CONTAINER, host_ca_bundle
 
