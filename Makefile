@@ -66,8 +66,10 @@ unit: $(BIN)/.installed engine browser
 molecule: image
 	$(BIN)/molecule test --all
 
+# Every figure of issue 12 in one run (bench/results/latest.md); BENCH_ARGS adds options,
+# e.g. BENCH_ARGS='--only first-up --runs 1' for the opt-in first `make up` with nothing cached.
 bench: $(BIN)/.installed engine
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --runs 3 --connection ssh --rtt-ms 0,50 $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import (BENCH, CONNECTIONS, ROOT, Bench, BenchError, at_rtt, docker, interrupt,  # noqa: E402
-                 machine_description, profile_lines, say, spread)
+from figures import Bench  # noqa: E402
+from machines import BENCH, CONNECTIONS, ROOT, BenchError, say  # noqa: E402
+from report import at_rtt, machine_description, profile_lines, spread  # noqa: E402
+from run import measure_then_clean_up, write_report  # noqa: E402
+from devbox_testkit import docker_output  # noqa: E402
 
 OUTPUT = os.path.join(BENCH, "results", "before-after.md")
 
@@ -72,7 +73,7 @@ def render(args: argparse.Namespace, benches: dict[str, Bench], samples: dict, l
         "# Benchmark: before and after, side by side",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- machine: {machine_description()}, Docker engine {docker('version', '-f', '{{.Server.Version}}')}; "
+        f"- machine: {machine_description()}, Docker engine {docker_output('version', '-f', '{{.Server.Version}}')}; "
         f"load average (1 min) {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
         "(other work shares these cores)",
         f"- before: {before.tree_description}; connection: {before.connection.description}",
@@ -94,7 +95,7 @@ def render(args: argparse.Namespace, benches: dict[str, Bench], samples: dict, l
         for label, values in by_label.items():
             lines.append(f"- {figure}, {label}: {', '.join(f'{value:.2f}' for value in values)}")
     for label, bench in benches.items():
-        lines += profile_lines(bench, whose=label)
+        lines += profile_lines(bench.profiles, whose=label)
     return "\n".join(lines) + "\n"
 
 
@@ -121,38 +122,27 @@ def parse_args() -> argparse.Namespace:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     args.package = "tomli-w"  # Bench's add figure, not measured here
+    args.tag = ""
     return args
 
 
 def main() -> None:
     args = parse_args()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, interrupt)
     load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="devbox-bench-") as workdir:
         benches = {}
         for label, revision in (("before", args.before), ("after", args.after)):
             os.makedirs(os.path.join(workdir, label))
             benches[label] = Bench(args, os.path.join(workdir, label), revision=revision, label=label)
-        try:
+
+        def snapshot_build_measure() -> dict:
             for bench in benches.values():
                 bench.snapshot()
                 bench.build_images()
-            samples = measure(benches, args.runs, args.rtts)
-        except KeyboardInterrupt:
-            sys.exit("bench: interrupted")
-        except (BenchError, subprocess.CalledProcessError) as error:
-            sys.exit(f"bench: failed: {error}")
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
-            for bench in benches.values():
-                bench.cleanup()
+            return measure(benches, args.runs, args.rtts)
+        samples = measure_then_clean_up(list(benches.values()), snapshot_build_measure)
         report = render(args, benches, samples, load_at_start)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as out:
-        out.write(report)
-    print(report)
-    say(f"written to {os.path.relpath(args.output, ROOT)}")
+    write_report(report, args.output)
 
 
 if __name__ == "__main__":

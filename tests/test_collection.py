@@ -10,7 +10,6 @@ module_utils file, action and Jinja test the roles use must come from the instal
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -18,24 +17,16 @@ import urllib.request
 
 import pytest
 
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, free_port, fresh, tagged
 from docker_host import CA_IN_CONTAINER
-from local_machine import LocalMachine
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
-NAME = "devbox-coll-collection"
+NAME = tagged("devbox-coll-collection")
 PLAYBOOK = """\
 - hosts: all
   gather_facts: false
   roles: [devbox.machine.dev_user, devbox.machine.python_env, devbox.machine.jupyter]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def plain_ansible_env(collections: str, config: str) -> dict:
@@ -64,15 +55,8 @@ def installed(tmp_path) -> str:
 
 @pytest.fixture
 def machine():
-    machine = LocalMachine(name=NAME, volume=f"{NAME}-home", image=IMAGE, port=free_port())
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    try:
+    with fresh(LocalMachine(name=NAME, volume=f"{NAME}-home", image=TEST_IMAGE, port=free_port())) as machine:
         yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
 
 
 def test_the_artifact_holds_the_roles_and_plugins_and_nothing_of_the_repository(installed):

@@ -12,8 +12,9 @@ import subprocess
 
 import pytest
 
+from devbox_testkit import wait_until
 from fly_testkit import (DOUBLE, ORG, ca_path, echo_server, fingerprint, fly_env, load_source, make_state, process_gone,
-                         signing_ca, wait_until)
+                         signing_ca)
 
 double = load_source("fly_double", DOUBLE)
 
@@ -268,7 +269,7 @@ def test_process_gone_tells_a_running_process_from_an_exited_one():
         assert not process_gone(child.pid)
     finally:
         child.kill()
-    assert wait_until(lambda: process_gone(child.pid))
+    wait_until(lambda: process_gone(child.pid), timeout=10, what=f"pid {child.pid} to end")
     child.wait()
 
 

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from fly_testkit import (DOUBLE, ORG, PROXY_HELPER, calls, echo_server, fly_env, load_source, make_state,
-                         process_gone, wait_until)
+from devbox_testkit import wait_until
+from fly_testkit import DOUBLE, ORG, PROXY_HELPER, calls, echo_server, fly_env, load_source, make_state, process_gone
 
 helper = load_source("fly_proxy_command", PROXY_HELPER)
 APP = "proxyapp"
@@ -42,7 +42,7 @@ def start_helper(state, port, host="127.0.0.1", fly=DOUBLE, *extra, **env):
 
 def proxy_pid(state):
     """The pid of the `fly proxy` the helper started (the double logs every call)."""
-    assert wait_until(lambda: any(c["argv"][0] == "proxy" for c in calls(state)))
+    wait_until(lambda: any(c["argv"][0] == "proxy" for c in calls(state)), timeout=10, what="the helper's `fly proxy`")
     [call] = [c for c in calls(state) if c["argv"][0] == "proxy"]
     return call["pid"], call["argv"]
 
@@ -61,7 +61,7 @@ def test_it_starts_fly_proxy_on_a_random_port_and_relays_both_ways(state, echo_p
         assert argv == ["proxy", f"0:{echo_port}", "127.0.0.1", "-a", APP, "--watch-stdin"]
         process.stdin.close()  # ssh closes the connection
         assert process.wait(10) == 0
-        assert wait_until(lambda: process_gone(pid)), "fly proxy outlived the helper"
+        wait_until(lambda: process_gone(pid), timeout=10, what="fly proxy to end with the helper")
     finally:
         process.kill()
         process.wait()
@@ -76,7 +76,7 @@ def test_no_fly_proxy_is_left_when_the_helper_is_signalled(state, echo_port, sig
         process.send_signal(sig)
         process.wait(10)
         # SIGKILL cannot be handled: then --watch-stdin ends the proxy when its stdin closes.
-        assert wait_until(lambda: process_gone(pid)), f"fly proxy outlived a helper killed by {sig.name}"
+        wait_until(lambda: process_gone(pid), timeout=10, what=f"fly proxy to end with a helper killed by {sig.name}")
     finally:
         process.kill()
         process.wait()
@@ -118,7 +118,7 @@ def test_a_proxy_that_never_gets_ready_is_stopped_with_its_process_group(state, 
     try:
         assert process.wait(30) == 255
         assert b"printed no readiness line within 1 s" in process.stderr.read()
-        assert wait_until(lambda: process_gone(int(pid_file.read_text())))
+        wait_until(lambda: process_gone(int(pid_file.read_text())), timeout=10, what="the silent fly proxy to end")
     finally:
         process.kill()
         process.wait()

@@ -3,14 +3,13 @@
 The decision is checked against this machine's real engine and against a recorded `docker info`
 of an engine with nvidia-container-toolkit configured; the flag against the real engine.
 """
-import os
 import subprocess
 
 import pytest
 
-from local_machine import LocalMachine, engine_info, gpu_request
+from devbox_testkit import TEST_IMAGE, LocalMachine, tagged
+from local_machine import engine_info, gpu_request
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 
 # `docker info --format '{{json .}}'` of this project's Debian 12 engine, cut to what the decision
 # and a reader need, with the runtime that `nvidia-ctk runtime configure --runtime=docker` adds to
@@ -50,7 +49,8 @@ def test_no_runtime_no_gpus_unless_asked_for():
 
 @pytest.fixture
 def machine():
-    machine = LocalMachine(name="devbox-browser-gpus", volume="devbox-browser-gpus-home", image=IMAGE)
+    machine = LocalMachine(name=tagged("devbox-browser-gpus"), volume=tagged("devbox-browser-gpus-home"),
+                           image=TEST_IMAGE)
     yield machine
     machine.remove()
     machine.remove_volume()

@@ -7,18 +7,19 @@ import time
 
 import pytest
 
-from local_machine import ROOT, LocalMachine, docker, machine_lock
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, tagged
+from local_machine import machine_lock
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
-NAME, VOLUME = "devbox-browser-lock", "devbox-browser-lock-home"
+NAME, VOLUME = tagged("devbox-browser-lock"), tagged("devbox-browser-lock-home")
 
 # One `up` reduced to what collides: take the lock, start the container, then hold on until
 # the test lets go (the file named by argv[2] appears).
 CONTENDER = f"""
 import os, sys, time
 sys.path.insert(0, {os.path.join(ROOT, "tools")!r})
-from local_machine import LocalMachine, machine_lock
-machine = LocalMachine(name={NAME!r}, volume={VOLUME!r}, image={IMAGE!r})
+from devbox_testkit import LocalMachine
+from local_machine import machine_lock
+machine = LocalMachine(name={NAME!r}, volume={VOLUME!r}, image={TEST_IMAGE!r})
 with machine_lock(machine.name, lock_dir=sys.argv[1]):
     machine.start()
     print("started", machine.name, flush=True)
@@ -38,7 +39,7 @@ def read_line(process: subprocess.Popen) -> str:
 
 @pytest.fixture
 def machine():
-    machine = LocalMachine(name=NAME, volume=VOLUME, image=IMAGE)
+    machine = LocalMachine(name=NAME, volume=VOLUME, image=TEST_IMAGE)
     machine.remove()
     yield machine
     machine.remove()
@@ -71,7 +72,7 @@ def test_second_up_waits_for_the_first_and_reuses_its_container(machine, tmp_pat
 
 def test_the_command_line_takes_the_lock():
     """`tools/local_machine.py` (what `make up`, `make down` run) waits while the lock is held."""
-    name = "devbox-browser-lock-cli"
+    name = tagged("devbox-browser-lock-cli")
     env = dict(os.environ, DEVBOX_NAME=name, DEVBOX_VOLUME=f"{name}-home")
     with machine_lock(name):
         down = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "local_machine.py"), "down"],

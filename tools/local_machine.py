@@ -24,10 +24,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from docker_host import CA_IN_CONTAINER, DOCKER, host_ca_bundle
+from devbox_testkit import ROOT, USER, LocalMachine, base_image, build_devbox_image, docker_output
+# Until tests/lifecycle/test_tensorboard.py (another branch) imports it from devbox_testkit.
+from devbox_testkit import docker  # noqa: F401
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-USER = "pythonuser"
 LOCK_DIR = os.path.join(ROOT, ".cache")
 
 
@@ -35,21 +35,15 @@ def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def docker(*args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run([DOCKER, *args], check=check, text=True, capture_output=quiet)
-
-
 def build_image(image: str) -> None:
-    base = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "base_image.py")],
-                          check=True, text=True, stdout=subprocess.PIPE).stdout.strip()
+    base = base_image()
     say(f"building {image} on {base}")
-    docker("build", "-q", "--build-arg", f"BASE_IMAGE={base}", "--build-arg", f"NONROOT_USER={USER}",
-           "-t", image, ROOT, quiet=True)
+    build_devbox_image(image, base=base)
 
 
 def engine_info() -> dict:
     """`docker info` of the engine, as its JSON."""
-    return json.loads(docker("info", "--format", "{{json .}}", quiet=True).stdout)
+    return json.loads(docker_output("info", "--format", "{{json .}}"))
 
 
 def gpu_request(info: dict, setting: str | None) -> tuple[str | None, str]:
@@ -92,75 +86,6 @@ def machine_lock(name: str, lock_dir: str = LOCK_DIR) -> Iterator[None]:
         lock.write(f"pid {os.getpid()}\n")
         lock.flush()
         yield
-
-
-class LocalMachine:
-    """One container + one named volume, provisioned over the docker connection."""
-
-    def __init__(self, name: str, volume: str, image: str, port: int | None = None, gpus: str | None = None,
-                 env: dict | None = None):
-        self.name, self.volume, self.image, self.port, self.gpus = name, volume, image, port, gpus
-        self.env = env or {}  # for PID 1 (the tests shorten the idle stop's polling)
-        self.ca_bundle = host_ca_bundle()
-
-    def state(self) -> str | None:
-        result = docker("inspect", "-f", "{{.State.Status}}", self.name, check=False, quiet=True)
-        return result.stdout.strip() if result.returncode == 0 else None
-
-    def runs_current_image(self) -> bool:
-        running = docker("inspect", "-f", "{{.Image}}", self.name, check=False, quiet=True).stdout.strip()
-        built = docker("image", "inspect", "-f", "{{.Id}}", self.image, check=False, quiet=True).stdout.strip()
-        return running == built
-
-    def has_gpus(self) -> bool:
-        requests = docker("inspect", "-f", "{{json .HostConfig.DeviceRequests}}", self.name,
-                          check=False, quiet=True).stdout.strip()
-        return requests not in ("", "null", "[]")
-
-    def start(self) -> None:
-        """Start the container unless it runs the current image with the GPUs asked for; anything
-        else is replaced.
-
-        Like a Fly Machine after a deploy or a restart: the root FS comes fresh from the image
-        and the volume stays.
-        """
-        state = self.state()
-        if state == "running" and self.runs_current_image() and self.has_gpus() == bool(self.gpus):
-            return
-        if state is not None:
-            self.remove()
-        mounts = ["-v", f"{self.volume}:/home/{USER}"]
-        if self.ca_bundle:
-            mounts += ["-v", f"{self.ca_bundle}:{CA_IN_CONTAINER}:ro"]
-        ports = ["-p", f"127.0.0.1:{self.port}:8888"] if self.port else []
-        gpus = ["--gpus", self.gpus] if self.gpus else []
-        env = [f"--env={key}={value}" for key, value in self.env.items()]
-        docker("run", "-d", "--name", self.name, "--hostname", self.name, *mounts, *ports, *gpus, *env, self.image,
-               quiet=True)
-
-    def remove(self) -> None:
-        docker("rm", "-f", self.name, check=False, quiet=True)
-
-    def remove_volume(self) -> None:
-        docker("volume", "rm", "-f", self.volume, check=False, quiet=True)
-
-    def exec(self, command: str, user: str = "root") -> subprocess.CompletedProcess:
-        return docker("exec", "-u", user, self.name, "sh", "-c", command, check=False, quiet=True)
-
-    def playbook_command(self, *extra: str) -> list[str]:
-        command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-                   "-i", os.path.join(ROOT, "inventory", "local.yml"),
-                   "-e", f"ansible_host={self.name}", "-e", f"jupyter_ip={self.name}"]
-        if self.port:
-            command += ["-e", f"devbox_browser_url=http://127.0.0.1:{self.port}"]
-        if self.ca_bundle:
-            command += ["-e", f"python_env_ca_bundle={CA_IN_CONTAINER}"]
-        return command + list(extra) + [os.path.join(ROOT, "playbooks", "site.yml")]
-
-    def provision(self, *extra: str, capture: bool = False) -> subprocess.CompletedProcess:
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
-        return subprocess.run(self.playbook_command(*extra), cwd=ROOT, env=env, text=True,
-                              capture_output=capture)
 
 
 def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:

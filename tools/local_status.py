@@ -12,41 +12,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
-from local_machine import ROOT, LocalMachine, docker
-
-PLAYBOOK = os.path.join(ROOT, "playbooks", "status.yml")
-
-
-def published_url(name: str) -> str | None:
-    """Where this computer reaches the container's Jupyter (what `make up` published)."""
-    result = docker("port", name, "8888/tcp", check=False, quiet=True)
-    address = result.stdout.strip().splitlines()[0] if result.returncode == 0 and result.stdout.strip() else ""
-    return f"http://{address}" if address else None
+from devbox_testkit import LocalMachine, docker
 
 
 def volume_exists(volume: str) -> bool:
-    return docker("volume", "inspect", volume, check=False, quiet=True).returncode == 0
+    return docker("volume", "inspect", volume, check=False).returncode == 0
 
 
 def playbook_blocks(machine: LocalMachine, show_token: bool) -> tuple[int, list[str]]:
     """Run status.yml with the JSON callback; (exit status, the lines to print)."""
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-               "-i", os.path.join(ROOT, "inventory", "local.yml"),
-               "-e", f"ansible_host={machine.name}", "-e", f"jupyter_ip={machine.name}",
-               "-e", json.dumps({"status_show_token": show_token,
-                                 "status_token_hint": "`make status SHOW_TOKEN=1` prints the URL with it"})]
+    extra = ["-e", json.dumps({"status_show_token": show_token,
+                               "status_token_hint": "`make status SHOW_TOKEN=1` prints the URL with it"})]
     if os.environ.get("VARS"):  # the same variables as `make up VARS=...`: what would the next run change?
-        command += ["-e", os.environ["VARS"]]
-    url = published_url(machine.name)
-    if url:
-        command += ["-e", f"devbox_browser_url={url}"]
+        extra += ["-e", os.environ["VARS"]]
+    address = machine.published_address()  # what `make up` published
+    if address:
+        extra += ["-e", f"devbox_browser_url=http://{address}"]
     else:
-        command += ["-e", "devbox_open_hint=no port is published on this computer: `make up` publishes it"]
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    run = subprocess.run([*command, PLAYBOOK], cwd=ROOT, env=env, capture_output=True, text=True)
+        extra += ["-e", "devbox_open_hint=no port is published on this computer: `make up` publishes it"]
+    run = machine.provision(*extra, playbook="status.yml", capture=True,
+                            env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
     try:
         report = json.loads(run.stdout)
     except ValueError:
@@ -69,7 +56,7 @@ def main() -> int:
     machine = LocalMachine(name=os.environ.get("DEVBOX_NAME", "devbox-local"),
                            volume=os.environ.get("DEVBOX_VOLUME", "devbox-home"),
                            image=os.environ.get("DEVBOX_IMAGE", "devbox:latest"))
-    if docker("info", check=False, quiet=True).returncode != 0:
+    if docker("info", check=False).returncode != 0:
         print(f"{machine.name}: unknown: the Docker engine does not answer (`make engine` starts it)")
         return 1
     state = machine.state()

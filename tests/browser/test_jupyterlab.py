@@ -14,10 +14,10 @@ import sys
 import pytest
 
 from jupyterlab_page import JupyterLab, chromium
-from local_machine import ROOT, LocalMachine, engine_info, gpu_request
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, fresh, tagged
+from local_machine import engine_info, gpu_request
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
-NAME, VOLUME, PORT = "devbox-browser", "devbox-browser-home", 18870
+NAME, VOLUME, PORT = tagged("devbox-browser"), tagged("devbox-browser-home"), 18870
 SHOTS = os.path.join(ROOT, "tests", "output", "browser")
 NOTEBOOK = "devbox-check.ipynb"
 URL_LINE = re.compile(rf"Jupyter: (http://127\.0\.0\.1:{PORT}/lab\?token=[0-9A-Za-z_-]+)")
@@ -25,7 +25,7 @@ URL_LINE = re.compile(rf"Jupyter: (http://127\.0\.0\.1:{PORT}/lab\?token=[0-9A-Z
 
 def local_machine(action: str) -> str:
     """Run `tools/local_machine.py <action>` for the test's machine; its output."""
-    env = dict(os.environ, DEVBOX_NAME=NAME, DEVBOX_VOLUME=VOLUME, DEVBOX_PORT=str(PORT), DEVBOX_IMAGE=IMAGE,
+    env = dict(os.environ, DEVBOX_NAME=NAME, DEVBOX_VOLUME=VOLUME, DEVBOX_PORT=str(PORT), DEVBOX_IMAGE=TEST_IMAGE,
                VARS=json.dumps({"python_env_packages": ["six==1.16.0"]}))
     env.pop("DEVBOX_GPUS", None)
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "local_machine.py"), action],
@@ -43,14 +43,8 @@ def printed_url(output: str) -> str:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name=NAME, volume=VOLUME, image=IMAGE, port=PORT)
-    machine.remove()
-    machine.remove_volume()
-    try:
-        yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
+    with fresh(LocalMachine(name=NAME, volume=VOLUME, image=TEST_IMAGE, port=PORT), start=False) as machine:
+        yield machine  # `make up` starts it
 
 
 @pytest.fixture(scope="module")

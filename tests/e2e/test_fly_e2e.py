@@ -13,23 +13,19 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import urllib.request
 
 import pytest
 
-from docker_host import DOCKER
-from fly_testkit import (ORG, ROOT, ca_path, calls, fly_env, fly_proxy_pids, load_source, make_state, process_gone,
-                         wait_until)
+from devbox_testkit import TEST_IMAGE, TEST_TAG, base_image, build_image, docker, ssh_banner, wait_until
+from fly_testkit import ORG, ROOT, ca_path, calls, fly_env, fly_proxy_pids, load_source, make_state, process_gone
 
 pytestmark = pytest.mark.e2e
 
 fly_inventory = load_source("fly_inventory_e2e", os.path.join(ROOT, "plugins", "inventory", "fly.py"))
 BIN = os.path.join(ROOT, ".venv", "bin")
-BASE_IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
-TAG = re.sub(r"[^a-z0-9]+", "-", BASE_IMAGE.rsplit(":", 1)[-1].lower()).strip("-") or "test"
-MACHINE_IMAGE = f"devbox-fly-machine:{TAG}"
+MACHINE_IMAGE = f"devbox-fly-machine:{TEST_TAG}"
 PRINCIPALS = ["root", "pythonuser", "fly"]
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # Module runs of a converged site.yml per host: each one exec with Ansible's own strategy.
@@ -37,20 +33,11 @@ MODULE_RUNS = 8
 RECAP = re.compile(r"^(\S+)\s*: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
-def docker(*args, check=True):
-    return subprocess.run([DOCKER, *args], capture_output=True, text=True, check=check, timeout=600)
-
-
 def build_images():
     subprocess.run([sys_python(), os.path.join(ROOT, "tools", "ensure_docker.py")], check=True)
-    env = dict(os.environ, DOCKER_BUILDKIT="0")
-    if docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:  # what `make image` builds
-        base = subprocess.run([sys_python(), os.path.join(ROOT, "tools", "base_image.py")], check=True,
-                              capture_output=True, text=True).stdout.strip()
-        subprocess.run([DOCKER, "build", "-q", "--build-arg", f"BASE_IMAGE={base}", "-t", BASE_IMAGE, ROOT],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run([DOCKER, "build", "-q", "--build-arg", f"DEVBOX_IMAGE={BASE_IMAGE}", "-t", MACHINE_IMAGE,
-                    os.path.join(ROOT, "tests", "fly_machine")], check=True, env=env, stdout=subprocess.DEVNULL)
+    if docker("image", "inspect", TEST_IMAGE, check=False).returncode != 0:  # what `make image` builds
+        build_image(TEST_IMAGE, ROOT, BASE_IMAGE=base_image())
+    build_image(MACHINE_IMAGE, os.path.join(ROOT, "tests", "fly_machine"), DEVBOX_IMAGE=TEST_IMAGE)
 
 
 def sys_python():
@@ -61,7 +48,7 @@ def sys_python():
 def app(tmp_path_factory):
     build_images()
     work = tmp_path_factory.mktemp("fly-e2e")
-    name = f"devbox-e2e-{TAG}-{os.urandom(4).hex()}"
+    name = f"devbox-e2e-{TEST_TAG}-{os.urandom(4).hex()}"
     state = make_state(str(work / "state"), {name: ORG})
     # The app's private network: IPv6 only reaches the Machines' SSH servers, as 6PN does on Fly.
     network = f"{name}-6pn"
@@ -83,7 +70,7 @@ def app(tmp_path_factory):
         machines[container] = machine_id
     for container in machines:
         if not container.endswith("-m3"):
-            assert wait_until(lambda: ssh_banner(container), timeout=60), f"no SSH server in {container}"
+            wait_until(lambda: ssh_answers(container), timeout=60, what=f"an SSH server in {container}")
     fly_toml = work / "fly.toml"
     with open(os.path.join(ROOT, "fly.toml"), encoding="utf-8") as handle:
         fly_toml.write_text(handle.read().replace('app = "python-dev-machine"', f'app = "{name}"'))
@@ -112,14 +99,9 @@ def addresses(container):
     return found[0], found[1]
 
 
-def ssh_banner(container, family=6):
+def ssh_answers(container, family=6):
     """True once the Machine's SSH server answers, as after `fly deploy` (which waits for it)."""
-    address = addresses(container)[1 if family == 6 else 0]
-    try:
-        with socket.create_connection((address, 22), timeout=2) as connection:
-            return connection.recv(8).startswith(b"SSH-2.0")
-    except OSError:
-        return False
+    return ssh_banner(addresses(container)[1 if family == 6 else 0])
 
 
 def close_ssh_masters(context):
@@ -196,7 +178,7 @@ def test_first_converge_reaches_every_started_machine_through_fly_proxy(app, fir
 def test_the_machines_ssh_servers_offer_only_exec_over_ipv6(app, first_converge):
     """The stand-in is strict: were it a full OpenSSH, the tests would pass regardless."""
     container = started(app)[0]
-    assert not ssh_banner(container, family=4), "the SSH server must listen on the 6PN (IPv6) address only"
+    assert not ssh_answers(container, family=4), "the SSH server must listen on the 6PN (IPv6) address only"
     config = docker("exec", container, "/usr/sbin/sshd", "-T", "-C", "user=root,host=x,addr=::1").stdout
     settings = dict(line.split(" ", 1) for line in config.splitlines() if " " in line)
     assert (settings["maxsessions"], settings["permittty"], settings["allowtcpforwarding"]) == ("1", "no", "no")
@@ -284,7 +266,8 @@ def test_the_images_process_is_its_boot_step(app):
 
 def test_jupyter_outlives_the_ssh_sessions_and_no_fly_proxy_is_left(app, first_converge):
     close_ssh_masters(app)
-    assert wait_until(lambda: not fly_proxy_pids(app["name"]), timeout=15), "a fly proxy outlived its SSH master"
+    wait_until(lambda: not fly_proxy_pids(app["name"]), timeout=15,
+               what="the fly proxies to end with their SSH masters")
     for container in started(app):
         status = docker("exec", container, "su", "-", "pythonuser", "-c", "~/.local/bin/devbox-jupyter status",
                         check=False)

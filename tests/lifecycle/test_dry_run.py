@@ -5,7 +5,6 @@ masked), and every run, dry or not, pipelines: with Ansible's own strategy one e
 run, no file upload, no PTY; with Mitogen (the default) one exec for the whole run.
 """
 import json
-import os
 import re
 import stat
 import threading
@@ -13,9 +12,8 @@ import time
 
 import pytest
 
-from local_machine import LocalMachine
+from devbox_testkit import TEST_IMAGE, LocalMachine, fresh, tagged
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
 # devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv, devbox_shell_init, devbox_jupyter,
@@ -50,13 +48,9 @@ def plain_strategy(monkeypatch):
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name="devbox-dryrun", volume="devbox-dryrun-home", image=IMAGE)
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    yield machine
-    machine.remove()
-    machine.remove_volume()
+    with fresh(LocalMachine(name=tagged("devbox-dryrun"), volume=tagged("devbox-dryrun-home"),
+                            image=TEST_IMAGE)) as machine:
+        yield machine
 
 
 def test_dry_run_on_a_fresh_machine_changes_nothing(machine, plain_strategy):

@@ -13,9 +13,8 @@ import subprocess
 import pytest
 
 from docker_host import DOCKER
-from local_machine import ROOT, LocalMachine, docker
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
 LAUNCHER = f"{HOME}/.local/bin/devbox-jupyter"
 TOKEN_FILE = f"{HOME}/.jupyter/devbox_token"
@@ -128,32 +127,20 @@ def file_table(machine) -> set:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name="devbox-hardening", volume="devbox-hardening-home", image=IMAGE)
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    try:
+    with fresh(LocalMachine(name=tagged("devbox-hardening"), volume=tagged("devbox-hardening-home"),
+                            image=TEST_IMAGE)) as machine:
         put(machine, "/usr/local/bin/token-probe", TOKEN_PROBE)
         rc, output = run(machine)
         assert rc == 0, output[-3000:]
         yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
 
 
 @pytest.fixture
 def bare_machine():
     """A fresh container and volume, not provisioned: the account is made by the boot step's library."""
-    machine = LocalMachine(name="devbox-hardening-race", volume="devbox-hardening-race-home", image=IMAGE)
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    try:
+    with fresh(LocalMachine(name=tagged("devbox-hardening-race"), volume=tagged("devbox-hardening-race-home"),
+                            image=TEST_IMAGE)) as machine:
         yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
 
 
 def test_a_home_in_a_system_tree_is_refused_with_nothing_changed(machine):

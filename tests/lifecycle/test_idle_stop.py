@@ -4,14 +4,12 @@ idle_stop_minutes, and never while a session is open or a kernel is busy.
 Real minutes: idle_stop_minutes=1, with PID 1 looking every 2 s instead of every 60 s.
 """
 import json
-import os
 import time
 
 import pytest
 
-from local_machine import LocalMachine, docker
+from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
 IDLE_S = 60
 # As the user: start a kernel through Jupyter's API and give it a long cell, then leave.
@@ -60,16 +58,11 @@ def running(machine) -> bool:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name="devbox-idle", volume="devbox-idle-home", image=IMAGE,
-                           env={"DEVBOX_IDLE_POLL_S": "2"})
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    result = machine.provision("-e", json.dumps({"idle_stop_minutes": 1}), capture=True)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    yield machine
-    machine.remove()
-    machine.remove_volume()
+    with fresh(LocalMachine(name=tagged("devbox-idle"), volume=tagged("devbox-idle-home"), image=TEST_IMAGE,
+                            env={"DEVBOX_IDLE_POLL_S": "2"})) as machine:
+        result = machine.provision("-e", json.dumps({"idle_stop_minutes": 1}), capture=True)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        yield machine
 
 
 def test_an_open_session_keeps_the_machine_up(machine):

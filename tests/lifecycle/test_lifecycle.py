@@ -14,9 +14,8 @@ import time
 
 import pytest
 
-from local_machine import LocalMachine, docker
+from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
 LAUNCHER = f"{HOME}/.local/bin/devbox-jupyter"
@@ -46,28 +45,13 @@ def distributions(machine) -> str:
     return machine.exec(f"ls {VENV}/lib/python3*/site-packages | grep dist-info | sort").stdout
 
 
-def wait_until(predicate, timeout=60, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name="devbox-lifecycle", volume="devbox-lifecycle-home", image=IMAGE)
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    try:
+    with fresh(LocalMachine(name=tagged("devbox-lifecycle"), volume=tagged("devbox-lifecycle-home"),
+                            image=TEST_IMAGE)) as machine:
         rc, output = run(machine)
         assert rc == 0, output[-3000:]
         yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
 
 
 @pytest.mark.parametrize("variable, value, expected", [
@@ -150,11 +134,11 @@ def test_restart_restores_user_and_jupyter_without_ansible(machine):
     machine.remove()
     machine.start()
     wait_until(lambda: machine.exec(LAUNCHER + " status", user="pythonuser").returncode == 0,
-               what="the boot step to start Jupyter")
+               timeout=60, interval=0.5, what="the boot step to start Jupyter")
     assert machine.exec("id -u pythonuser").stdout.strip() == "1000"
     assert token(machine) == before_token
     # Same port, on the new container's own private address (resolved at launch, as on Fly).
-    address = machine.exec("getent hosts devbox-lifecycle").stdout.split()[0]
+    address = machine.exec(f"getent hosts {machine.name}").stdout.split()[0]
     assert jupyter_status(machine)["url"] == f"http://{address}:8888/"
     assert before_url.endswith(":8888/")
     assert machine.exec(f"cat {HOME}/project/keep.ipynb").stdout.strip() == "{}"
@@ -166,7 +150,8 @@ def test_restart_restores_user_and_jupyter_without_ansible(machine):
 def test_killed_jupyter_is_noticed_and_restarted_with_its_log_kept(machine):
     pid = jupyter_status(machine)["pid"]
     machine.exec(f"kill -9 {pid}")
-    wait_until(lambda: not jupyter_status(machine)["running"], what="the stale pidfile to be noticed")
+    wait_until(lambda: not jupyter_status(machine)["running"], timeout=60, interval=0.5,
+               what="the stale pidfile to be noticed")
     rc, output = run(machine)
     assert rc == 0 and recap_changed(output) == 1
     status = jupyter_status(machine)
@@ -195,7 +180,7 @@ def test_interrupted_install_is_completed_by_the_next_run(machine):
     controller = subprocess.Popen(machine.playbook_command("-e", extra), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
     wait_until(lambda: "uv pip install" in machine.exec("cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '").stdout
-               or controller.poll() is not None, timeout=120, what="the install to start")
+               or controller.poll() is not None, timeout=120, interval=0.5, what="the install to start")
     assert controller.poll() is None, "the run finished before it could be interrupted"
     os.killpg(controller.pid, signal.SIGKILL)
     controller.wait()

@@ -7,25 +7,17 @@ plainly when the container is stopped or gone.
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.request
 
 import pytest
 
-from local_machine import ROOT, LocalMachine, docker
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, fresh, tagged
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
-NAME, VOLUME = "devbox-status-test", "devbox-status-test-home"
+NAME, VOLUME = tagged("devbox-status-test"), tagged("devbox-status-test-home")
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def status(*args, name=NAME, volume=VOLUME, **env):
@@ -43,17 +35,10 @@ def line(output: str, prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def machine():
-    machine = LocalMachine(name=NAME, volume=VOLUME, image=IMAGE, port=free_port())
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    try:
+    with fresh(LocalMachine(name=NAME, volume=VOLUME, image=TEST_IMAGE, port=free_port())) as machine:
         result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
 
 
 def test_status_reports_each_part_as_the_machine_has_it(machine):
@@ -115,7 +100,7 @@ def test_next_run_names_missing_packages_and_a_stopped_jupyter(machine):
 
 
 def test_a_fresh_machine_is_reported_as_not_provisioned():
-    fresh = LocalMachine(name=f"{NAME}-fresh", volume=f"{VOLUME}-fresh", image=IMAGE)
+    fresh = LocalMachine(name=f"{NAME}-fresh", volume=f"{VOLUME}-fresh", image=TEST_IMAGE)
     fresh.start()
     try:
         rc, output = status(name=fresh.name, volume=fresh.volume)

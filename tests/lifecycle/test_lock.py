@@ -6,6 +6,7 @@ lock and ends up with the same `pip freeze`. With python_env_sync an extra packa
 is removed and reported. The lock itself is read from the venv's metadata: taking it needs no
 network.
 """
+import contextlib
 import json
 import os
 import re
@@ -14,9 +15,8 @@ import sys
 
 import pytest
 
-from local_machine import ROOT, LocalMachine, docker
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
 PACKAGES = ["six==1.16.0", "python-dateutil==2.9.0.post0"]
@@ -48,7 +48,7 @@ def machine_lock(machine) -> str:
 # Both containers are the inventory's one host, devbox-local (tools/local_machine.py points it
 # at each in turn): each gets its own lock folder on the controller.
 COPY = "devbox-local.requirements.lock"
-FIRST, SECOND = "devbox-lock-a", "devbox-lock-b"
+FIRST, SECOND = tagged("devbox-lock-a"), tagged("devbox-lock-b")
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +58,9 @@ def locks(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def machines(locks):
-    pair = [LocalMachine(name=name, volume=f"{name}-home", image=IMAGE) for name in (FIRST, SECOND)]
-    for machine in pair:
-        machine.remove()
-        machine.remove_volume()
-        machine.start()
-    yield pair
-    for machine in pair:
-        machine.remove()
-        machine.remove_volume()
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(fresh(LocalMachine(name=name, volume=f"{name}-home", image=TEST_IMAGE)))
+               for name in (FIRST, SECOND)]
 
 
 def run(machine, locks, variables, *extra):
