@@ -78,7 +78,7 @@ def header(bench: Bench) -> list[str]:
         f"- both images on the same base `{bench.base_image}`; package set `{bench.args.package_set}`; "
         f"connection: {bench.connection.description}; `make up` always over `docker exec`",
         f"- each figure: median of {bench.args.runs} runs (min–max in brackets), seed and ours interleaved",
-        f"- targets: issue 12's, with its moonshots (image size and warm restart: issue 5's)",
+        "- targets: issue 12's, with its moonshots (image size and warm restart: issue 5's)",
         f"- command: `{' '.join(['.venv/bin/python bench/run.py'] + sys.argv[1:])}`",
     ]
 

@@ -25,8 +25,6 @@ import sys
 from collections.abc import Iterator
 
 from devbox_testkit import ROOT, USER, LocalMachine, base_image, build_devbox_image, docker_output
-# Until tests/lifecycle/test_tensorboard.py (another branch) imports it from devbox_testkit.
-from devbox_testkit import docker  # noqa: F401
 
 LOCK_DIR = os.path.join(ROOT, ".cache")
 

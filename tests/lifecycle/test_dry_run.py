@@ -5,6 +5,7 @@ masked), and every run, dry or not, pipelines: with Ansible's own strategy one e
 run, no file upload, no PTY; with Mitogen (the default) one exec for the whole run.
 """
 import json
+import os
 import re
 import stat
 import threading

@@ -7,16 +7,14 @@ services back, that a rerun changes nothing, and that a running TensorBoard does
 idle machine up.
 """
 import json
-import os
 import re
 import time
 
 import pytest
 
-from local_machine import LocalMachine, docker
+from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
 
-IMAGE = os.environ.get("DEVBOX_TEST_IMAGE", "devbox:test")
-NAME = "devbox-svc-tensorboard"
+NAME = tagged("devbox-tensorboard")
 HOME = "/home/pythonuser"
 LAUNCHERS = {"jupyter": f"{HOME}/.local/bin/devbox-jupyter", "tensorboard": f"{HOME}/.local/bin/devbox-tensorboard"}
 # Reads /proc/net/tcp{,6} with the image's own code: every socket listening on the port, any user's.
@@ -51,30 +49,15 @@ def status(machine, service: str) -> dict:
     return json.loads(result.stdout or "{}")
 
 
-def wait_until(predicate, timeout=90, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def machine():
     # PID 1 looks every 2 s whether the machine is in use (idle stop, the last test) instead of every 60 s.
-    machine = LocalMachine(name=NAME, volume=f"{NAME}-home", image=IMAGE, env={"DEVBOX_IDLE_POLL_S": "2"})
-    machine.remove()
-    machine.remove_volume()
-    machine.start()
-    try:
+    with fresh(LocalMachine(name=NAME, volume=f"{NAME}-home", image=TEST_IMAGE,
+                            env={"DEVBOX_IDLE_POLL_S": "2"})) as machine:
         rc, output = run(machine)
         assert rc == 0, output[-3000:]
         assert "TensorBoard listens on http://" in output
         yield machine
-    finally:
-        machine.remove()
-        machine.remove_volume()
 
 
 def private_address(machine) -> str:
@@ -118,7 +101,7 @@ def test_docker_restart_brings_jupyter_and_tensorboard_back_without_ansible(mach
     docker("restart", "-t", "30", NAME, quiet=True)
     assert time.monotonic() - started < 28, "PID 1 stops every service inside fly.toml's kill_timeout"
     for service in LAUNCHERS:
-        wait_until(lambda: status(machine, service).get("healthy"), what=f"the boot step to start {service}")
+        wait_until(lambda: status(machine, service).get("healthy"), timeout=90, what=f"the boot step to start {service}")
         # The same port, on the new address of the container (resolved again at boot, as on Fly).
         assert status(machine, service)["url"] == f"http://{private_address(machine)}:{ports[service]}"
     log = docker("logs", NAME, quiet=True).stdout
