@@ -1,6 +1,7 @@
 """The devbox_jupyter module's own logic."""
 import json
 import os
+import socket
 
 import pytest
 
@@ -26,8 +27,11 @@ def test_other_venv_and_project_dirs_reach_the_server_config_and_the_launcher(tm
                         {"changed": False, "installed": [], "upgraded": []})
     monkeypatch.setattr(jupyter, "run_launcher", lambda path, action: (0, {"action": "started"}))
     token = "t" * 40
+    with socket.socket() as probe:  # a port nobody listens on, so the launcher reaches its venv
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     params = {"home": str(home), "venv_dir": ".venvs/main", "project_dir": "work/src", "lab_spec": "jupyterlab",
-              "min_free_mb": 0, "ip": "127.0.0.1", "port": 8899, "token": token, "launcher_source": "#!/bin/sh\n",
+              "min_free_mb": 0, "ip": "127.0.0.1", "port": port, "token": token, "launcher_source": "#!/bin/sh\n",
               "server_settings": {}}
     jupyter.provision(params, dry_run=False)
     assert calls == [f"{home}/.venvs/main"], "JupyterLab goes into the venv named by venv_dir"
