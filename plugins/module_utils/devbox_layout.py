@@ -27,6 +27,15 @@ def dir_problem(relative) -> str | None:
             "(letters, digits, '.', '_', '-'; no '..', no leading '/')")
 
 
+def options_problem(params: dict) -> str | None:
+    """The first of a module's venv_dir and project_dir options that cannot be used, with why."""
+    for option in ("venv_dir", "project_dir"):
+        problem = dir_problem(params[option]) if option in params else None
+        if problem:
+            return f"{option}: {problem}"
+    return None
+
+
 def under_home(home: str, relative: str) -> str:
     """The absolute path of a checked directory name; ValueError naming the problem otherwise."""
     problem = dir_problem(relative)

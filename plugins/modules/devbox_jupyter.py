@@ -135,7 +135,7 @@ from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils.devbox_address import listen_address_problem, listen_name
     from ansible.module_utils.devbox_jupyter_settings import merged, settings_problem
-    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem
+    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
@@ -143,7 +143,7 @@ except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
         listen_address_problem, listen_name)
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
@@ -243,10 +243,9 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     # Before anything is installed, written or stopped: a bad address leaves the running Jupyter alone.
-    for option in ("venv_dir", "project_dir"):
-        problem = dir_problem(params[option])
-        if problem:
-            module.fail_json(msg=f"{option}: {problem}; the running Jupyter and its settings are unchanged")
+    problem = options_problem(params)
+    if problem:
+        module.fail_json(msg=f"{problem}; the running Jupyter and its settings are unchanged")
     listen = listen_name(params["ip"])
     problem = listen_address_problem(listen)
     if problem:

@@ -56,11 +56,11 @@ RETURN = r"""
 
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem
+    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible.module_utils.devbox_shell_init import ensure_block
 except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import ensure_block
 
@@ -76,10 +76,9 @@ ARGUMENT_SPEC = {
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    for option in ("venv_dir", "project_dir"):
-        problem = dir_problem(params[option])
-        if problem:
-            module.fail_json(msg=f"{option}: {problem}")
+    problem = options_problem(params)
+    if problem:
+        module.fail_json(msg=problem)
     if module.check_mode and not user_exists(module.params["user"]):
         module.exit_json(changed=True)  # a fresh machine: the user and the block are still to come
     try:

@@ -276,12 +276,12 @@ from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils.devbox_machine_status import (gpus, next_run, provision_record, swap,
                                                             user_side, volume)
-    from ansible.module_utils.devbox_layout import VENV_DIR, dir_problem
+    from ansible.module_utils.devbox_layout import VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import (
         gpus, next_run, provision_record, swap, user_side, volume)
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR, dir_problem
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import (
         RunAsError, run_as, user_exists)
 
@@ -354,9 +354,9 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     home, user = params["home"], params["user"]
-    problem = dir_problem(params["venv_dir"])
+    problem = options_problem(params)
     if problem:
-        module.fail_json(msg=f"venv_dir: {problem}")
+        module.fail_json(msg=problem)
     facts = {"user_exists": user_exists(user), "swap": swap(), "volume": volume(home), "gpu": gpus(),
              "provisioned": provision_record(home)}
     if facts["user_exists"]:

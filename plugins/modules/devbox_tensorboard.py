@@ -121,13 +121,13 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils import devbox_address
-    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem
+    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils import devbox_address
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
         ServiceError, register, run_launcher)
@@ -198,10 +198,9 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     # Before anything is installed, written or stopped: a bad address leaves the running server alone.
-    for option in ("venv_dir", "project_dir"):
-        problem = dir_problem(params[option])
-        if problem:
-            module.fail_json(msg=f"{option}: {problem}; the running TensorBoard and its settings are unchanged")
+    problem = options_problem(params)
+    if problem:
+        module.fail_json(msg=f"{problem}; the running TensorBoard and its settings are unchanged")
     listen = devbox_address.listen_name(params["ip"])
     problem = devbox_address.listen_address_problem(listen)
     if problem:
