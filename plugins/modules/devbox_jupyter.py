@@ -12,6 +12,8 @@ description:
   - Installs O(lab_spec) into the venv with the installer settings python_env stored, writes the server
     settings (one JSON file), the given token (mode 0600) and the launcher, then starts the server unless
     it is healthy, or restarts it when its settings, its token or its packages changed.
+  - The launcher learns the venv and the project directory (O(venv_dir), O(project_dir)) from
+    C(~/.jupyter/devbox-jupyter.json), which the module writes; the server starts in the project.
   - Registers the server with the boot step (C(~/.devbox/service-jupyter.json), root-owned, names the launcher and
     the port), which starts it after a restart and stops it with the machine.
   - With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it (a Fly Machine's private
