@@ -52,3 +52,17 @@ def test_volume_of_a_missing_and_an_existing_home(tmp_path):
     found = volume(str(tmp_path))
     assert found["exists"] and found["size_mb"] > 0 and 0 <= found["used_percent"] <= 100
     assert found["mount_point"] is os.path.ismount(str(tmp_path))
+
+
+def test_another_venv_dir_is_read_and_named_in_the_status_line(tmp_path):
+    import subprocess
+    import sys
+
+    from devbox_machine_status import python_env
+    from test_module_docs import ROOT, load
+    status = load(os.path.join(ROOT, "plugins", "modules", "devbox_status.py"))
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / ".venvs" / "main")], check=True)
+    found = python_env(str(tmp_path), [], ".venvs/main")
+    assert found["path"] == f"{tmp_path}/.venvs/main" and found["health"] != "absent"
+    assert status.venv_line(found).startswith(f"Venv: {tmp_path}/.venvs/main, Python ")
+    assert status.venv_line(python_env(str(tmp_path), [])) == f"Venv: {tmp_path}/project-venv does not exist"

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from devbox_shell_init import BEGIN, ensure_block, with_block
+from devbox_shell_init import BEGIN_PREFIX as BEGIN, block, ensure_block, with_block
 
 
 def test_the_block_is_added_once_and_replaced_in_place():
@@ -47,3 +47,14 @@ def test_interactive_ssh_shells_start_in_project_with_the_venv_and_others_do_not
     assert shell(home, "-i") == f"{home}|{venv}", "a terminal that is not an SSH login stays where it is"
     assert shell(home, "-i", SSH_CONNECTION="x", TERM_PROGRAM="vscode") == f"{home}|{venv}"
     assert shell(home, SSH_CONNECTION="x") == f"{home}|", "non-interactive shells are untouched"
+
+
+def test_other_venv_and_project_dirs_reach_the_block_and_replace_the_default_one(tmp_path):
+    home = tmp_path / "home"
+    (home / "work" / "src").mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(home / ".venvs" / "main")], check=True)
+    ensure_block(str(home))
+    assert ensure_block(str(home), venv_dir=".venvs/main", project_dir="work/src") is True
+    text = (home / ".bashrc").read_text()
+    assert text.count(BEGIN) == 1 and "project-venv" not in text and text.endswith(block(".venvs/main", "work/src"))
+    assert shell(home, "-i", SSH_CONNECTION="x") == f"{home}/work/src|{home}/.venvs/main"

@@ -94,6 +94,13 @@ def test_converge_installs_then_reports_no_change(tmp_path):
     assert (venv / "pip.conf").exists()
 
 
+def test_a_venv_in_a_folder_not_there_yet_is_made_with_its_project(tmp_path):
+    venv, project = tmp_path / ".venvs" / "main", tmp_path / "work" / "src"
+    result = converge(params(venv, project_dir=str(project)))
+    assert result["changed"] and (venv / "bin" / "python").exists() and project.is_dir()
+    assert result["lock_path"] == str(project / "requirements.lock")
+
+
 def test_failed_install_reports_pip_reason_and_keeps_what_was_there(tmp_path):
     venv = tmp_path / "project-venv"
     converge(params(venv, requirements=["six==1.16.0"]))

@@ -1,5 +1,9 @@
 """The devbox_jupyter module's own logic."""
+import json
 import os
+import socket
+
+import pytest
 
 from test_module_docs import ROOT, load
 
@@ -13,3 +17,32 @@ def test_auto_listens_on_the_fly_private_name_only_on_fly(tmp_path):
     hosts.write_text("127.0.0.1 localhost\n")
     assert jupyter.listen_name("auto", str(hosts)) == "127.0.0.1"
     assert jupyter.listen_name("10.0.0.2", str(hosts)) == "10.0.0.2"
+
+
+def test_other_venv_and_project_dirs_reach_the_server_config_and_the_launcher(tmp_path, monkeypatch):
+    import devbox_jupyter_launcher as launcher
+    home = tmp_path
+    calls = []
+    monkeypatch.setattr(jupyter, "converge", lambda params: calls.append(params["path"]) or
+                        {"changed": False, "installed": [], "upgraded": []})
+    monkeypatch.setattr(jupyter, "run_launcher", lambda path, action: (0, {"action": "started"}))
+    token = "t" * 40
+    with socket.socket() as probe:  # a port nobody listens on, so the launcher reaches its venv
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    params = {"home": str(home), "venv_dir": ".venvs/main", "project_dir": "work/src", "lab_spec": "jupyterlab",
+              "min_free_mb": 0, "ip": "127.0.0.1", "port": port, "token": token, "launcher_source": "#!/bin/sh\n",
+              "server_settings": {}}
+    jupyter.provision(params, dry_run=False)
+    assert calls == [f"{home}/.venvs/main"], "JupyterLab goes into the venv named by venv_dir"
+    with open(home / ".jupyter" / "jupyter_server_config.json") as config:
+        assert json.load(config)["ServerApp"]["root_dir"] == f"{home}/work/src"
+    # The real launcher, reading what the module wrote, starts the server from those directories.
+    for name, value in {"CONFIG_DIR": home / ".jupyter", "CONFIG_FILE": home / ".jupyter" / "jupyter_server_config.json",
+                        "TOKEN_FILE": home / ".jupyter" / "devbox_token", "PID_FILE": home / ".jupyter" / "x.pid",
+                        "LOG_FILE": home / ".jupyter" / "x.log", "LOCK_FILE": home / ".jupyter" / "x.lock",
+                        "DIRS_FILE": home / jupyter.DIRS_FILE}.items():
+        monkeypatch.setattr(launcher, name, str(value))
+    assert launcher.load_dirs() == (f"{home}/.venvs/main", f"{home}/work/src")
+    with pytest.raises(launcher.LauncherError, match=f"{home}/.venvs/main/bin/jupyter is missing"):
+        launcher.start()

@@ -14,6 +14,7 @@ import subprocess
 # Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
 try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
     from ansible.module_utils.devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
+    from ansible.module_utils.devbox_layout import VENV_DIR
     from ansible.module_utils.devbox_provision_record import RecordError, load
     from ansible.module_utils.devbox_venv import (
         SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
@@ -21,12 +22,14 @@ except ImportError:
     try:  # installed as the devbox.machine collection
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
             QUERY_ARGS, find_nvidia_smi, parse_query)
+        from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import (
             RecordError, load)
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
             SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
     except ImportError:  # outside Ansible (the unit tests): the same files, imported by their own names
         from devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
+        from devbox_layout import VENV_DIR
         from devbox_provision_record import RecordError, load
         from devbox_venv import (
             SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
@@ -34,7 +37,6 @@ except ImportError:
 LAUNCHER = os.path.join(".local", "bin", "devbox-jupyter")
 JUPYTER_CONFIG = os.path.join(".jupyter", "jupyter_server_config.json")
 TOKEN_FILE = os.path.join(".jupyter", "devbox_token")
-VENV = "project-venv"
 # The launcher waits for its lock while a playbook run starts Jupyter: status must not.
 LAUNCHER_TIMEOUT_S = 15
 NVIDIA_SMI_TIMEOUT_S = 20
@@ -116,14 +118,14 @@ def jupyter(home: str, show_token: bool) -> dict:
     return found
 
 
-def python_env(home: str, requested: list[str]) -> dict:
-    """As the user: the venv's health, Python, distributions, and which requested ones are not there."""
-    venv = os.path.join(home, VENV)
+def python_env(home: str, requested: list[str], venv_dir: str = VENV_DIR) -> dict:
+    """As the user: the venv's path, health, Python, distributions, and which requested ones are not there."""
+    venv = os.path.join(home, venv_dir)
     health, reason = venv_health(venv, "python3")
     if health == "absent":
-        return {"health": health, "reason": reason, "missing": list(requested)}
+        return {"path": venv, "health": health, "reason": reason, "missing": list(requested)}
     installed = installed_distributions(venv)
-    return {"health": health, "reason": reason, "python": built_for(venv), "distributions": len(installed),
+    return {"path": venv, "health": health, "reason": reason, "python": built_for(venv), "distributions": len(installed),
             "missing": unmet(requested, installed)}
 
 
@@ -145,9 +147,9 @@ def unmet(requested: list[str], installed: dict[str, str]) -> list[str]:
     return missing
 
 
-def user_side(home: str, show_token: bool, requested: list[str]) -> dict:
+def user_side(home: str, show_token: bool, requested: list[str], venv_dir: str = VENV_DIR) -> dict:
     """Runs in the child that is the user (see devbox_run_as)."""
-    return {"jupyter": jupyter(home, show_token), "python_env": python_env(home, requested)}
+    return {"jupyter": jupyter(home, show_token), "python_env": python_env(home, requested, venv_dir)}
 
 
 def next_run(facts: dict, wanted: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""The managed block in ~/.bashrc that starts interactive shells in ~/project with the venv active.
+"""The managed block in ~/.bashrc that starts interactive shells in the project with the venv active.
 
 Written by the user (the module does it in a child that is the user, see devbox_run_as), so root
 never writes through a link the user planted. The block guards itself: it acts only in
@@ -13,24 +13,32 @@ import stat
 
 # Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
 try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
+    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR
     from ansible.module_utils.devbox_venv import write_if_changed
 except ImportError:
     try:  # installed as the devbox.machine collection
+        from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import write_if_changed
-    except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
+    except ImportError:  # outside Ansible (the unit tests): the same files, imported by their own names
+        from devbox_layout import PROJECT_DIR, VENV_DIR
         from devbox_venv import write_if_changed
 
-BEGIN = "# >>> devbox: interactive shells use ~/project-venv; SSH logins start in ~/project >>>"
+# The block is found by this start (whatever directories it names) and ends at END.
+BEGIN_PREFIX = "# >>> devbox:"
 END = "# <<< devbox <<<"
-BLOCK = f"""{BEGIN}
+
+
+def block(venv_dir: str = VENV_DIR, project_dir: str = PROJECT_DIR) -> str:
+    """The block for these directories (relative to the home, checked by devbox_layout.dir_problem)."""
+    return f"""{BEGIN_PREFIX} interactive shells use ~/{venv_dir}; SSH logins start in ~/{project_dir} >>>
 case $- in
     *i*)
-        if [ -z "${{VIRTUAL_ENV:-}}" ] && [ -f "$HOME/project-venv/bin/activate" ]; then
-            . "$HOME/project-venv/bin/activate"
+        if [ -z "${{VIRTUAL_ENV:-}}" ] && [ -f "$HOME/{venv_dir}/bin/activate" ]; then
+            . "$HOME/{venv_dir}/bin/activate"
         fi
         if [ -n "${{SSH_CONNECTION:-}}" ] && [ "${{TERM_PROGRAM:-}}" != vscode ] && [ "$PWD" = "$HOME" ] \\
-            && [ -d "$HOME/project" ]; then
-            cd "$HOME/project" || true
+            && [ -d "$HOME/{project_dir}" ]; then
+            cd "$HOME/{project_dir}" || true
         fi
         ;;
 esac
@@ -38,18 +46,20 @@ esac
 """
 
 
-def with_block(text: str) -> str:
+def with_block(text: str, new_block: str | None = None) -> str:
     """text with the block replaced in place, or appended when absent."""
-    start, end = text.find(BEGIN), text.find(END)
+    new_block = new_block or block()
+    start = text.find(BEGIN_PREFIX)
+    end = text.find(END, start) if start != -1 else -1
     if start != -1 and end > start:
         after = text[end + len(END):]
-        return text[:start] + BLOCK + after[1:] if after.startswith("\n") else text[:start] + BLOCK + after
+        return text[:start] + new_block + (after[1:] if after.startswith("\n") else after)
     if text and not text.endswith("\n"):
         text += "\n"
-    return text + ("\n" if text else "") + BLOCK
+    return text + ("\n" if text else "") + new_block
 
 
-def ensure_block(home: str, dry_run: bool = False) -> bool:
+def ensure_block(home: str, dry_run: bool = False, venv_dir: str = VENV_DIR, project_dir: str = PROJECT_DIR) -> bool:
     """Put the block into ~/.bashrc (its target, if the user made it a link); True when it changed."""
     path = os.path.realpath(os.path.join(home, ".bashrc"))
     try:
@@ -58,4 +68,4 @@ def ensure_block(home: str, dry_run: bool = False) -> bool:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except FileNotFoundError:
         text, mode = "", 0o644
-    return write_if_changed(path, with_block(text), mode, dry_run)
+    return write_if_changed(path, with_block(text, block(venv_dir, project_dir)), mode, dry_run)

@@ -704,6 +704,8 @@ def converge(params: dict) -> dict:
     # finished by the next run instead of being forgotten.
     pending_path = venv + ".pending.json"
     result = empty_result()
+    # The lock lives beside the venv, whose folder may be nested (python_env_venv_dir: .venvs/main).
+    os.makedirs(os.path.dirname(venv), mode=0o755, exist_ok=True)
     with Lock(venv + ".lock", params["lock_timeout"]):
         requirement_files, result["changed"] = write_project_files(params)
         settings = load_settings(venv) if params["settings"] is None else params["settings"]

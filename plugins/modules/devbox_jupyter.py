@@ -12,6 +12,8 @@ description:
   - Installs O(lab_spec) into the venv with the installer settings python_env stored, writes the server
     settings (one JSON file), the given token (mode 0600) and the launcher, then starts the server unless
     it is healthy, or restarts it when its settings, its token or its packages changed.
+  - The launcher learns the venv and the project directory (O(venv_dir), O(project_dir)) from
+    C(~/.jupyter/devbox-jupyter.json), which the module writes; the server starts in the project.
   - Registers the server with the boot step (C(~/.devbox/service-jupyter.json), root-owned, names the launcher and
     the port), which starts it after a restart and stops it with the machine.
   - With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it (a Fly Machine's private
@@ -48,6 +50,14 @@ options:
     description: Source text of the launcher, written to C(~/.local/bin/devbox-jupyter).
     type: str
     required: true
+  venv_dir:
+    description: The venv JupyterLab is installed into, relative to the home (python_env_venv_dir).
+    type: str
+    default: project-venv
+  project_dir:
+    description: The project directory, relative to the home (python_env_project_dir); the server's root and working directory.
+    type: str
+    default: project
   min_free_mb:
     description: Free space the volume must have before JupyterLab is installed, in MB.
     type: int
@@ -127,6 +137,7 @@ from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils.devbox_address import listen_address_problem, listen_name
     from ansible.module_utils.devbox_jupyter_settings import merged, settings_problem
+    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
@@ -134,26 +145,30 @@ except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
         listen_address_problem, listen_name)
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
         VenvError, converge, plan, write_if_changed)
 
 LAUNCHER = ".local/bin/devbox-jupyter"
+# Where the launcher, which runs alone on the volume, learns the venv and the project directory.
+DIRS_FILE = ".jupyter/devbox-jupyter.json"
 
 
 class JupyterError(Exception):
     """The server could not be brought up; the message has the launcher's reason."""
 
 
-def server_config(home: str, listen: str, port: int, settings: dict | None = None) -> dict:
-    """The role's settings, with jupyter_server_settings (already checked) laid over them."""
+def server_config(project: str, listen: str, port: int, settings: dict | None = None) -> dict:
+    """The role's settings (project: the absolute project directory), with jupyter_server_settings (already
+    checked) laid over them."""
     return merged({"ServerApp": {
         "ip": listen,
         "port": port,
         "port_retries": 0,
         "open_browser": False,
-        "root_dir": os.path.join(home, "project"),
+        "root_dir": project,
         # Behind fly proxy or a published port the Host header is not the bind address.
         "allow_remote_access": True,
     }}, settings or {})
@@ -171,7 +186,8 @@ def provision(params: dict, dry_run: bool) -> dict:
     config_dir, bin_dir = os.path.join(home, ".jupyter"), os.path.join(home, ".local", "bin")
     launcher = os.path.join(home, LAUNCHER)
     token_path = os.path.join(config_dir, "devbox_token")
-    venv_params = {"path": os.path.join(home, "project-venv"), "base_python": "python3",
+    venv_path, project = os.path.join(home, params["venv_dir"]), os.path.join(home, params["project_dir"])
+    venv_params = {"path": venv_path, "base_python": "python3",
                    "requirements": [params["lab_spec"]], "installer": None,
                    "settings": None, "min_free_mb": params["min_free_mb"], "lock_timeout": 600}
     venv = plan(venv_params) if dry_run else converge(venv_params)
@@ -180,9 +196,11 @@ def provision(params: dict, dry_run: bool) -> dict:
         os.makedirs(bin_dir, mode=0o755, exist_ok=True)
     listen = listen_name(params["ip"])
     diffs = []
-    config_text = json.dumps(server_config(home, listen, params["port"], params["server_settings"]), indent=2, sort_keys=True) + "\n"
+    config_text = json.dumps(server_config(project, listen, params["port"], params["server_settings"]), indent=2, sort_keys=True) + "\n"
     config_changed = write_if_changed(os.path.join(config_dir, "jupyter_server_config.json"), config_text, 0o600,
                                       dry_run, diffs)
+    dirs_text = json.dumps({"venv": venv_path, "project": project}, indent=2, sort_keys=True) + "\n"
+    dirs_changed = write_if_changed(os.path.join(home, DIRS_FILE), dirs_text, 0o600, dry_run, diffs)
     token_changed = bool(params["token"]) and write_if_changed(token_path, params["token"], 0o600, dry_run)
     launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755, dry_run)
     lab_defaults = os.path.join(venv_params["path"], "share", "jupyter", "lab", "settings", "overrides.d", "devbox.json")
@@ -191,7 +209,7 @@ def provision(params: dict, dry_run: bool) -> dict:
     lab_defaults_changed = write_if_changed(lab_defaults, json.dumps(LAB_DEFAULTS, indent=2) + "\n", 0o644,
                                             dry_run, diffs)
     # A new JupyterLab (or anything under it) only serves once the server restarts.
-    restart = config_changed or token_changed or lab_defaults_changed or venv["changed"]
+    restart = config_changed or dirs_changed or token_changed or lab_defaults_changed or venv["changed"]
     result = {"listen": listen, "diff": diffs, "installed": venv["installed"], "upgraded": venv["upgraded"]}
     if dry_run:
         running = not launcher_changed and run_launcher(launcher, "status")[0] == 0
@@ -203,7 +221,7 @@ def provision(params: dict, dry_run: bool) -> dict:
         raise JupyterError(f"devbox-jupyter {'restart' if restart else 'start'} failed: {outcome.get('error', outcome)}")
     with open(token_path) as token_file:
         token = token_file.read().strip()
-    changed = venv["changed"] or config_changed or token_changed or launcher_changed or outcome.get("action") == "started"
+    changed = venv["changed"] or config_changed or dirs_changed or token_changed or launcher_changed or outcome.get("action") == "started"
     return dict(result, changed=changed, action=outcome.get("action"), url=outcome.get("url"),
                 pid=outcome.get("pid"), token=token)
 
@@ -216,6 +234,8 @@ ARGUMENT_SPEC = {
     "port": {"type": "int", "default": 8888},
     "token": {"type": "str", "default": "", "no_log": True},
     "launcher_source": {"type": "str", "required": True},
+    "venv_dir": {"type": "str", "default": VENV_DIR},
+    "project_dir": {"type": "str", "default": PROJECT_DIR},
     "min_free_mb": {"type": "int", "default": 1024},
     "server_settings": {"type": "dict", "default": {}},
 }
@@ -225,6 +245,9 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     # Before anything is installed, written or stopped: a bad address leaves the running Jupyter alone.
+    problem = options_problem(params)
+    if problem:
+        module.fail_json(msg=f"{problem}; the running Jupyter and its settings are unchanged")
     listen = listen_name(params["ip"])
     problem = listen_address_problem(listen)
     if problem:

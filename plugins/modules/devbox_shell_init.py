@@ -1,5 +1,5 @@
 #!/usr/bin/python
-"""Ansible module: interactive shells of the dev user start in ~/project with the venv active."""
+"""Ansible module: interactive shells of the dev user start in the project with the venv active."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -9,8 +9,8 @@ short_description: A managed block in the dev user's ~/.bashrc for ssh and termi
 description:
   - Runs as the login user (root) and writes as the dev user (a forked child that drops to it), so no
     become is needed, the task pipelines, and root never writes through a link the user planted.
-  - The block activates C(~/project-venv) in interactive shells (unless a venv is already active) and
-    starts SSH logins that begin in the home in C(~/project), except in VS Code's own terminals.
+  - The block activates the venv (O(venv_dir)) in interactive shells (unless a venv is already active) and
+    starts SSH logins that begin in the home in the project (O(project_dir)), except in VS Code's own terminals.
     Non-interactive shells (C(ssh host command), Ansible, VS Code's server) are untouched.
   - The block is replaced in place, never duplicated; the rest of C(~/.bashrc) is kept, with its mode.
     When C(~/.bashrc) is a link, its target is changed.
@@ -23,6 +23,14 @@ options:
     description: The dev user's home.
     type: path
     required: true
+  venv_dir:
+    description: The venv, relative to the home (python_env_venv_dir).
+    type: str
+    default: project-venv
+  project_dir:
+    description: The project directory, relative to the home (python_env_project_dir).
+    type: str
+    default: project
 attributes:
   check_mode:
     support: full
@@ -38,6 +46,8 @@ EXAMPLES = r"""
   devbox_shell_init:
     user: pythonuser
     home: /home/pythonuser
+    venv_dir: project-venv
+    project_dir: project
 """
 
 RETURN = r"""
@@ -46,9 +56,11 @@ RETURN = r"""
 
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
+    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible.module_utils.devbox_shell_init import ensure_block
 except ImportError:  # installed as the devbox.machine collection
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import ensure_block
 
@@ -56,15 +68,22 @@ except ImportError:  # installed as the devbox.machine collection
 ARGUMENT_SPEC = {
     "user": {"type": "str", "required": True},
     "home": {"type": "path", "required": True},
+    "venv_dir": {"type": "str", "default": VENV_DIR},
+    "project_dir": {"type": "str", "default": PROJECT_DIR},
 }
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
+    problem = options_problem(params)
+    if problem:
+        module.fail_json(msg=problem)
     if module.check_mode and not user_exists(module.params["user"]):
         module.exit_json(changed=True)  # a fresh machine: the user and the block are still to come
     try:
-        changed = run_as(module.params["user"], ensure_block, module.params["home"], module.check_mode)
+        changed = run_as(params["user"], ensure_block, params["home"], module.check_mode,
+                         params["venv_dir"], params["project_dir"])
     except RunAsError as error:
         module.fail_json(msg=f"cannot update {module.params['home']}/.bashrc as {module.params['user']}: {error}")
     module.exit_json(changed=changed)

@@ -33,6 +33,10 @@ options:
     type: list
     elements: str
     default: []
+  venv_dir:
+    description: The venv, relative to the home (python_env_venv_dir).
+    type: str
+    default: project-venv
   jupyter_port:
     description: The wanted Jupyter port, compared with the server settings.
     type: int
@@ -236,10 +240,14 @@ jupyter:
       type: str
       sample: "[Errno 2] No such file or directory: '/home/pythonuser/.jupyter/devbox_token'"
 python_env:
-  description: The venv in C(~/project-venv).
+  description: The venv (O(venv_dir) in the home).
   returned: when the dev user exists
   type: dict
   contains:
+    path:
+      description: The venv's absolute path.
+      type: str
+      sample: /home/pythonuser/project-venv
     health:
       description: The venv's state.
       type: str
@@ -268,10 +276,12 @@ from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils.devbox_machine_status import (gpus, next_run, provision_record, swap,
                                                             user_side, volume)
+    from ansible.module_utils.devbox_layout import VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import (
         gpus, next_run, provision_record, swap, user_side, volume)
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import (
         RunAsError, run_as, user_exists)
 
@@ -291,11 +301,11 @@ def jupyter_line(found: dict, params: dict) -> str:
     return f"Jupyter: up, {url} {served}; token hidden{hint}"
 
 
-def venv_line(venv: dict, home: str) -> str:
+def venv_line(venv: dict) -> str:
     if venv["health"] == "absent":
-        return f"Venv: {home}/project-venv does not exist"
+        return f"Venv: {venv['path']} does not exist"
     state = "" if venv["health"] == "ok" else f" ({venv['health']}: {venv['reason']})"
-    return f"Venv: {home}/project-venv, Python {venv.get('python')}, {venv.get('distributions')} packages{state}"
+    return f"Venv: {venv['path']}, Python {venv.get('python')}, {venv.get('distributions')} packages{state}"
 
 
 def gpu_line(found: dict) -> str:
@@ -328,6 +338,7 @@ ARGUMENT_SPEC = {
     "user": {"type": "str", "required": True},
     "home": {"type": "path", "required": True},
     "packages": {"type": "list", "elements": "str", "default": []},
+    "venv_dir": {"type": "str", "default": VENV_DIR},
     "jupyter_port": {"type": "int", "default": 8888},
     "jupyter_ip": {"type": "str", "default": "auto"},
     "swap_min_mb": {"type": "int", "default": 0},
@@ -343,11 +354,15 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     home, user = params["home"], params["user"]
+    problem = options_problem(params)
+    if problem:
+        module.fail_json(msg=problem)
     facts = {"user_exists": user_exists(user), "swap": swap(), "volume": volume(home), "gpu": gpus(),
              "provisioned": provision_record(home)}
     if facts["user_exists"]:
         try:
-            facts.update(run_as(user, user_side, home, params["show_token"], params["packages"]))
+            facts.update(run_as(user, user_side, home, params["show_token"], params["packages"],
+                                params["venv_dir"]))
         except RunAsError as error:
             module.fail_json(msg=f"reading Jupyter and the venv as {user} failed: {error}")
     wanted = {"user": user, "jupyter_port": params["jupyter_port"], "jupyter_ip": params["jupyter_ip"],
@@ -358,7 +373,7 @@ def main() -> None:
         lines.append(jupyter_line(facts["jupyter"], params))
         if params["open_hint"] and facts["jupyter"].get("healthy"):
             lines.append(f"Open it: {params['open_hint']}")
-        lines.append(venv_line(facts["python_env"], home))
+        lines.append(venv_line(facts["python_env"]))
     else:
         lines.append(f"Not provisioned: no user {user} on this machine (run playbooks/site.yml)")
     lines.append(gpu_line(facts["gpu"]))

@@ -13,7 +13,7 @@ description:
     (C(~/.devbox-tensorboard/settings.json)), the launcher (C(~/.local/bin/devbox-tensorboard)) and the
     listening-address rule it applies at every start, then starts the server unless it is serving, or
     restarts it when its settings or its packages changed.
-  - Serves the event files under C(~/project/runs) on the private address only, never on all interfaces
+  - Serves the event files under C(runs) in the project (O(project_dir)) on the private address only, never on all interfaces
     nor on a public address. With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it,
     else on 127.0.0.1.
   - Registers the server with the boot step (C(~/.devbox/service-tensorboard.json), root-owned, names the
@@ -49,6 +49,14 @@ options:
         for the launcher, which applies that rule at every start.
     type: str
     required: true
+  venv_dir:
+    description: The venv TensorBoard is installed into, relative to the home (python_env_venv_dir).
+    type: str
+    default: project-venv
+  project_dir:
+    description: The project directory, relative to the home (python_env_project_dir); the event files are in its C(runs).
+    type: str
+    default: project
   min_free_mb:
     description: Free space the volume must have before TensorBoard is installed, in MB.
     type: int
@@ -113,11 +121,13 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils import devbox_address
+    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible.module_utils.devbox_service import ServiceError, register, run_launcher
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils import devbox_address
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
         ServiceError, register, run_launcher)
@@ -128,7 +138,8 @@ LAUNCHER = ".local/bin/devbox-tensorboard"
 # The launcher imports the address rule from here: the very file the modules use (address_rule_source).
 ADDRESS_RULE = ".local/lib/devbox/devbox_address.py"
 SETTINGS = ".devbox-tensorboard/settings.json"
-LOGDIR = "project/runs"
+# The event files: this folder in the project.
+RUNS = "runs"
 
 
 class TensorBoardError(Exception):
@@ -139,8 +150,9 @@ def provision(params: dict, dry_run: bool) -> dict:
     """As the user: the venv's TensorBoard, the settings, the launcher, the server."""
     home = params["home"]
     launcher, settings = os.path.join(home, LAUNCHER), os.path.join(home, SETTINGS)
-    address_rule, logdir = os.path.join(home, ADDRESS_RULE), os.path.join(home, LOGDIR)
-    venv_params = {"path": os.path.join(home, "project-venv"), "base_python": "python3",
+    address_rule, logdir = os.path.join(home, ADDRESS_RULE), os.path.join(home, params["project_dir"], RUNS)
+    venv_path = os.path.join(home, params["venv_dir"])
+    venv_params = {"path": venv_path, "base_python": "python3",
                    "requirements": [params["spec"]], "installer": None,
                    "settings": None, "min_free_mb": params["min_free_mb"], "lock_timeout": 600}
     venv = plan(venv_params) if dry_run else converge(venv_params)
@@ -148,7 +160,8 @@ def provision(params: dict, dry_run: bool) -> dict:
         for path, mode in ((settings, 0o700), (launcher, 0o755), (address_rule, 0o755)):
             os.makedirs(os.path.dirname(path), mode=mode, exist_ok=True)
     listen, diffs = devbox_address.listen_name(params["ip"]), []
-    settings_text = json.dumps({"ip": listen, "port": params["port"], "logdir": logdir}, indent=2, sort_keys=True)
+    settings_text = json.dumps({"ip": listen, "port": params["port"], "logdir": logdir, "venv": venv_path},
+                               indent=2, sort_keys=True)
     settings_changed = write_if_changed(settings, settings_text + "\n", 0o600, dry_run, diffs)
     rule_changed = write_if_changed(address_rule, params["address_rule_source"], 0o644, dry_run)
     launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755, dry_run)
@@ -175,6 +188,8 @@ ARGUMENT_SPEC = {
     "port": {"type": "int", "default": 6006},
     "launcher_source": {"type": "str", "required": True},
     "address_rule_source": {"type": "str", "required": True},
+    "venv_dir": {"type": "str", "default": VENV_DIR},
+    "project_dir": {"type": "str", "default": PROJECT_DIR},
     "min_free_mb": {"type": "int", "default": 1024},
 }
 
@@ -183,6 +198,9 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     # Before anything is installed, written or stopped: a bad address leaves the running server alone.
+    problem = options_problem(params)
+    if problem:
+        module.fail_json(msg=f"{problem}; the running TensorBoard and its settings are unchanged")
     listen = devbox_address.listen_name(params["ip"])
     problem = devbox_address.listen_address_problem(listen)
     if problem:
@@ -190,7 +208,7 @@ def main() -> None:
                          "are unchanged", listen=listen)
     if module.check_mode and not user_exists(params["user"]):
         module.exit_json(changed=True, action="would start", url=None, pid=None, listen=listen,
-                         logdir=os.path.join(params["home"], LOGDIR), installed=[])
+                         logdir=os.path.join(params["home"], params["project_dir"], RUNS), installed=[])
     try:
         result = run_as(params["user"], provision, params, module.check_mode,
                         expected=(VenvError, TensorBoardError, OSError))

@@ -6,6 +6,8 @@ stdio redirected to a log on the volume), tracked by a pidfile (pid and start ti
 on /api. Settings come from ~/.jupyter/jupyter_server_config.json (the one config file):
 ServerApp.ip may be a host name such as fly-local-6pn, resolved here at every start because
 the 6PN address can change across reboots. The token lives in ~/.jupyter/devbox_token (0600).
+Where the venv and the project are (the roles' python_env_venv_dir and python_env_project_dir)
+comes from ~/.jupyter/devbox-jupyter.json, written by the devbox_jupyter module.
 
 The server is ours only when a process of this user listens on the port: the one in the
 pidfile, or one Jupyter itself recorded (its runtime file jpserver-<pid>.json). A port held by
@@ -42,8 +44,8 @@ RUNTIME_DIR = os.path.join(HOME, ".local", "share", "jupyter", "runtime")
 # Jupyter strips what is not URL-safe, and the token travels in the URL: the rule of
 # plugins/test/devbox_jupyter_token.py.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{32,}")
-VENV = os.path.join(HOME, "project-venv")
-PROJECT = os.path.join(HOME, "project")
+# {"venv": ..., "project": ...}, absolute paths: this file runs alone and knows no defaults.
+DIRS_FILE = os.path.join(CONFIG_DIR, "devbox-jupyter.json")
 START_TIMEOUT_S = 90
 # The probe goes straight to the server: an http_proxy from the environment would swallow it.
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -61,6 +63,19 @@ def load_settings() -> dict:
     except (OSError, ValueError) as error:
         raise LauncherError(f"cannot read {CONFIG_FILE}: {error}") from error
     return {"ip": server.get("ip", "127.0.0.1"), "port": int(server.get("port", 8888))}
+
+
+def load_dirs() -> tuple[str, str]:
+    """The venv and the project directory the module wrote for this launcher."""
+    try:
+        with open(DIRS_FILE) as dirs_file:
+            dirs = json.load(dirs_file)
+        venv, project = dirs["venv"], dirs["project"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise LauncherError(f"cannot read {DIRS_FILE}: {error}; run the playbook to write it") from error
+    if not all(isinstance(path, str) and os.path.isabs(path) for path in (venv, project)):
+        raise LauncherError(f"{DIRS_FILE}: venv and project must be absolute paths, not {venv!r} and {project!r}")
+    return venv, project
 
 
 # The listening-address rule of plugins/module_utils/devbox_address.py, copied because this file
@@ -335,12 +350,13 @@ def start() -> dict:
     recorded = read_pid()
     if recorded is not None and recorded != pid:
         stop_pid(recorded)  # alive but not listening: start afresh
-    jupyter = os.path.join(VENV, "bin", "jupyter")
+    venv, project = load_dirs()
+    jupyter = os.path.join(venv, "bin", "jupyter")
     if not os.access(jupyter, os.X_OK):
         raise LauncherError(f"{jupyter} is missing: run the playbook to install JupyterLab")
-    os.makedirs(PROJECT, exist_ok=True)
+    os.makedirs(project, exist_ok=True)
     env = dict(os.environ, JUPYTER_TOKEN_FILE=TOKEN_FILE, JUPYTER_RUNTIME_DIR=RUNTIME_DIR,
-               PATH=f"{VENV}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}")
+               PATH=f"{venv}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}")
     env.pop("JUPYTER_TOKEN", None)
     with open(LOG_FILE, "ab") as log, open(os.devnull, "rb") as devnull:
         log.write(f"--- devbox-jupyter start {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
@@ -348,7 +364,7 @@ def start() -> dict:
         # A new session and no inherited stdio: the server outlives the SSH session that started it.
         process = subprocess.Popen(
             [jupyter, "lab", f"--ServerApp.ip={address}", f"--config={CONFIG_FILE}"],
-            cwd=PROJECT, env=env, stdin=devnull, stdout=log, stderr=log, start_new_session=True)
+            cwd=project, env=env, stdin=devnull, stdout=log, stderr=log, start_new_session=True)
     write_pid(process.pid)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

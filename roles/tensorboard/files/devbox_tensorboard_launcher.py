@@ -4,7 +4,7 @@
 Runs as the non-root user, like the Jupyter launcher. The server is detached from the calling
 session (new session, stdio redirected to a log on the volume), tracked by a pidfile (pid and
 start time) and probed on /data/environment. Settings come from
-~/.devbox-tensorboard/settings.json (ip, port, logdir), written by the devbox_tensorboard
+~/.devbox-tensorboard/settings.json (ip, port, logdir, venv), written by the devbox_tensorboard
 module; the ip may be a host name such as fly-local-6pn, resolved here at every start with the
 listening-address rule of plugins/module_utils/devbox_address.py (the module puts that very
 file beside this one, in ~/.local/lib/devbox/): never all interfaces, never a public address.
@@ -33,7 +33,6 @@ SETTINGS_FILE = os.path.join(STATE_DIR, "settings.json")
 PID_FILE = os.path.join(STATE_DIR, "tensorboard.pid")
 LOG_FILE = os.path.join(STATE_DIR, "tensorboard.log")
 LOCK_FILE = os.path.join(STATE_DIR, "launcher.lock")
-VENV = os.path.join(HOME, "project-venv")
 START_TIMEOUT_S = 90
 # TensorBoard has nothing to save: a short grace, well inside PID 1's stop budget.
 STOP_TIMEOUT_S = 10
@@ -49,7 +48,8 @@ def load_settings() -> dict:
     try:
         with open(SETTINGS_FILE) as settings_file:
             settings = json.load(settings_file)
-        return {"ip": settings["ip"], "port": int(settings["port"]), "logdir": settings["logdir"]}
+        return {"ip": settings["ip"], "port": int(settings["port"]), "logdir": settings["logdir"],
+                "venv": settings["venv"]}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise LauncherError(f"cannot read {SETTINGS_FILE}: {error}") from error
 
@@ -131,7 +131,7 @@ def start() -> dict:
     if port_taken(address, port):
         raise LauncherError(f"{url_for(address, port)} is held by another process: stop it or choose another "
                             "tensorboard_port")
-    tensorboard = os.path.join(VENV, "bin", "tensorboard")
+    tensorboard = os.path.join(settings["venv"], "bin", "tensorboard")
     if not os.access(tensorboard, os.X_OK):
         raise LauncherError(f"{tensorboard} is missing: run the playbook with tensorboard_enabled: true")
     os.makedirs(logdir, exist_ok=True)
