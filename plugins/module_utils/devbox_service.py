@@ -90,6 +90,20 @@ def register(home: str, record: dict, dry_run: bool = False) -> bool:
     return True
 
 
+def register_and_exit(module, result: dict, record: dict, label: str) -> None:
+    """The end of a service module: as root, register the service with PID 1 (which starts it
+    after a restart and stops it with the machine), then exit with the result (diff if asked)."""
+    try:
+        registered = register(module.params["home"], record, module.check_mode)
+    except (ServiceError, OSError) as error:
+        module.fail_json(msg=f"cannot register {label} for the boot step: {error}")
+    result["changed"] = result["changed"] or registered
+    diffs = result.pop("diff")
+    if module._diff:
+        result["diff"] = diffs
+    module.exit_json(**result)
+
+
 def load_all(home: str) -> tuple[list[dict], list[str]]:
     """Every registered service (sorted by name) and, apart, why each damaged record was skipped."""
     services, problems = [], []

@@ -139,7 +139,7 @@ try:  # run from the repository (ansible.cfg's module_utils path) or the unit te
     from ansible.module_utils.devbox_jupyter_settings import merged, settings_problem
     from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible.module_utils.devbox_service import ServiceError, register, run_launcher
+    from ansible.module_utils.devbox_service import register_and_exit, run_launcher
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
@@ -147,7 +147,7 @@ except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, register, run_launcher
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import register_and_exit, run_launcher
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
         VenvError, converge, plan, write_if_changed)
 
@@ -263,16 +263,8 @@ def main() -> None:
         result = run_as(params["user"], provision, params, module.check_mode, expected=(VenvError, JupyterError, OSError))
     except RunAsError as error:
         module.fail_json(msg=str(error))
-    try:  # as root: PID 1 starts Jupyter after a restart and stops it with the machine
-        registered = register(params["home"], {"name": "jupyter", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
-                              module.check_mode)
-    except (ServiceError, OSError) as error:
-        module.fail_json(msg=f"cannot register Jupyter for the boot step: {error}")
-    result["changed"] = result["changed"] or registered
-    diffs = result.pop("diff")
-    if module._diff:
-        result["diff"] = diffs
-    module.exit_json(**result)
+    register_and_exit(module, result, {"name": "jupyter", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
+                      "Jupyter")
 
 
 if __name__ == "__main__":

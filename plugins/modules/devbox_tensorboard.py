@@ -123,14 +123,14 @@ try:  # run from the repository (ansible.cfg's module_utils path) or the unit te
     from ansible.module_utils import devbox_address
     from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible.module_utils.devbox_service import ServiceError, register, run_launcher
+    from ansible.module_utils.devbox_service import register_and_exit, run_launcher
     from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils import devbox_address
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
-        ServiceError, register, run_launcher)
+        register_and_exit, run_launcher)
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
         VenvError, converge, plan, write_if_changed)
 
@@ -214,16 +214,8 @@ def main() -> None:
                         expected=(VenvError, TensorBoardError, OSError))
     except RunAsError as error:
         module.fail_json(msg=str(error))
-    try:  # as root: PID 1 starts TensorBoard after a restart and stops it with the machine
-        registered = register(params["home"], {"name": "tensorboard", "launcher": LAUNCHER,
-                                               "probe": {"port": params["port"]}}, module.check_mode)
-    except (ServiceError, OSError) as error:
-        module.fail_json(msg=f"cannot register TensorBoard for the boot step: {error}")
-    result["changed"] = result["changed"] or registered
-    diffs = result.pop("diff")
-    if module._diff:
-        result["diff"] = diffs
-    module.exit_json(**result)
+    register_and_exit(module, result, {"name": "tensorboard", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
+                      "TensorBoard")
 
 
 if __name__ == "__main__":
