@@ -1,12 +1,8 @@
 """The venv and project directory names: one rule for the role check and the modules."""
-import os
-import re
-
 import pytest
 
-from devbox_layout import DIR_PATTERN, PROJECT_DIR, VENV_DIR, dir_problem, options_problem, under_home
+from devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem, options_problem, under_home
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("name", [VENV_DIR, PROJECT_DIR, ".venv", "work/src", "a_b-1.2"])
@@ -26,8 +22,3 @@ def test_options_problem_names_the_option():
     assert options_problem({"venv_dir": VENV_DIR}) is None, "a module with only venv_dir (status)"
     assert options_problem({"venv_dir": VENV_DIR, "project_dir": "/srv"}).startswith("project_dir: '/srv'")
 
-
-def test_the_role_check_uses_the_same_pattern():
-    with open(os.path.join(ROOT, "roles", "python_env", "tasks", "validate.yml")) as validate:
-        jinja_literal = re.search(r"is string and item.value is match\('(.*?)'\)", validate.read()).group(1)
-    assert jinja_literal.replace("\\\\", "\\") == DIR_PATTERN.pattern

@@ -14,7 +14,7 @@ VENV_DIR = "project-venv"
 PROJECT_DIR = "project"
 
 
-# Plain names under the home, as roles/python_env/tasks/validate.yml checks them: parts of letters,
+# Plain names under the home, as the role check (plugins/action/devbox_check_inputs.py) takes them: parts of letters,
 # digits, '.', '_' or '-', none of them '.' or '..', no leading '/' (the shell block quotes them as is).
 DIR_PATTERN = re.compile(r"^(?!.*(^|/)\.\.?(/|$))[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 

@@ -1,0 +1,100 @@
+"""The input check (plugins/action/devbox_check_inputs.py), run by ansible-playbook on localhost.
+
+Nothing but the check runs: the play has no other task, so these take a second each.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from test_module_docs import ROOT
+
+ALL_ROLES = ["dev_user", "gpu", "swap", "python_env", "jupyter", "tensorboard", "idle_stop"]
+
+
+def check(tmp_path, variables: dict, roles=None, via_role: str | None = None) -> tuple[bool, list[str], str]:
+    """(passed, the problems reported, the whole output) of one check run."""
+    play = tmp_path / "check.yml"
+    task = ({"ansible.builtin.include_role": {"name": via_role, "tasks_from": "validate"}} if via_role
+            else {"devbox_check_inputs": {"roles": roles or ALL_ROLES}})
+    play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
+    inventory = tmp_path / "hosts.ini"  # an inventory file: python_env_lock_copy_dir's default lies beside it
+    inventory.write_text("localhost ansible_connection=local\n")
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "playbooks", "collections"))
+    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
+                          str(play), "-e", json.dumps(variables)],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    report = json.loads(run.stdout)
+    result = report["plays"][0]["tasks"][-1]["hosts"]["localhost"]
+    problems = result.get("msg") if result.get("failed") else []
+    return run.returncode == 0, [problems] if isinstance(problems, str) else problems, run.stdout + run.stderr
+
+
+def test_the_defaults_pass(tmp_path):
+    passed, problems, output = check(tmp_path, {})
+    assert passed and problems == [], output[-2000:]
+
+
+@pytest.mark.parametrize("variables, expected", [
+    ({"dev_user_name": "Bad Name"}, 'dev_user_name="Bad Name" must be 1-32 characters'),
+    ({"dev_user_gid": 0}, "dev_user_gid=0 must be 1-60000"),
+    ({"dev_user_uid": "abc"}, "dev_user: argument 'dev_user_uid' is of type str"),
+    ({"dev_user_home": "/etc/alice"}, 'dev_user_home="/etc/alice" must be an absolute path'),
+    ({"gpu_required": "maybe"}, 'gpu_required="maybe" is not one of: auto, true, false'),
+    ({"swap_min_mb": -5}, "swap_min_mb=-5 must be 0 or more"),
+    ({"python_env_packages": ["numpy==="]}, '"numpy===" is not a requirement specifier'),
+    ({"python_env_installer": "conda"}, "python_env_installer"),
+    ({"python_env_index_url": "mirror.local/simple"}, '"mirror.local/simple" is not an http(s)'),
+    ({"python_env_venv_dir": "../venv"}, 'python_env_venv_dir="../venv" must be a plain path'),
+    ({"python_env_requirements_file": "no/such/file.txt"}, "no/such/file.txt: no such file on the controller"),
+    ({"python_env_sync": True}, "python_env_sync=true needs python_env_lock_file"),
+    ({"python_env_lock_copy_dir": "locks"}, "python_env_lock_copy_dir=locks must be an absolute path"),
+    ({"jupyter_ip": "0.0.0.0"}, "jupyter_ip=0.0.0.0 must be a loopback or private address"),
+    ({"jupyter_ip": "8.8.8.8"}, "jupyter_ip=8.8.8.8 must be"),
+    ({"jupyter_port": 80}, "jupyter_port=80 must be a number from 1024 to 65535"),
+    ({"jupyter_lab_spec": "jupyterlab>>"}, 'jupyter_lab_spec="jupyterlab>>" must be a requirement specifier'),
+    ({"jupyter_server_settings": {"ServerApp": {"disable_check_xsrf": True}}}, "disable_check_xsrf=True would open"),
+    ({"tensorboard_ip": "::"}, "tensorboard_ip=:: must be"),
+    ({"tensorboard_port": 8888}, "tensorboard_port=8888 must be a number from 1024 to 65535, other than jupyter_port"),
+    ({"idle_stop_minutes": 99999}, "idle_stop_minutes=99999 must be whole minutes"),
+])
+def test_a_bad_value_is_named_with_the_fix(tmp_path, variables, expected):
+    passed, problems, output = check(tmp_path, variables)
+    assert not passed and len(problems) == 1 and expected in problems[0], output[-2000:]
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    passed, problems, _ = check(tmp_path, {"dev_user_gid": 0, "swap_min_mb": -1, "jupyter_port": 80, "idle_stop_minutes": -1})
+    assert not passed
+    assert [problem.split("=")[0] for problem in problems] == ["dev_user_name", "swap_min_mb", "jupyter_port", "idle_stop_minutes"]
+
+
+def test_a_secret_is_never_shown(tmp_path):
+    token, password = "not a token 'but' secret-ish", "hunter2hunter2"
+    passed, problems, output = check(tmp_path, {"jupyter_token": token,
+                                                "python_env_extra_index_urls": [f"ftp://me:{password}@mirror/simple"]})
+    assert not passed and len(problems) == 2
+    assert "ftp://me:********@mirror/simple" in problems[0]  # python_env comes before jupyter
+    assert token not in output and password not in output
+
+
+def test_the_plays_values_win_and_templates_resolve(tmp_path):
+    # dev_user_home's default is /home/{{ dev_user_name }}: the play's name is used in it.
+    passed, problems, output = check(tmp_path, {"dev_user_name": "alice", "jupyter_port": 9999, "tensorboard_port": 9998})
+    assert passed, output[-2000:]
+    passed, problems, _ = check(tmp_path, {"dev_user_name": "root/../etc"})
+    assert not passed and any('dev_user_home="/home/root/../etc"' in problem for problem in problems)
+
+
+def test_a_role_alone_checks_its_own_inputs_only(tmp_path):
+    passed, problems, output = check(tmp_path, {"tensorboard_port": 7000, "jupyter_port": "7000", "swap_min_mb": -5},
+                                     via_role="tensorboard")
+    assert not passed and len(problems) == 1 and "other than jupyter_port (7000)" in problems[0], output[-2000:]
+
+
+def test_an_unknown_role_is_refused(tmp_path):
+    passed, problems, _ = check(tmp_path, {}, roles=["jupyter", "nginx"])
+    assert not passed and "roles must be a list of dev_user, gpu" in problems[0]
