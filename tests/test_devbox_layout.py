@@ -4,7 +4,6 @@ import pytest
 from devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem, options_problem, under_home
 
 
-
 @pytest.mark.parametrize("name", [VENV_DIR, PROJECT_DIR, ".venv", "work/src", "a_b-1.2"])
 def test_plain_names_under_the_home_are_taken(name):
     assert dir_problem(name) is None and under_home("/home/u", name) == f"/home/u/{name}"

@@ -39,14 +39,35 @@ def read_distributions(venv: str) -> dict[str, dict]:
     reads any folded header, and direct_url.json) from these folders only: no Python inside the
     venv runs, so a venv whose interpreter is gone still says what it held.
     """
-    found = {}
     sites = sorted(glob.glob(os.path.join(venv, "lib", "python3*", "site-packages")))
+    # Parsing every METADATA takes a few hundred ms for JupyterLab's ~200 distributions: a run
+    # reads them again only when a metadata folder came, went or was replaced since.
+    listing = _metadata_folders(sites)
+    if _last_read.get(venv, (None,))[0] == listing:
+        return _last_read[venv][1]
+    found = {}
     for dist in importlib.metadata.distributions(path=sites):
         name, version = dist.metadata.get("Name"), dist.metadata.get("Version")
         if name and version and canonical(name) not in found:  # the first on the path, as an import would
             found[canonical(name)] = {"name": canonical(name), "version": version, "requires": dist.requires or [],
                                       "direct_url": json_object(dist.read_text("direct_url.json")) or None}
+    _last_read[venv] = (listing, found)
     return found
+
+
+_last_read: dict[str, tuple] = {}
+
+
+def _metadata_folders(sites: list[str]) -> tuple:
+    """Each *.dist-info / *.egg-info folder by name, inode and time: installers write a new one."""
+    folders = []
+    for site in sites:
+        with os.scandir(site) as entries:
+            for entry in entries:
+                if entry.name.endswith((".dist-info", ".egg-info")):
+                    info = entry.stat(follow_symlinks=False)
+                    folders.append((site, entry.name, info.st_ino, info.st_mtime_ns))
+    return tuple(sorted(folders))
 
 
 def installed_distributions(venv: str, portable_only: bool = False) -> dict[str, str]:
