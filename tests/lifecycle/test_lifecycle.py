@@ -86,7 +86,7 @@ def test_uid_of_another_account_is_refused_with_the_way_out(machine):
 
 def test_too_little_swap_warns_or_fails_naming_the_fly_toml_key(machine):
     rc, output = run(machine, "-e", json.dumps({"swap_min_mb": 10**6}))
-    assert rc == 0 and "WARNING: Swap is" in output and "`swap_size_mb = 1000000` in fly.toml" in output
+    assert rc == 0 and "[WARNING]: Swap is" in output and "`swap_size_mb = 1000000` in fly.toml" in output
     rc, output = run(machine, "-e", json.dumps({"swap_min_mb": 10**6, "swap_required": True}))
     assert rc != 0 and "below swap_min_mb=1000000" in output
 
