@@ -30,6 +30,19 @@ def load(path):
     return module
 
 
+def documented_options(docs: dict) -> dict:
+    """The module's own options with those of its devbox.machine doc fragments (plugins/doc_fragments/)."""
+    options = {}
+    for fragment in docs.get("extends_documentation_fragment", []):
+        namespace, collection, name = fragment.split(".")
+        assert (namespace, collection) == ("devbox", "machine"), fragment
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "plugins", "doc_fragments", f"{name}.py"))
+        source = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(source)
+        options.update(yaml.safe_load(source.ModuleDocFragment.DOCUMENTATION)["options"])
+    return dict(options, **docs["options"])
+
+
 def normalised(option: dict) -> dict:
     clean = {key: option[key] for key in COMPARED if key in option}
     clean.setdefault("type", "str")
@@ -41,7 +54,7 @@ def normalised(option: dict) -> dict:
 @pytest.mark.parametrize("path", MODULES, ids=os.path.basename)
 def test_documented_options_equal_the_argument_spec(path):
     module = load(path)
-    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
+    documented = documented_options(yaml.safe_load(module.DOCUMENTATION))
     assert {name: normalised(option) for name, option in documented.items()} == \
            {name: normalised(option) for name, option in module.ARGUMENT_SPEC.items()}
     assert all(option.get("description") for option in documented.values())
