@@ -1,6 +1,6 @@
-"""The options every service module (devbox_jupyter, devbox_tensorboard) shares, documented once:
-`extends_documentation_fragment: [devbox.machine.service]`. Their argument spec is
-COMMON_ARGUMENT_SPEC of plugins/module_utils/devbox_service_module.py."""
+"""The options and attributes every service module (devbox_jupyter, devbox_tensorboard) shares, documented once:
+`extends_documentation_fragment: [devbox.machine.service, devbox.machine.layout]` (venv_dir and project_dir).
+Their argument spec is COMMON_ARGUMENT_SPEC of plugins/module_utils/devbox_service_module.py."""
 from __future__ import annotations
 
 
@@ -37,16 +37,15 @@ options:
       - Kept as root's own file C(~/.devbox/devbox_launcher.py), where the launcher imports it from.
     type: str
     required: true
-  venv_dir:
-    description: The venv the server is installed into, relative to the home (python_env_venv_dir).
-    type: str
-    default: project-venv
-  project_dir:
-    description: The project directory, relative to the home (python_env_project_dir).
-    type: str
-    default: project
   min_free_mb:
     description: Free space the volume must have before the server is installed, in MB.
     type: int
     default: 1024
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether the server would be started or restarted; installs and starts nothing.
+  diff_mode:
+    support: partial
+    details: Shows the settings files the module writes; never a token.
 """

@@ -13,7 +13,7 @@ import os
 # Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
 try:  # run from the repository (ansible.cfg's module_utils path)
     from ansible.module_utils.devbox_address import listen_address_problem, listen_name
-    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
+    from ansible.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible.module_utils.devbox_service import ServiceError, install_libraries, register_and_exit, run_launcher
     from ansible.module_utils.devbox_venv import converge, plan
@@ -22,7 +22,7 @@ except ImportError:
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
             listen_address_problem, listen_name)
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import (
-            PROJECT_DIR, VENV_DIR, options_problem)
+            LAYOUT_ARGUMENT_SPEC, options_problem)
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import (
             RunAsError, run_as, user_exists)
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
@@ -30,24 +30,23 @@ except ImportError:
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import converge, plan
     except ImportError:  # the unit tests: the same files, imported by their own names
         from devbox_address import listen_address_problem, listen_name
-        from devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
+        from devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
         from devbox_run_as import RunAsError, run_as, user_exists
         from devbox_service import ServiceError, install_libraries, register_and_exit, run_launcher
         from devbox_venv import converge, plan
 
-# The options every service module takes besides its own, documented by the doc fragment
-# devbox.machine.service (plugins/doc_fragments/service.py).
-COMMON_ARGUMENT_SPEC = {
-    "user": {"type": "str", "required": True},
-    "home": {"type": "path", "required": True},
-    "ip": {"type": "str", "default": "auto"},
-    "launcher_source": {"type": "str", "required": True},
-    "address_rule_source": {"type": "str", "required": True},
-    "launcher_library_source": {"type": "str", "required": True},
-    "venv_dir": {"type": "str", "default": VENV_DIR},
-    "project_dir": {"type": "str", "default": PROJECT_DIR},
-    "min_free_mb": {"type": "int", "default": 1024},
-}
+# The options every service module takes besides its own, documented by the doc fragments
+# devbox.machine.service and devbox.machine.layout (plugins/doc_fragments/).
+COMMON_ARGUMENT_SPEC = dict(
+    LAYOUT_ARGUMENT_SPEC,
+    user={"type": "str", "required": True},
+    home={"type": "path", "required": True},
+    ip={"type": "str", "default": "auto"},
+    launcher_source={"type": "str", "required": True},
+    address_rule_source={"type": "str", "required": True},
+    launcher_library_source={"type": "str", "required": True},
+    min_free_mb={"type": "int", "default": 1024},
+)
 # What each library file is called in ~/.devbox/ (the launchers import it by that name), by option.
 LIBRARIES = {"address_rule_source": "devbox_address.py", "launcher_library_source": "devbox_launcher.py"}
 

@@ -26,6 +26,7 @@ description:
     C(~/.devbox/), which the module keeps (O(address_rule_source), O(launcher_library_source)).
 extends_documentation_fragment:
   - devbox.machine.service
+  - devbox.machine.layout
 options:
   lab_spec:
     description: Requirement specifier for JupyterLab.
@@ -47,13 +48,6 @@ options:
         plugins/module_utils/devbox_jupyter_settings.py.
     type: dict
     default: {}
-attributes:
-  check_mode:
-    support: full
-    details: Reports whether the server would be started or restarted; installs and starts nothing.
-  diff_mode:
-    support: partial
-    details: Shows the server settings file; never the token file.
 author: devbox maintainers
 """
 
@@ -62,6 +56,10 @@ EXAMPLES = r"""
   devbox_jupyter:
     user: pythonuser
     home: /home/pythonuser
+    # Kernels that sit idle for an hour are shut down (the server itself keeps running).
+    server_settings:
+      MappingKernelManager:
+        cull_idle_timeout: 3600
     launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_jupyter_launcher.py') }}"
     address_rule_source: "{{ lookup('ansible.builtin.file', role_path ~ '/../../plugins/module_utils/devbox_address.py') }}"
     launcher_library_source: "{{ lookup('ansible.builtin.file', role_path ~ '/../../plugins/module_utils/devbox_launcher.py') }}"
@@ -116,14 +114,12 @@ from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils.devbox_address import listen_address_problem
     from ansible.module_utils.devbox_jupyter_settings import merged, settings_problem
-    from ansible.module_utils.devbox_service_module import (
-        COMMON_ARGUMENT_SPEC, bring_up, checked_listen, converge_venv, provision_and_register)
+    from ansible.module_utils import devbox_service_module as service
     from ansible.module_utils.devbox_venv import VenvError, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service_module import (
-        COMMON_ARGUMENT_SPEC, bring_up, checked_listen, converge_venv, provision_and_register)
+    from ansible_collections.devbox.machine.plugins.module_utils import devbox_service_module as service
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import VenvError, write_if_changed
 
 LAUNCHER = ".local/bin/devbox-jupyter"
@@ -158,7 +154,7 @@ def provision(params: dict, dry_run: bool) -> dict:
     launcher = os.path.join(home, LAUNCHER)
     token_path = os.path.join(config_dir, "devbox_token")
     venv_path, project = os.path.join(home, params["venv_dir"]), os.path.join(home, params["project_dir"])
-    venv = converge_venv(params, params["lab_spec"], dry_run)
+    venv = service.converge_venv(params, params["lab_spec"], dry_run)
     if not dry_run:
         os.makedirs(config_dir, mode=0o700, exist_ok=True)
         os.makedirs(bin_dir, mode=0o755, exist_ok=True)
@@ -179,7 +175,7 @@ def provision(params: dict, dry_run: bool) -> dict:
     # A new JupyterLab (or anything under it) only serves once the server restarts; new launcher code (the
     # launcher, its libraries) only acts at the next start: the kernels keep running.
     restart = config_changed or dirs_changed or token_changed or lab_defaults_changed or venv["changed"]
-    outcome = bring_up(launcher, restart, launcher_changed, dry_run)
+    outcome = service.bring_up(launcher, restart, launcher_changed, dry_run)
     result = {"listen": listen, "diff": diffs, "installed": venv["installed"], "upgraded": venv["upgraded"],
               "action": outcome.get("action"), "url": outcome.get("url"), "pid": outcome.get("pid")}
     if dry_run:
@@ -191,7 +187,7 @@ def provision(params: dict, dry_run: bool) -> dict:
 
 
 ARGUMENT_SPEC = dict(
-    COMMON_ARGUMENT_SPEC,
+    service.COMMON_ARGUMENT_SPEC,
     lab_spec={"type": "str", "default": "jupyterlab"},
     port={"type": "int", "default": 8888},
     token={"type": "str", "default": "", "no_log": True},
@@ -202,11 +198,11 @@ ARGUMENT_SPEC = dict(
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    listen = checked_listen(module, "Jupyter", "jupyter_ip")
+    listen = service.checked_listen(module, "Jupyter", "jupyter_ip")
     problem = settings_problem(params["server_settings"], listen_address_problem)
     if problem:
         module.fail_json(msg=f"{problem}; the running Jupyter and its settings are unchanged")
-    provision_and_register(
+    service.provision_and_register(
         module, provision, listen, {"name": "jupyter", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
         "Jupyter", (VenvError,), {"token": None, "installed": [], "upgraded": []})
 

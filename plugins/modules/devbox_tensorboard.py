@@ -22,6 +22,7 @@ description:
     change, the server restarts.
 extends_documentation_fragment:
   - devbox.machine.service
+  - devbox.machine.layout
 options:
   spec:
     description: Requirement specifier for TensorBoard.
@@ -31,13 +32,6 @@ options:
     description: Port to listen on.
     type: int
     default: 6006
-attributes:
-  check_mode:
-    support: full
-    details: Reports whether the server would be started or restarted; installs and starts nothing.
-  diff_mode:
-    support: partial
-    details: Shows the settings file.
 author: devbox maintainers
 """
 
@@ -91,12 +85,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_service_module import (
-        COMMON_ARGUMENT_SPEC, bring_up, checked_listen, converge_venv, provision_and_register)
+    from ansible.module_utils import devbox_service_module as service
     from ansible.module_utils.devbox_venv import VenvError, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service_module import (
-        COMMON_ARGUMENT_SPEC, bring_up, checked_listen, converge_venv, provision_and_register)
+    from ansible_collections.devbox.machine.plugins.module_utils import devbox_service_module as service
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import VenvError, write_if_changed
 
 LAUNCHER = ".local/bin/devbox-tensorboard"
@@ -110,7 +102,7 @@ def provision(params: dict, dry_run: bool) -> dict:
     home = params["home"]
     launcher, settings = os.path.join(home, LAUNCHER), os.path.join(home, SETTINGS)
     logdir = os.path.join(home, params["project_dir"], RUNS)
-    venv = converge_venv(params, params["spec"], dry_run)
+    venv = service.converge_venv(params, params["spec"], dry_run)
     if not dry_run:
         for path, mode in ((settings, 0o700), (launcher, 0o755)):
             os.makedirs(os.path.dirname(path), mode=mode, exist_ok=True)
@@ -121,7 +113,7 @@ def provision(params: dict, dry_run: bool) -> dict:
     launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755, dry_run)
     # A new listening-address rule is applied at the next start: now.
     restart = settings_changed or params["libraries_changed"] or venv["changed"]
-    outcome = bring_up(launcher, restart, launcher_changed, dry_run)
+    outcome = service.bring_up(launcher, restart, launcher_changed, dry_run)
     result = {"listen": listen, "logdir": logdir, "diff": diffs, "installed": venv["installed"],
               "action": outcome.get("action"), "url": outcome.get("url"), "pid": outcome.get("pid")}
     if dry_run:
@@ -129,15 +121,15 @@ def provision(params: dict, dry_run: bool) -> dict:
     return dict(result, changed=restart or launcher_changed or outcome.get("action") == "started")
 
 
-ARGUMENT_SPEC = dict(COMMON_ARGUMENT_SPEC, spec={"type": "str", "default": "tensorboard"},
+ARGUMENT_SPEC = dict(service.COMMON_ARGUMENT_SPEC, spec={"type": "str", "default": "tensorboard"},
                      port={"type": "int", "default": 6006})
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    listen = checked_listen(module, "TensorBoard", "tensorboard_ip")
-    provision_and_register(
+    listen = service.checked_listen(module, "TensorBoard", "tensorboard_ip")
+    service.provision_and_register(
         module, provision, listen, {"name": "tensorboard", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
         "TensorBoard", (VenvError,), {"logdir": os.path.join(params["home"], params["project_dir"], RUNS), "installed": []})
 
