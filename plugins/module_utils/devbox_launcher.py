@@ -4,7 +4,7 @@ the pidfile, the log, the /proc/net scan for listening sockets.
 The launchers run alone on the volume as the dev user: their module writes this very file, with
 devbox_address.py, into the home's root-owned ~/.devbox/ (root's own files, 0644), and they import
 it from there. devbox_service (the modules and PID 1's boot step) uses the same scan for its health
-probe. Standard library only.
+probe. Standard library and devbox_address only (the image has both beside devbox_service).
 """
 from __future__ import annotations
 
