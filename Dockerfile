@@ -18,8 +18,9 @@ RUN apt-get update \
 
 # Root runs these at boot: root-owned, not writable by anyone else, outside the volume.
 COPY boot/devbox_boot.py /usr/local/sbin/devbox-boot
-COPY plugins/module_utils/devbox_account.py plugins/module_utils/devbox_idle.py \
-     plugins/module_utils/devbox_run_as.py plugins/module_utils/devbox_service.py /usr/local/lib/devbox/
+COPY plugins/module_utils/devbox_account.py plugins/module_utils/devbox_address.py plugins/module_utils/devbox_idle.py \
+     plugins/module_utils/devbox_launcher.py plugins/module_utils/devbox_run_as.py plugins/module_utils/devbox_service.py \
+     /usr/local/lib/devbox/
 RUN chmod 0755 /usr/local/sbin/devbox-boot && chmod 0644 /usr/local/lib/devbox/*.py
 
 # PID 1: restore what the ephemeral root FS lost (user, driver init, the registered services), then sleep;

@@ -3,6 +3,7 @@ by the Molecule scenarios and tests/lifecycle/test_hardening.py."""
 import http.server
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 
 import devbox_address
 import devbox_jupyter_launcher as launcher
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A listener that answers /api like Jupyter: what a squatter on the port would run.
 FAKE_SERVER = """
@@ -58,6 +61,20 @@ def test_the_launcher_and_the_module_apply_the_same_rule(name):
     assert refused_here == (devbox_address.listen_address_problem(name) is not None)
 
 
+def test_alone_on_the_volume_it_runs_the_modules_files_kept_in_the_homes_devbox_folder(tmp_path):
+    """As the boot step runs it: a file of its own, HOME the user's, the libraries only in ~/.devbox."""
+    run = [sys.executable, "-I", os.path.join(ROOT, "roles", "jupyter", "files", "devbox_jupyter_launcher.py"),
+           "status"]
+    env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"]}
+    missing = subprocess.run(run, capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    assert missing.returncode != 0 and "No module named 'devbox_launcher'" in missing.stderr, missing.stderr
+    (tmp_path / ".devbox").mkdir()
+    for name in ("devbox_address.py", "devbox_launcher.py"):
+        shutil.copy(os.path.join(ROOT, "plugins", "module_utils", name), tmp_path / ".devbox" / name)
+    alone = subprocess.run(run, capture_output=True, text=True, env=env, cwd=str(tmp_path))
+    assert alone.returncode == 1 and "cannot read" in json.loads(alone.stdout)["error"], alone.stdout + alone.stderr
+
+
 def test_addresses_and_names_resolve():
     assert launcher.resolve("127.0.0.1") == "127.0.0.1"
     assert launcher.resolve("fdaa:0:18:a7b:196:e274:9ce1:2") == "fdaa:0:18:a7b:196:e274:9ce1:2"
@@ -65,7 +82,7 @@ def test_addresses_and_names_resolve():
 
 
 def test_unresolvable_name_is_a_clear_error():
-    with pytest.raises(launcher.LauncherError, match="cannot resolve ServerApp.ip 'no-such-host.invalid'"):
+    with pytest.raises(launcher.LauncherError, match="'no-such-host.invalid' does not resolve"):
         launcher.resolve("no-such-host.invalid")
 
 
@@ -98,7 +115,7 @@ def test_stale_pidfile_is_not_a_running_server(home):
     os.makedirs(home / ".jupyter")
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (home / ".jupyter" / "devbox-jupyter.pid").write_text(finished.stdout)
-    assert launcher.read_pid() is None
+    assert launcher.read_pid(launcher.PID_FILE) is None
 
 
 def test_settings_come_from_the_server_config(home):
@@ -118,9 +135,9 @@ def test_pid_reused_by_another_process_is_not_the_server(home):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (home / ".jupyter" / "devbox-jupyter.pid").write_text(f"{other.pid} 1\n")  # another start time
-        assert launcher.read_pid() is None
-        launcher.write_pid(other.pid)
-        assert launcher.read_pid() == other.pid
+        assert launcher.read_pid(launcher.PID_FILE) is None
+        launcher.write_pid(launcher.PID_FILE, other.pid)
+        assert launcher.read_pid(launcher.PID_FILE) == other.pid
     finally:
         other.kill()
         other.wait()
@@ -181,7 +198,7 @@ def test_a_port_held_by_a_process_of_ours_that_is_not_jupyter_is_an_error_naming
 def test_our_server_is_known_by_the_pidfile_or_by_jupyters_runtime_file(home, fake_server):
     process, port = fake_server()
     os.makedirs(home / ".jupyter")
-    launcher.write_pid(process.pid)
+    launcher.write_pid(launcher.PID_FILE, process.pid)
     assert launcher.our_server("127.0.0.1", port) == process.pid
     os.remove(home / ".jupyter" / "devbox-jupyter.pid")
     runtime = home / ".local" / "share" / "jupyter" / "runtime"

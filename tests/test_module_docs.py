@@ -30,6 +30,20 @@ def load(path):
     return module
 
 
+def documented(docs: dict, section: str) -> dict:
+    """A section (options, attributes) of the module's own docs with that of its devbox.machine doc fragments
+    (plugins/doc_fragments/), as ansible-doc merges them."""
+    merged = {}
+    for fragment in docs.get("extends_documentation_fragment", []):
+        namespace, collection, name = fragment.split(".")
+        assert (namespace, collection) == ("devbox", "machine"), fragment
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "plugins", "doc_fragments", f"{name}.py"))
+        source = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(source)
+        merged.update(yaml.safe_load(source.ModuleDocFragment.DOCUMENTATION).get(section, {}))
+    return dict(merged, **docs.get(section, {}))
+
+
 def normalised(option: dict) -> dict:
     clean = {key: option[key] for key in COMPARED if key in option}
     clean.setdefault("type", "str")
@@ -41,17 +55,17 @@ def normalised(option: dict) -> dict:
 @pytest.mark.parametrize("path", MODULES, ids=os.path.basename)
 def test_documented_options_equal_the_argument_spec(path):
     module = load(path)
-    documented = yaml.safe_load(module.DOCUMENTATION)["options"]
-    assert {name: normalised(option) for name, option in documented.items()} == \
+    options = documented(yaml.safe_load(module.DOCUMENTATION), "options")
+    assert {name: normalised(option) for name, option in options.items()} == \
            {name: normalised(option) for name, option in module.ARGUMENT_SPEC.items()}
-    assert all(option.get("description") for option in documented.values())
+    assert all(option.get("description") for option in options.values())
 
 
 @pytest.mark.parametrize("path", MODULES, ids=os.path.basename)
 def test_examples_return_and_attributes(path):
     module = load(path)
     docs = yaml.safe_load(module.DOCUMENTATION)
-    assert set(docs["attributes"]) >= {"check_mode", "diff_mode"}
+    assert set(documented(docs, "attributes")) >= {"check_mode", "diff_mode"}
     examples = yaml.safe_load(module.EXAMPLES)
     assert examples and all(docs["module"] in task for task in examples)
     returned = yaml.safe_load(module.RETURN) or {}

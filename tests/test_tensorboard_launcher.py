@@ -7,6 +7,7 @@ import socket
 import pytest
 
 import devbox_boot
+import devbox_service_module
 from test_module_docs import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,7 +45,7 @@ def test_without_tensorboard_installed_it_says_how_to_get_it(state, capsys):
 
 def test_a_stale_pidfile_is_not_a_running_server(state):
     (state / "tensorboard.pid").write_text(f"{os.getpid()} 1\n")  # our pid, another start time: reused
-    assert launcher.read_pid() is None
+    assert launcher.read_pid(launcher.PID_FILE) is None
     assert launcher.stop() == {"action": "not running", "pid": None}
 
 
@@ -55,15 +56,16 @@ def test_it_stops_inside_pid_1s_budget():
 def test_other_venv_and_project_dirs_reach_the_launcher_through_its_settings(tmp_path, monkeypatch, capsys):
     module = load(os.path.join(ROOT, "plugins", "modules", "devbox_tensorboard.py"))
     installed_into = []
-    monkeypatch.setattr(module, "converge", lambda params: installed_into.append(params["path"]) or
+    monkeypatch.setattr(devbox_service_module, "converge", lambda params: installed_into.append(params["path"]) or
                         {"changed": False, "installed": []})
-    monkeypatch.setattr(module, "run_launcher", lambda path, action: (0, {"action": "started"}))
+    monkeypatch.setattr(devbox_service_module, "run_launcher", lambda path, action: (0, {"action": "started"}))
     with socket.socket() as probe:  # a port nobody listens on, so the launcher reaches its venv
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result = module.provision({"home": str(tmp_path), "venv_dir": ".venvs/main", "project_dir": "work/src",
                                "spec": "tensorboard", "min_free_mb": 0, "ip": "127.0.0.1", "port": port,
-                               "launcher_source": "#!/bin/sh\n", "address_rule_source": "\n"}, dry_run=False)
+                               "launcher_source": "#!/bin/sh\n", "listen": "127.0.0.1", "libraries_changed": False},
+                              dry_run=False)
     assert installed_into == [f"{tmp_path}/.venvs/main"] and result["logdir"] == f"{tmp_path}/work/src/runs"
     for name, file in {"SETTINGS_FILE": module.SETTINGS, "PID_FILE": "tb.pid", "LOG_FILE": "tb.log",
                        "LOCK_FILE": "tb.lock"}.items():

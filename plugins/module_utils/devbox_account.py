@@ -376,32 +376,45 @@ def root_file_names(home: str) -> list[str]:
         os.close(directory)
 
 
-def save_record(account: dict, dry_run: bool = False) -> bool:
-    """Keep the account on the volume for the boot step; root-owned; True when it changed."""
-    text = json.dumps(account, indent=2, sort_keys=True) + "\n"
+def write_root_file_if_changed(home: str, name: str, text: str, dry_run: bool = False) -> bool:
+    """~/.devbox/<name> as root's own file with this text; True when it differed (or was not root's own)."""
     try:
-        if read_root_file(account["home"], RECORD_FILE) == text:
+        if read_root_file(home, name) == text:
             return False
     except (AccountError, OSError):
-        pass
+        pass  # not root's own file, or unreadable: replaced
     if not dry_run:
-        write_root_file(account["home"], RECORD_FILE, text)
+        write_root_file(home, name, text)
     return True
 
 
-def load_record(home: str) -> dict | None:
-    """The recorded account, validated; None when there is no record (a fresh volume)."""
-    path = record_path(home)
-    text = read_root_file(home, RECORD_FILE)
+def read_root_json(home: str, name: str) -> dict | None:
+    """~/.devbox/<name>'s JSON object (root's own file); None when absent; AccountError naming the problem."""
+    path = os.path.join(home, RECORD_DIR, name)
+    text = read_root_file(home, name)
     if text is None:
         return None
     try:
         data = json.loads(text)
     except ValueError as error:
-        raise AccountError(f"{path} is unreadable: {error}") from error
+        raise AccountError(f"{path} is not JSON: {error}") from error
     if not isinstance(data, dict):
         raise AccountError(f"{path} does not hold a JSON object")
+    return data
+
+
+def save_record(account: dict, dry_run: bool = False) -> bool:
+    """Keep the account on the volume for the boot step; root-owned; True when it changed."""
+    text = json.dumps(account, indent=2, sort_keys=True) + "\n"
+    return write_root_file_if_changed(account["home"], RECORD_FILE, text, dry_run)
+
+
+def load_record(home: str) -> dict | None:
+    """The recorded account, validated; None when there is no record (a fresh volume)."""
+    data = read_root_json(home, RECORD_FILE)
+    if data is None:
+        return None
     account = validate(data)
     if account["home"] != os.path.normpath(home):
-        raise AccountError(f"{path} names home {account['home']!r}, not {home!r}")
+        raise AccountError(f"{record_path(home)} names home {account['home']!r}, not {home!r}")
     return account

@@ -19,13 +19,13 @@ import urllib.request
 
 # Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
 try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_account import AccountError, read_root_file, write_root_file
+    from ansible.module_utils.devbox_account import AccountError, read_root_file, write_root_file_if_changed
 except ImportError:
     try:  # installed as the devbox.machine collection
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-            AccountError, read_root_file, write_root_file)
+            AccountError, read_root_file, write_root_file_if_changed)
     except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
-        from devbox_account import AccountError, read_root_file, write_root_file
+        from devbox_account import AccountError, read_root_file, write_root_file_if_changed
 
 SETTING_FILE = "idle_stop.json"
 MAX_MINUTES = 10080
@@ -44,15 +44,7 @@ def load_minutes(home: str) -> int:
 
 def save_minutes(home: str, minutes: int, dry_run: bool = False) -> bool:
     """Keep the setting for the boot step; True when it changed."""
-    text = json.dumps({"minutes": minutes}) + "\n"
-    try:
-        if read_root_file(home, SETTING_FILE) == text:
-            return False
-    except AccountError:
-        pass  # not root's own file: replaced
-    if not dry_run:
-        write_root_file(home, SETTING_FILE, text)
-    return True
+    return write_root_file_if_changed(home, SETTING_FILE, json.dumps({"minutes": minutes}) + "\n", dry_run)
 
 
 def jupyter_activity(home: str) -> dict | None:

@@ -12,6 +12,11 @@ import re
 
 VENV_DIR = "project-venv"
 PROJECT_DIR = "project"
+# The modules' options for them (documented by the doc fragment devbox.machine.layout).
+LAYOUT_ARGUMENT_SPEC = {
+    "venv_dir": {"type": "str", "default": VENV_DIR},
+    "project_dir": {"type": "str", "default": PROJECT_DIR},
+}
 
 
 # Plain names under the home, as the role check (plugins/action/devbox_check_inputs.py) takes them: parts of letters,

@@ -11,13 +11,13 @@ import os
 
 # Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
 try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_account import RECORD_DIR, AccountError, read_root_file, write_root_file
+    from ansible.module_utils.devbox_account import RECORD_DIR, AccountError, read_root_json, write_root_file
 except ImportError:
     try:  # installed as the devbox.machine collection
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-            RECORD_DIR, AccountError, read_root_file, write_root_file)
+            RECORD_DIR, AccountError, read_root_json, write_root_file)
     except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
-        from devbox_account import RECORD_DIR, AccountError, read_root_file, write_root_file
+        from devbox_account import RECORD_DIR, AccountError, read_root_json, write_root_file
 
 RECORD_FILE = "provisioned.json"
 FIELDS = ("time", "commit", "tags")
@@ -33,20 +33,11 @@ def record_path(home: str) -> str:
 
 def load(home: str) -> dict | None:
     """The last run's record; None when the machine was never provisioned by a recording run."""
-    path = record_path(home)
     try:
-        text = read_root_file(home, RECORD_FILE)
+        data = read_root_json(home, RECORD_FILE)
     except AccountError as error:
         raise RecordError(str(error)) from error
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise RecordError(f"{path} is not JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise RecordError(f"{path} does not hold a JSON object")
-    return {field: data.get(field) for field in FIELDS}
+    return None if data is None else {field: data.get(field) for field in FIELDS}
 
 
 def save(home: str, record: dict, dry_run: bool = False) -> bool:

@@ -9,7 +9,6 @@ user must listen on). Standard library only: the boot step imports it too.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -18,13 +17,17 @@ import subprocess
 # Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
 try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
     from ansible.module_utils.devbox_account import (
-        RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file)
+        RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
+    from ansible.module_utils.devbox_launcher import listening_sockets
 except ImportError:
     try:  # installed as the devbox.machine collection
         from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-            RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file)
-    except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
-        from devbox_account import RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file
+            RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
+        from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import listening_sockets
+    except ImportError:  # the boot step and the unit tests: the same files, imported by their own names
+        from devbox_account import (
+            RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
+        from devbox_launcher import listening_sockets
 
 PREFIX, SUFFIX = "service-", ".json"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -73,21 +76,27 @@ def run_launcher(launcher: str, action: str) -> tuple[int, dict]:
         return run.returncode or 1, {"error": (run.stdout + run.stderr).strip()}
 
 
+def install_libraries(home: str, sources: dict, dry_run: bool = False) -> bool:
+    """As root: the files the launchers import (name -> source text), as root's own files in the home's
+    root-owned ~/.devbox/, so the user's launchers run the very code of plugins/module_utils; True when
+    any changed."""
+    changed = False
+    for name, text in sorted(sources.items()):
+        changed = _write(home, name, text, dry_run) or changed
+    return changed
+
+
 def register(home: str, record: dict, dry_run: bool = False) -> bool:
     """Keep the service's record for PID 1 (root-owned, as root); True when it changed."""
     record = validate(record)
-    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    return _write(home, file_name(record["name"]), json.dumps(record, indent=2, sort_keys=True) + "\n", dry_run)
+
+
+def _write(home: str, name: str, text: str, dry_run: bool) -> bool:
     try:
-        if read_root_file(home, file_name(record["name"])) == text:
-            return False
-    except AccountError:
-        pass  # not root's own file: replaced
-    if not dry_run:
-        try:
-            write_root_file(home, file_name(record["name"]), text)
-        except AccountError as error:
-            raise ServiceError(str(error)) from error
-    return True
+        return write_root_file_if_changed(home, name, text, dry_run)
+    except AccountError as error:
+        raise ServiceError(str(error)) from error
 
 
 def register_and_exit(module, result: dict, record: dict, label: str) -> None:
@@ -123,31 +132,6 @@ def load_all(home: str) -> tuple[list[dict], list[str]]:
             continue
         services.append(record)
     return services, problems
-
-
-def listening_sockets(port: int) -> list[tuple[str, int, str]]:
-    """(address, uid, socket inode) of every TCP socket listening on the port, from /proc/net."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as lines:
-                rows = [line.split() for line in lines.readlines()[1:]]
-        except OSError:
-            continue
-        for row in rows:
-            host, _, port_hex = row[1].partition(":")
-            if row[3] == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
-                found.append((_proc_address(host), int(row[7]), row[9]))
-    return found
-
-
-def _proc_address(text: str) -> str:
-    """An address as /proc/net/tcp{,6} writes it: 32-bit words in host (little-endian) order."""
-    raw = bytes.fromhex(text)
-    address = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(address)
 
 
 def socket_owners(inodes: set[str]) -> set[int]:

@@ -13,7 +13,8 @@ description:
     settings (one JSON file), the given token (mode 0600) and the launcher, then starts the server unless
     it is healthy, or restarts it when its settings, its token or its packages changed.
   - The launcher learns the venv and the project directory (O(venv_dir), O(project_dir)) from
-    C(~/.jupyter/devbox-jupyter.json), which the module writes; the server starts in the project.
+    C(~/.jupyter/devbox-jupyter.json), which the module writes; the server starts in the project, its root
+    directory.
   - Registers the server with the boot step (C(~/.devbox/service-jupyter.json), root-owned, names the launcher and
     the port), which starts it after a restart and stops it with the machine.
   - With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it (a Fly Machine's private
@@ -21,23 +22,16 @@ description:
   - Turns JupyterLab's "fetch Jupyter news?" prompt off by default (C(overrides.d/devbox.json) in the
     venv; Settings can still turn news on).
   - Returns the token for the report, so register the result with C(no_log).
+  - The launcher imports the listening-address rule and the launchers' shared code from root's own files in
+    C(~/.devbox/), which the module keeps (O(address_rule_source), O(launcher_library_source)).
+extends_documentation_fragment:
+  - devbox.machine.service
+  - devbox.machine.layout
 options:
-  user:
-    description: The user who runs Jupyter; the module works as this user.
-    type: str
-    required: true
-  home:
-    description: The user's home, the volume.
-    type: path
-    required: true
   lab_spec:
     description: Requirement specifier for JupyterLab.
     type: str
     default: jupyterlab
-  ip:
-    description: Address or host name to listen on; V(auto) is the private address on Fly, else 127.0.0.1.
-    type: str
-    default: auto
   port:
     description: Port to listen on.
     type: int
@@ -46,22 +40,6 @@ options:
     description: A fixed token; empty keeps the stored one or generates one on the first start.
     type: str
     default: ""
-  launcher_source:
-    description: Source text of the launcher, written to C(~/.local/bin/devbox-jupyter).
-    type: str
-    required: true
-  venv_dir:
-    description: The venv JupyterLab is installed into, relative to the home (python_env_venv_dir).
-    type: str
-    default: project-venv
-  project_dir:
-    description: The project directory, relative to the home (python_env_project_dir); the server's root and working directory.
-    type: str
-    default: project
-  min_free_mb:
-    description: Free space the volume must have before JupyterLab is installed, in MB.
-    type: int
-    default: 1024
   server_settings:
     description:
       - More server settings, shaped like C(jupyter_server_config.json) (sections mapping to settings), merged
@@ -70,13 +48,6 @@ options:
         plugins/module_utils/devbox_jupyter_settings.py.
     type: dict
     default: {}
-attributes:
-  check_mode:
-    support: full
-    details: Reports whether the server would be started or restarted; installs and starts nothing.
-  diff_mode:
-    support: partial
-    details: Shows the server settings file; never the token file.
 author: devbox maintainers
 """
 
@@ -85,7 +56,13 @@ EXAMPLES = r"""
   devbox_jupyter:
     user: pythonuser
     home: /home/pythonuser
+    # Kernels that sit idle for an hour are shut down (the server itself keeps running).
+    server_settings:
+      MappingKernelManager:
+        cull_idle_timeout: 3600
     launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_jupyter_launcher.py') }}"
+    address_rule_source: "{{ lookup('ansible.builtin.file', role_path ~ '/../../plugins/module_utils/devbox_address.py') }}"
+    launcher_library_source: "{{ lookup('ansible.builtin.file', role_path ~ '/../../plugins/module_utils/devbox_launcher.py') }}"
   register: jupyter_launch
   no_log: true  # the result carries the token
 """
@@ -135,29 +112,19 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_address import listen_address_problem, listen_name
+    from ansible.module_utils.devbox_address import listen_address_problem
     from ansible.module_utils.devbox_jupyter_settings import merged, settings_problem
-    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
-    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible.module_utils.devbox_service import register_and_exit, run_launcher
-    from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
+    from ansible.module_utils import devbox_service_module as service
+    from ansible.module_utils.devbox_venv import VenvError, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
-        listen_address_problem, listen_name)
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import register_and_exit, run_launcher
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-        VenvError, converge, plan, write_if_changed)
+    from ansible_collections.devbox.machine.plugins.module_utils import devbox_service_module as service
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import VenvError, write_if_changed
 
 LAUNCHER = ".local/bin/devbox-jupyter"
 # Where the launcher, which runs alone on the volume, learns the venv and the project directory.
 DIRS_FILE = ".jupyter/devbox-jupyter.json"
-
-
-class JupyterError(Exception):
-    """The server could not be brought up; the message has the launcher's reason."""
 
 
 def server_config(project: str, listen: str, port: int, settings: dict | None = None) -> dict:
@@ -187,14 +154,11 @@ def provision(params: dict, dry_run: bool) -> dict:
     launcher = os.path.join(home, LAUNCHER)
     token_path = os.path.join(config_dir, "devbox_token")
     venv_path, project = os.path.join(home, params["venv_dir"]), os.path.join(home, params["project_dir"])
-    venv_params = {"path": venv_path, "base_python": "python3",
-                   "requirements": [params["lab_spec"]], "installer": None,
-                   "settings": None, "min_free_mb": params["min_free_mb"], "lock_timeout": 600}
-    venv = plan(venv_params) if dry_run else converge(venv_params)
+    venv = service.converge_venv(params, params["lab_spec"], dry_run)
     if not dry_run:
         os.makedirs(config_dir, mode=0o700, exist_ok=True)
         os.makedirs(bin_dir, mode=0o755, exist_ok=True)
-    listen = listen_name(params["ip"])
+    listen = params["listen"]
     diffs = []
     config_text = json.dumps(server_config(project, listen, params["port"], params["server_settings"]), indent=2, sort_keys=True) + "\n"
     config_changed = write_if_changed(os.path.join(config_dir, "jupyter_server_config.json"), config_text, 0o600,
@@ -203,68 +167,44 @@ def provision(params: dict, dry_run: bool) -> dict:
     dirs_changed = write_if_changed(os.path.join(home, DIRS_FILE), dirs_text, 0o600, dry_run, diffs)
     token_changed = bool(params["token"]) and write_if_changed(token_path, params["token"], 0o600, dry_run)
     launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755, dry_run)
-    lab_defaults = os.path.join(venv_params["path"], "share", "jupyter", "lab", "settings", "overrides.d", "devbox.json")
+    lab_defaults = os.path.join(venv_path, "share", "jupyter", "lab", "settings", "overrides.d", "devbox.json")
     if not dry_run:
         os.makedirs(os.path.dirname(lab_defaults), exist_ok=True)
     lab_defaults_changed = write_if_changed(lab_defaults, json.dumps(LAB_DEFAULTS, indent=2) + "\n", 0o644,
                                             dry_run, diffs)
-    # A new JupyterLab (or anything under it) only serves once the server restarts.
+    # A new JupyterLab (or anything under it) only serves once the server restarts; new launcher code (the
+    # launcher, its libraries) only acts at the next start: the kernels keep running.
     restart = config_changed or dirs_changed or token_changed or lab_defaults_changed or venv["changed"]
-    result = {"listen": listen, "diff": diffs, "installed": venv["installed"], "upgraded": venv["upgraded"]}
+    outcome = service.bring_up(launcher, restart, launcher_changed, dry_run)
+    result = {"listen": listen, "diff": diffs, "installed": venv["installed"], "upgraded": venv["upgraded"],
+              "action": outcome.get("action"), "url": outcome.get("url"), "pid": outcome.get("pid")}
     if dry_run:
-        running = not launcher_changed and run_launcher(launcher, "status")[0] == 0
-        action = "would restart" if restart and running else None if running else "would start"
-        return dict(result, changed=bool(action or launcher_changed or venv["changed"]), action=action,
-                    url=None, pid=None, token=None)
-    code, outcome = run_launcher(launcher, "restart" if restart else "start")
-    if code != 0:
-        raise JupyterError(f"devbox-jupyter {'restart' if restart else 'start'} failed: {outcome.get('error', outcome)}")
+        return dict(result, changed=bool(outcome["action"] or launcher_changed or venv["changed"]), token=None)
     with open(token_path) as token_file:
         token = token_file.read().strip()
     changed = venv["changed"] or config_changed or dirs_changed or token_changed or launcher_changed or outcome.get("action") == "started"
-    return dict(result, changed=changed, action=outcome.get("action"), url=outcome.get("url"),
-                pid=outcome.get("pid"), token=token)
+    return dict(result, changed=changed, token=token)
 
 
-ARGUMENT_SPEC = {
-    "user": {"type": "str", "required": True},
-    "home": {"type": "path", "required": True},
-    "lab_spec": {"type": "str", "default": "jupyterlab"},
-    "ip": {"type": "str", "default": "auto"},
-    "port": {"type": "int", "default": 8888},
-    "token": {"type": "str", "default": "", "no_log": True},
-    "launcher_source": {"type": "str", "required": True},
-    "venv_dir": {"type": "str", "default": VENV_DIR},
-    "project_dir": {"type": "str", "default": PROJECT_DIR},
-    "min_free_mb": {"type": "int", "default": 1024},
-    "server_settings": {"type": "dict", "default": {}},
-}
+ARGUMENT_SPEC = dict(
+    service.COMMON_ARGUMENT_SPEC,
+    lab_spec={"type": "str", "default": "jupyterlab"},
+    port={"type": "int", "default": 8888},
+    token={"type": "str", "default": "", "no_log": True},
+    server_settings={"type": "dict", "default": {}},
+)
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    # Before anything is installed, written or stopped: a bad address leaves the running Jupyter alone.
-    problem = options_problem(params)
-    if problem:
-        module.fail_json(msg=f"{problem}; the running Jupyter and its settings are unchanged")
-    listen = listen_name(params["ip"])
-    problem = listen_address_problem(listen)
-    if problem:
-        module.fail_json(msg=f"jupyter_ip={params['ip']}: {problem}; the running Jupyter and its settings are unchanged",
-                         listen=listen)
+    listen = service.checked_listen(module, "Jupyter", "jupyter_ip")
     problem = settings_problem(params["server_settings"], listen_address_problem)
     if problem:
         module.fail_json(msg=f"{problem}; the running Jupyter and its settings are unchanged")
-    if module.check_mode and not user_exists(params["user"]):
-        module.exit_json(changed=True, action="would start", url=None, pid=None, token=None,
-                         listen=listen_name(params["ip"]), installed=[], upgraded=[])
-    try:
-        result = run_as(params["user"], provision, params, module.check_mode, expected=(VenvError, JupyterError, OSError))
-    except RunAsError as error:
-        module.fail_json(msg=str(error))
-    register_and_exit(module, result, {"name": "jupyter", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
-                      "Jupyter")
+    service.provision_and_register(
+        module, provision, listen, {"name": "jupyter", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
+        "Jupyter", (VenvError,), {"token": None, "installed": [], "upgraded": []})
 
 
 if __name__ == "__main__":

@@ -23,14 +23,8 @@ options:
     description: The dev user's home.
     type: path
     required: true
-  venv_dir:
-    description: The venv, relative to the home (python_env_venv_dir).
-    type: str
-    default: project-venv
-  project_dir:
-    description: The project directory, relative to the home (python_env_project_dir).
-    type: str
-    default: project
+extends_documentation_fragment:
+  - devbox.machine.layout
 attributes:
   check_mode:
     support: full
@@ -56,21 +50,20 @@ RETURN = r"""
 
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
+    from ansible.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible.module_utils.devbox_shell_init import ensure_block
 except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import ensure_block
 
 
-ARGUMENT_SPEC = {
-    "user": {"type": "str", "required": True},
-    "home": {"type": "path", "required": True},
-    "venv_dir": {"type": "str", "default": VENV_DIR},
-    "project_dir": {"type": "str", "default": PROJECT_DIR},
-}
+ARGUMENT_SPEC = dict(
+    LAYOUT_ARGUMENT_SPEC,
+    user={"type": "str", "required": True},
+    home={"type": "path", "required": True},
+)
 
 
 def main() -> None:

@@ -9,65 +9,29 @@ short_description: Install, configure, start and register TensorBoard as the dev
 description:
   - Started as root (no become, so the task pipelines), it does its user-side work as O(user) in a child
     process that drops to that user, like devbox_jupyter.
-  - Installs O(spec) into the venv with the installer settings python_env stored, writes the settings
-    (C(~/.devbox-tensorboard/settings.json)), the launcher (C(~/.local/bin/devbox-tensorboard)) and the
-    listening-address rule it applies at every start, then starts the server unless it is serving, or
-    restarts it when its settings or its packages changed.
+  - Installs O(spec) into the venv (O(venv_dir)) with the installer settings python_env stored, writes the
+    settings (C(~/.devbox-tensorboard/settings.json)) and the launcher (C(~/.local/bin/devbox-tensorboard)),
+    then starts the server unless it is serving, or restarts it when its settings or its packages changed.
   - Serves the event files under C(runs) in the project (O(project_dir)) on the private address only, never on all interfaces
     nor on a public address. With O(ip=auto) it listens on C(fly-local-6pn) when C(/etc/hosts) has it,
     else on 127.0.0.1.
   - Registers the server with the boot step (C(~/.devbox/service-tensorboard.json), root-owned, names the
     launcher and the port), which starts it after a restart and stops it with the machine.
+  - The launcher imports the listening-address rule and the launchers' shared code from root's own files in
+    C(~/.devbox/), which the module keeps (O(address_rule_source), O(launcher_library_source)); when they
+    change, the server restarts.
+extends_documentation_fragment:
+  - devbox.machine.service
+  - devbox.machine.layout
 options:
-  user:
-    description: The user who runs TensorBoard; the module works as this user.
-    type: str
-    required: true
-  home:
-    description: The user's home, the volume.
-    type: path
-    required: true
   spec:
     description: Requirement specifier for TensorBoard.
     type: str
     default: tensorboard
-  ip:
-    description: Address or host name to listen on; V(auto) is the private address on Fly, else 127.0.0.1.
-    type: str
-    default: auto
   port:
     description: Port to listen on.
     type: int
     default: 6006
-  launcher_source:
-    description: Source text of the launcher, written to C(~/.local/bin/devbox-tensorboard).
-    type: str
-    required: true
-  address_rule_source:
-    description:
-      - Source text of plugins/module_utils/devbox_address.py, written to C(~/.local/lib/devbox/devbox_address.py)
-        for the launcher, which applies that rule at every start.
-    type: str
-    required: true
-  venv_dir:
-    description: The venv TensorBoard is installed into, relative to the home (python_env_venv_dir).
-    type: str
-    default: project-venv
-  project_dir:
-    description: The project directory, relative to the home (python_env_project_dir); the event files are in its C(runs).
-    type: str
-    default: project
-  min_free_mb:
-    description: Free space the volume must have before TensorBoard is installed, in MB.
-    type: int
-    default: 1024
-attributes:
-  check_mode:
-    support: full
-    details: Reports whether the server would be started or restarted; installs and starts nothing.
-  diff_mode:
-    support: partial
-    details: Shows the settings file.
 author: devbox maintainers
 """
 
@@ -78,6 +42,7 @@ EXAMPLES = r"""
     home: /home/pythonuser
     launcher_source: "{{ lookup('ansible.builtin.file', 'devbox_tensorboard_launcher.py') }}"
     address_rule_source: "{{ lookup('ansible.builtin.file', role_path ~ '/../../plugins/module_utils/devbox_address.py') }}"
+    launcher_library_source: "{{ lookup('ansible.builtin.file', role_path ~ '/../../plugins/module_utils/devbox_launcher.py') }}"
   register: tensorboard_launch
 """
 
@@ -120,102 +85,53 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils import devbox_address
-    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
-    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible.module_utils.devbox_service import register_and_exit, run_launcher
-    from ansible.module_utils.devbox_venv import VenvError, converge, plan, write_if_changed
+    from ansible.module_utils import devbox_service_module as service
+    from ansible.module_utils.devbox_venv import VenvError, write_if_changed
 except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils import devbox_address
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, options_problem
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
-        register_and_exit, run_launcher)
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-        VenvError, converge, plan, write_if_changed)
+    from ansible_collections.devbox.machine.plugins.module_utils import devbox_service_module as service
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import VenvError, write_if_changed
 
 LAUNCHER = ".local/bin/devbox-tensorboard"
-# The launcher imports the address rule from here: the very file the modules use (address_rule_source).
-ADDRESS_RULE = ".local/lib/devbox/devbox_address.py"
 SETTINGS = ".devbox-tensorboard/settings.json"
 # The event files: this folder in the project.
 RUNS = "runs"
-
-
-class TensorBoardError(Exception):
-    """The server could not be brought up; the message has the launcher's reason."""
 
 
 def provision(params: dict, dry_run: bool) -> dict:
     """As the user: the venv's TensorBoard, the settings, the launcher, the server."""
     home = params["home"]
     launcher, settings = os.path.join(home, LAUNCHER), os.path.join(home, SETTINGS)
-    address_rule, logdir = os.path.join(home, ADDRESS_RULE), os.path.join(home, params["project_dir"], RUNS)
-    venv_path = os.path.join(home, params["venv_dir"])
-    venv_params = {"path": venv_path, "base_python": "python3",
-                   "requirements": [params["spec"]], "installer": None,
-                   "settings": None, "min_free_mb": params["min_free_mb"], "lock_timeout": 600}
-    venv = plan(venv_params) if dry_run else converge(venv_params)
+    logdir = os.path.join(home, params["project_dir"], RUNS)
+    venv = service.converge_venv(params, params["spec"], dry_run)
     if not dry_run:
-        for path, mode in ((settings, 0o700), (launcher, 0o755), (address_rule, 0o755)):
+        for path, mode in ((settings, 0o700), (launcher, 0o755)):
             os.makedirs(os.path.dirname(path), mode=mode, exist_ok=True)
-    listen, diffs = devbox_address.listen_name(params["ip"]), []
-    settings_text = json.dumps({"ip": listen, "port": params["port"], "logdir": logdir, "venv": venv_path},
-                               indent=2, sort_keys=True)
+    listen, diffs = params["listen"], []
+    settings_text = json.dumps({"ip": listen, "port": params["port"], "logdir": logdir,
+                                "venv": os.path.join(home, params["venv_dir"])}, indent=2, sort_keys=True)
     settings_changed = write_if_changed(settings, settings_text + "\n", 0o600, dry_run, diffs)
-    rule_changed = write_if_changed(address_rule, params["address_rule_source"], 0o644, dry_run)
     launcher_changed = write_if_changed(launcher, params["launcher_source"], 0o755, dry_run)
-    restart = settings_changed or rule_changed or venv["changed"]
-    result = {"listen": listen, "logdir": logdir, "diff": diffs, "installed": venv["installed"]}
+    # A new listening-address rule is applied at the next start: now.
+    restart = settings_changed or params["libraries_changed"] or venv["changed"]
+    outcome = service.bring_up(launcher, restart, launcher_changed, dry_run)
+    result = {"listen": listen, "logdir": logdir, "diff": diffs, "installed": venv["installed"],
+              "action": outcome.get("action"), "url": outcome.get("url"), "pid": outcome.get("pid")}
     if dry_run:
-        running = not launcher_changed and run_launcher(launcher, "status")[0] == 0
-        action = "would restart" if restart and running else None if running else "would start"
-        return dict(result, changed=bool(action or launcher_changed or venv["changed"]), action=action,
-                    url=None, pid=None)
-    code, outcome = run_launcher(launcher, "restart" if restart else "start")
-    if code != 0:
-        raise TensorBoardError(f"devbox-tensorboard {'restart' if restart else 'start'} failed: "
-                               f"{outcome.get('error', outcome)}")
-    changed = restart or launcher_changed or outcome.get("action") == "started"
-    return dict(result, changed=changed, action=outcome.get("action"), url=outcome.get("url"), pid=outcome.get("pid"))
+        return dict(result, changed=bool(outcome["action"] or launcher_changed or venv["changed"]))
+    return dict(result, changed=restart or launcher_changed or outcome.get("action") == "started")
 
 
-ARGUMENT_SPEC = {
-    "user": {"type": "str", "required": True},
-    "home": {"type": "path", "required": True},
-    "spec": {"type": "str", "default": "tensorboard"},
-    "ip": {"type": "str", "default": "auto"},
-    "port": {"type": "int", "default": 6006},
-    "launcher_source": {"type": "str", "required": True},
-    "address_rule_source": {"type": "str", "required": True},
-    "venv_dir": {"type": "str", "default": VENV_DIR},
-    "project_dir": {"type": "str", "default": PROJECT_DIR},
-    "min_free_mb": {"type": "int", "default": 1024},
-}
+ARGUMENT_SPEC = dict(service.COMMON_ARGUMENT_SPEC, spec={"type": "str", "default": "tensorboard"},
+                     port={"type": "int", "default": 6006})
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    # Before anything is installed, written or stopped: a bad address leaves the running server alone.
-    problem = options_problem(params)
-    if problem:
-        module.fail_json(msg=f"{problem}; the running TensorBoard and its settings are unchanged")
-    listen = devbox_address.listen_name(params["ip"])
-    problem = devbox_address.listen_address_problem(listen)
-    if problem:
-        module.fail_json(msg=f"tensorboard_ip={params['ip']}: {problem}; the running TensorBoard and its settings "
-                         "are unchanged", listen=listen)
-    if module.check_mode and not user_exists(params["user"]):
-        module.exit_json(changed=True, action="would start", url=None, pid=None, listen=listen,
-                         logdir=os.path.join(params["home"], params["project_dir"], RUNS), installed=[])
-    try:
-        result = run_as(params["user"], provision, params, module.check_mode,
-                        expected=(VenvError, TensorBoardError, OSError))
-    except RunAsError as error:
-        module.fail_json(msg=str(error))
-    register_and_exit(module, result, {"name": "tensorboard", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
-                      "TensorBoard")
+    listen = service.checked_listen(module, "TensorBoard", "tensorboard_ip")
+    service.provision_and_register(
+        module, provision, listen, {"name": "tensorboard", "launcher": LAUNCHER, "probe": {"port": params["port"]}},
+        "TensorBoard", (VenvError,), {"logdir": os.path.join(params["home"], params["project_dir"], RUNS), "installed": []})
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ services back, that a rerun changes nothing, and that a running TensorBoard does
 idle machine up.
 """
 import json
+import os
 import re
 import time
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
 
 NAME = tagged("devbox-tensorboard")
 HOME = "/home/pythonuser"
@@ -77,6 +78,13 @@ def test_tensorboard_answers_on_the_private_address_only(machine):
     assert refused.stdout.strip() != "0", "TensorBoard answers on loopback too: it listens on more than one address"
     owner = machine.exec(f"stat -c '%U %a' {HOME}/.devbox/service-tensorboard.json").stdout.split()
     assert owner == ["root", "644"], "the record PID 1 reads is root's own"
+    # The code both launchers import: root's own files in root's own folder, the modules' very files.
+    owners = machine.exec(f"stat -c '%U %a' {HOME}/.devbox {HOME}/.devbox/devbox_address.py "
+                          f"{HOME}/.devbox/devbox_launcher.py").stdout.split()
+    assert owners == ["root", "755", "root", "644", "root", "644"]
+    kept = machine.exec(f"cat {HOME}/.devbox/devbox_launcher.py").stdout
+    with open(os.path.join(ROOT, "plugins", "module_utils", "devbox_launcher.py")) as source:
+        assert kept.strip() == source.read().strip()
 
 
 @pytest.mark.parametrize("variables, expected", [

@@ -6,27 +6,24 @@ session (new session, stdio redirected to a log on the volume), tracked by a pid
 start time) and probed on /data/environment. Settings come from
 ~/.devbox-tensorboard/settings.json (ip, port, logdir, venv), written by the devbox_tensorboard
 module; the ip may be a host name such as fly-local-6pn, resolved here at every start with the
-listening-address rule of plugins/module_utils/devbox_address.py (the module puts that very
-file beside this one, in ~/.local/lib/devbox/): never all interfaces, never a public address.
+listening-address rule of plugins/module_utils/devbox_address.py: never all interfaces, never a
+public address. That rule and what the launchers share (plugins/module_utils/devbox_launcher.py)
+are imported from the home's root-owned ~/.devbox/, where the module writes those very files.
 Prints one JSON object; exit status 0 when the server ends up as asked (status: 3 when down).
 """
 from __future__ import annotations
 
-import argparse
-import fcntl
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
 HOME = os.path.expanduser("~")
-sys.path.insert(0, os.path.join(HOME, ".local", "lib", "devbox"))
-from devbox_address import listen_address_problem  # noqa: E402
+sys.path.insert(0, os.path.join(HOME, ".devbox"))
+from devbox_launcher import (  # noqa: E402
+    LauncherError, read_pid, resolve, run, spawn, stop_pid, url_for, wait_until_up, write_pid)
 
 STATE_DIR = os.path.join(HOME, ".devbox-tensorboard")
 SETTINGS_FILE = os.path.join(STATE_DIR, "settings.json")
@@ -40,10 +37,6 @@ STOP_TIMEOUT_S = 10
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-class LauncherError(Exception):
-    pass
-
-
 def load_settings() -> dict:
     try:
         with open(SETTINGS_FILE) as settings_file:
@@ -52,40 +45,6 @@ def load_settings() -> dict:
                 "venv": settings["venv"]}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise LauncherError(f"cannot read {SETTINGS_FILE}: {error}") from error
-
-
-def resolve(name: str) -> str:
-    """The one address to listen on, checked with the same rule as Jupyter's."""
-    problem = listen_address_problem(name)
-    if problem:
-        raise LauncherError(f"refusing to listen on {name!r}: {problem}")
-    return socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)[0][4][0].split("%")[0]
-
-
-def url_for(address: str, port: int) -> str:
-    host = f"[{address}]" if ":" in address else address
-    return f"http://{host}:{port}/"
-
-
-def process_start(pid: int) -> str | None:
-    """The process's start time in clock ticks (field 22 of /proc/<pid>/stat); None when gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] == "Z" else fields[19]
-
-
-def read_pid() -> int | None:
-    """The server's pid, or None when the pidfile is missing or stale (exited, or the pid reused)."""
-    try:
-        with open(PID_FILE) as pidfile:
-            pid_text, _, started = pidfile.read().strip().partition(" ")
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    return pid if process_start(pid) == started else None
 
 
 def serving(address: str, port: int, logdir: str) -> bool:
@@ -106,28 +65,20 @@ def port_taken(address: str, port: int) -> bool:
 def status(settings: dict | None = None) -> dict:
     settings = settings or load_settings()
     address = resolve(settings["ip"])
-    pid = read_pid()
+    pid = read_pid(PID_FILE)
     return {"url": url_for(address, settings["port"]), "log": LOG_FILE, "logdir": settings["logdir"], "pid": pid,
             "running": pid is not None,
             "healthy": pid is not None and serving(address, settings["port"], settings["logdir"])}
 
 
-def log_tail(lines: int = 20) -> str:
-    try:
-        with open(LOG_FILE, errors="replace") as log:
-            return "".join(log.readlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def start() -> dict:
     settings = load_settings()
     address, port, logdir = resolve(settings["ip"]), settings["port"], settings["logdir"]
-    pid = read_pid()
+    pid = read_pid(PID_FILE)
     if pid is not None and serving(address, port, logdir):
         return dict(status(settings), action="already running")
     if pid is not None:
-        stop_pid(pid)  # alive but not answering: start afresh
+        stop_pid(pid, STOP_TIMEOUT_S)  # alive but not answering: start afresh
     if port_taken(address, port):
         raise LauncherError(f"{url_for(address, port)} is held by another process: stop it or choose another "
                             "tensorboard_port")
@@ -135,50 +86,18 @@ def start() -> dict:
     if not os.access(tensorboard, os.X_OK):
         raise LauncherError(f"{tensorboard} is missing: run the playbook with tensorboard_enabled: true")
     os.makedirs(logdir, exist_ok=True)
-    with open(LOG_FILE, "ab") as log, open(os.devnull, "rb") as devnull:
-        log.write(f"--- devbox-tensorboard start {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
-        log.flush()
-        # A new session and no inherited stdio: the server outlives the SSH session that started it.
-        process = subprocess.Popen([tensorboard, "--logdir", logdir, "--host", address, "--port", str(port)],
-                                   cwd=logdir, stdin=devnull, stdout=log, stderr=log, start_new_session=True)
-    with open(PID_FILE + ".tmp", "w") as pidfile:
-        pidfile.write(f"{process.pid} {process_start(process.pid) or ''}\n")
-    os.replace(PID_FILE + ".tmp", PID_FILE)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise LauncherError(f"TensorBoard exited with status {process.returncode}; "
-                                f"last lines of {LOG_FILE}:\n{log_tail()}")
-        if serving(address, port, logdir):
-            return dict(status(settings), action="started")
-        time.sleep(0.25)
-    raise LauncherError(f"TensorBoard did not answer on {url_for(address, port)} within {START_TIMEOUT_S} s; "
-                        f"last lines of {LOG_FILE}:\n{log_tail()}")
-
-
-def stop_pid(pid: int) -> None:
-    """SIGTERM to the server's process group, SIGKILL when it lingers."""
-    started = process_start(pid)
-    if started is None:
-        return
-    try:
-        os.killpg(pid, signal.SIGTERM)  # the server leads its own session and group
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while time.monotonic() < deadline and process_start(pid) == started:
-        time.sleep(0.2)
-    if process_start(pid) == started:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    process = spawn([tensorboard, "--logdir", logdir, "--host", address, "--port", str(port)], logdir, LOG_FILE,
+                    "devbox-tensorboard")
+    write_pid(PID_FILE, process.pid)
+    wait_until_up(process, lambda: serving(address, port, logdir), START_TIMEOUT_S, LOG_FILE, "TensorBoard",
+                  url_for(address, port))
+    return dict(status(settings), action="started")
 
 
 def stop() -> dict:
-    pid = read_pid()
+    pid = read_pid(PID_FILE)
     if pid is not None:
-        stop_pid(pid)
+        stop_pid(pid, STOP_TIMEOUT_S)
     try:
         os.remove(PID_FILE)
     except FileNotFoundError:
@@ -187,22 +106,7 @@ def stop() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["start", "stop", "restart", "status"])
-    command = parser.parse_args(argv).command
-    os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
-    try:
-        with open(LOCK_FILE, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one launcher at a time (boot step vs playbook)
-            if command == "restart":
-                stop()
-                command = "start"
-            outcome = {"start": start, "stop": stop, "status": status}[command]()
-    except LauncherError as error:
-        print(json.dumps({"error": str(error)}))
-        return 1
-    print(json.dumps(outcome))
-    return 0 if command != "status" or outcome["healthy"] else 3
+    return run(argv, __doc__, STATE_DIR, LOCK_FILE, {"start": start, "stop": stop, "status": status})
 
 
 if __name__ == "__main__":
