@@ -112,14 +112,17 @@ def python_env(v: dict, _all: dict) -> list[str]:
     return problems
 
 
+def listen_problems(name: str, value, reached: str) -> list[str]:
+    if _address.is_listen_address(value):
+        return []
+    return [f"{name}={value} must be a loopback or private address, or a host name (auto, fly-local-6pn, the"
+            " container's name); never all interfaces (0, 0.0.0.0, ::, [::], ::ffff:0.0.0.0, *, empty) and never"
+            f" a public address: {reached}"]
+
+
 def jupyter(v: dict, _all: dict) -> list[str]:
-    problems = []
-    if not _address.is_listen_address(v["jupyter_ip"]):
-        problems.append(
-            f"jupyter_ip={v['jupyter_ip']} must be a loopback or private address, or a host name (auto,"
-            " fly-local-6pn, the container's name); never all interfaces (0, 0.0.0.0, ::, [::], ::ffff:0.0.0.0, *,"
-            " empty) and never a public address: Jupyter is reached through fly proxy, an SSH tunnel or a port"
-            " published on 127.0.0.1.")
+    problems = listen_problems("jupyter_ip", v["jupyter_ip"],
+                               "Jupyter is reached through fly proxy, an SSH tunnel or a port published on 127.0.0.1.")
     if not 1024 <= v["jupyter_port"] <= 65535 or v["jupyter_min_free_mb"] < 0:
         problems.append(f"jupyter_port={v['jupyter_port']} must be a number from 1024 to 65535;"
                         f" jupyter_min_free_mb={v['jupyter_min_free_mb']} must be a number of MB, 0 or more.")
@@ -136,12 +139,8 @@ def jupyter(v: dict, _all: dict) -> list[str]:
 
 
 def tensorboard(v: dict, everything: dict) -> list[str]:
-    problems = []
-    if not _address.is_listen_address(v["tensorboard_ip"]):
-        problems.append(
-            f"tensorboard_ip={v['tensorboard_ip']} must be a loopback or private address, or a host name (auto,"
-            " fly-local-6pn, the container's name); never all interfaces (0, 0.0.0.0, ::, [::], *, empty) and never"
-            " a public address: TensorBoard is reached through the same fly proxy or SSH tunnel as Jupyter.")
+    problems = listen_problems("tensorboard_ip", v["tensorboard_ip"],
+                               "TensorBoard is reached through the same fly proxy or SSH tunnel as Jupyter.")
     jupyter_port = everything.get("jupyter_port", 8888)  # the play's, or Jupyter's default
     if not 1024 <= v["tensorboard_port"] <= 65535 or str(v["tensorboard_port"]) == str(jupyter_port) or v["tensorboard_min_free_mb"] < 0:
         problems.append(

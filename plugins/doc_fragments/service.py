@@ -48,4 +48,5 @@ attributes:
   diff_mode:
     support: partial
     details: Shows the settings files the module writes; never a token.
+author: devbox maintainers
 """

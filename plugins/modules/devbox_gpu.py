@@ -14,6 +14,8 @@ description:
   - With O(required=true) it fails when there is no GPU; with V(auto) it reports either way.
   - With O(smoke_test=true) it initialises CUDA as the user through the driver API (libcuda, no Python
     package needed) and counts the devices.
+extends_documentation_fragment:
+  - devbox.machine.common
 options:
   required:
     description: Whether a GPU must be present.
@@ -36,9 +38,6 @@ attributes:
   check_mode:
     support: full
     details: Says which groups the user would join; the detection and the smoke test only read.
-  diff_mode:
-    support: none
-author: devbox maintainers
 """
 
 EXAMPLES = r"""

@@ -12,21 +12,14 @@ description:
   - Once nothing has used the machine for that long (no busy kernel, no browser or terminal connected
     to Jupyter, no process of the dev user outside Jupyter), PID 1 stops Jupyter and exits 0, so a Fly
     Machine goes to C(stopped) and a local container stops.
+extends_documentation_fragment:
+  - devbox.machine.common
+  - devbox.machine.home
 options:
-  home:
-    description: The dev user's home, the volume.
-    type: path
-    required: true
   minutes:
     description: Minutes without use before the machine stops; 0 = never.
     type: int
     required: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-author: devbox maintainers
 """
 
 EXAMPLES = r"""

@@ -48,7 +48,6 @@ options:
         plugins/module_utils/devbox_jupyter_settings.py.
     type: dict
     default: {}
-author: devbox maintainers
 """
 
 EXAMPLES = r"""
@@ -69,7 +68,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 url:
-  description: Where the server listens (no token); null in check mode.
+  description: Where the Jupyter server listens (no token); null in check mode.
   returned: success
   type: str
   sample: http://172.17.0.3:8888/
@@ -79,28 +78,30 @@ token:
   type: str
   sample: 4f0c2a9d8e1b7c6a5f4e3d2c1b0a9f8e7d6c5b4a39281706
 action:
-  description: What happened to the server, or what would (check mode); null when nothing would.
+  description: >-
+    What the launcher did to the Jupyter server: V(started) (also when a settings or venv change restarted it)
+    or V(already running); in check mode V(would start) or V(would restart), null when nothing would.
   returned: success
   type: str
-  sample: already running
+  sample: started
 pid:
-  description: The server's process id.
+  description: The Jupyter server's process id; kernels are its children.
   returned: success
   type: int
   sample: 4242
 listen:
-  description: The address or name the server is configured to listen on.
+  description: The address or host name in the server's settings (ServerApp.ip), after V(auto) is resolved.
   returned: success
   type: str
   sample: fly-local-6pn
 installed:
-  description: Distributions installed into the venv by this run, as name==version.
+  description: JupyterLab and what it pulled in, newly installed into the venv by this run (name==version).
   returned: success
   type: list
   elements: str
-  sample: [jupyterlab==4.4.3]
+  sample: [jupyterlab==4.4.3, jupyter-server==2.16.0]
 upgraded:
-  description: Distributions whose version changed, as "name old -> new".
+  description: What moved to another version for JupyterLab's sake, as "name old -> new".
   returned: success
   type: list
   elements: str

@@ -13,11 +13,10 @@ description:
   - Runs as the login user (root). The time is rewritten on every run, but the module reports changed
     only when the commit or the tags differ from the last record, so a converged rerun stays changed=0.
   - M(devbox_status) reads the record back with the same ownership checks.
+extends_documentation_fragment:
+  - devbox.machine.common
+  - devbox.machine.home
 options:
-  home:
-    description: The dev user's home, the volume.
-    type: path
-    required: true
   commit:
     description: The controller checkout's C(git describe --always --dirty) output.
     type: str
@@ -29,13 +28,6 @@ options:
     type: list
     elements: str
     default: []
-attributes:
-  check_mode:
-    support: full
-    details: Reports whether the commit or the tags would change the record; writes nothing.
-  diff_mode:
-    support: none
-author: devbox maintainers
 """
 
 EXAMPLES = r"""

@@ -19,20 +19,15 @@ options:
     description: The dev user, who owns C(~/.bashrc).
     type: str
     required: true
-  home:
-    description: The dev user's home.
-    type: path
-    required: true
 extends_documentation_fragment:
+  - devbox.machine.common
+  - devbox.machine.home
   - devbox.machine.layout
 attributes:
   check_mode:
     support: full
     details: Reports whether the block would be added or replaced; on a fresh machine without the user
       yet, reports changed.
-  diff_mode:
-    support: none
-author: devbox maintainers
 """
 
 EXAMPLES = r"""

@@ -18,6 +18,8 @@ description:
     to open a shell there instead.
   - Checks that a certificate names the dev user and reports how long it stays valid.
   - The file is rewritten only when its text or its mode differ.
+extends_documentation_fragment:
+  - devbox.machine.common
 options:
   directory:
     description:
@@ -41,9 +43,6 @@ attributes:
   check_mode:
     support: partial
     details: Writes nothing, and always reports changed (the file on disk is not compared).
-  diff_mode:
-    support: none
-author: devbox maintainers
 """
 
 EXAMPLES = r"""

@@ -16,14 +16,13 @@ description:
     or the venv missing or broken, requested packages not installed, Jupyter settings that differ,
     Jupyter down, another commit).
   - RV(lines) is the whole report as readable lines, one per part, for a C(debug) task.
+extends_documentation_fragment:
+  - devbox.machine.common
+  - devbox.machine.home
 options:
   user:
     description: The dev user.
     type: str
-    required: true
-  home:
-    description: The dev user's home, the volume.
-    type: path
     required: true
   packages:
     description:
@@ -76,9 +75,6 @@ attributes:
   check_mode:
     support: full
     details: The module only reads, so check mode reports exactly what a normal run does.
-  diff_mode:
-    support: none
-author: devbox maintainers
 """
 
 EXAMPLES = r"""

@@ -10,6 +10,8 @@ description:
   - Reads SwapTotal from C(/proc/meminfo). Below O(min_mb) it warns, or fails with O(required), naming
     the fly.toml key (C(swap_size_mb)) that gives a Fly Machine more swap and the commands for another host.
   - Reads only; changes nothing.
+extends_documentation_fragment:
+  - devbox.machine.common
 options:
   min_mb:
     description: Expected swap in MB; 0 = no expectation.
@@ -19,12 +21,6 @@ options:
     description: Fail, instead of warning, when the swap is below O(min_mb).
     type: bool
     default: false
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
-author: devbox maintainers
 """
 
 EXAMPLES = r"""

@@ -32,7 +32,6 @@ options:
     description: Port to listen on.
     type: int
     default: 6006
-author: devbox maintainers
 """
 
 EXAMPLES = r"""
@@ -73,7 +72,7 @@ logdir:
   type: str
   sample: /home/pythonuser/project/runs
 installed:
-  description: Distributions installed into the venv by this run, as name==version.
+  description: TensorBoard and its dependencies, newly installed into the venv by this run (name==version).
   returned: success
   type: list
   elements: str

@@ -15,6 +15,8 @@ description:
   - Records the account in the home's root-owned C(~/.devbox/account.json) so the image's boot step can
     recreate it after a restart. Device groups the user has joined since (the gpu role adds V(video) or
     V(render)) stay in the record.
+extends_documentation_fragment:
+  - devbox.machine.common
 options:
   name:
     description:
@@ -52,9 +54,6 @@ attributes:
   check_mode:
     support: full
     details: Lists in RV(changes) what would be created, corrected, copied or recorded; changes nothing.
-  diff_mode:
-    support: none
-author: devbox maintainers
 """
 
 EXAMPLES = r"""

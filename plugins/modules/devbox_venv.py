@@ -21,6 +21,8 @@ description:
     playbook asked for marked C(# by hand)), read from the venv's metadata (no installer, no network),
     and returns its text. O(lock_text) installs such a lock exactly; O(sync) also removes what it does
     not list. A lock from another Python version fails before anything changes.
+extends_documentation_fragment:
+  - devbox.machine.common
 options:
   user:
     description: The user who owns the venv; the module does its work as this user (as itself when unset).
@@ -88,7 +90,6 @@ attributes:
   diff_mode:
     support: partial
     details: Shows the settings files (pip.conf, devbox-installer.json) that change, passwords masked.
-author: devbox maintainers
 """
 
 EXAMPLES = r"""
