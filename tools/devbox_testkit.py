@@ -60,16 +60,18 @@ def base_image(tree: str = ROOT) -> str:
                           check=True, text=True, stdout=subprocess.PIPE).stdout.strip()
 
 
-def build_image(image: str, context: str, no_cache: bool = False, **build_args: str) -> None:
-    """`docker build -q -t image context` with these --build-arg values (classic builder)."""
+def build_image(image: str, context: str, no_cache: bool = False, labels: dict | None = None, **build_args: str) -> None:
+    """`docker build -q -t image context` with these --build-arg values and labels (classic builder)."""
     arguments = [argument for key, value in build_args.items() for argument in ("--build-arg", f"{key}={value}")]
+    arguments += [argument for key, value in (labels or {}).items() for argument in ("--label", f"{key}={value}")]
     docker("build", "-q", *(["--no-cache"] if no_cache else []), *arguments, "-t", image, context, timeout=None)
 
 
-def build_devbox_image(image: str, tree: str = ROOT, base: str | None = None, no_cache: bool = False) -> str:
+def build_devbox_image(image: str, tree: str = ROOT, base: str | None = None, no_cache: bool = False,
+                       labels: dict | None = None) -> str:
     """The project's image from the Dockerfile of `tree`; returns the base it was built on."""
     base = base or base_image(tree)
-    build_image(image, tree, no_cache, BASE_IMAGE=base, NONROOT_USER=USER)
+    build_image(image, tree, no_cache, labels, BASE_IMAGE=base, NONROOT_USER=USER)
     return base
 
 

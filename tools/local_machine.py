@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
-from devbox_testkit import ROOT, USER, LocalMachine, base_image, build_devbox_image, docker_output
+from devbox_testkit import ROOT, USER, LocalMachine, base_image, build_devbox_image, docker, docker_output
 
 LOCK_DIR = os.path.join(ROOT, ".cache")
 
@@ -33,10 +34,36 @@ def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
+# The image carries a digest of what it was built from; `make up` builds only when that changed.
+INPUTS_LABEL = "devbox.build-inputs"
+
+
+def build_inputs(base_id: str, tree: str = ROOT) -> str:
+    """A digest of the Dockerfile, the .dockerignore, the files it lets into the context (the `!path`
+    lines after its `*`) and the base image's id: what `docker build` would read."""
+    with open(os.path.join(tree, ".dockerignore")) as ignore:
+        let_in = [line[1:].strip() for line in ignore if line.startswith("!")]
+    digest = hashlib.sha256(f"{base_id}\n{USER}\n".encode())
+    for relative in ["Dockerfile", ".dockerignore", *sorted(let_in)]:
+        with open(os.path.join(tree, relative), "rb") as source:
+            digest.update(f"{relative}\n".encode() + hashlib.sha256(source.read()).digest())
+    return digest.hexdigest()
+
+
+def image_label(image: str, label: str) -> str | None:
+    """The image's label, or None when there is no such image (or label)."""
+    found = docker("image", "inspect", "--format", "{{json .Config.Labels}}", image, check=False)
+    return (json.loads(found.stdout) or {}).get(label) if found.returncode == 0 else None
+
+
 def build_image(image: str) -> None:
     base = base_image()
+    inputs = build_inputs(docker_output("image", "inspect", "--format", "{{.Id}}", base))
+    if image_label(image, INPUTS_LABEL) == inputs:
+        say(f"{image} is up to date (the Dockerfile, its files and {base} have not changed)")
+        return
     say(f"building {image} on {base}")
-    build_devbox_image(image, base=base)
+    build_devbox_image(image, base=base, labels={INPUTS_LABEL: inputs})
 
 
 def engine_info() -> dict:

@@ -1,0 +1,53 @@
+"""`make up` builds the image only when what it is built from changed (tools/local_machine.py)."""
+import os
+import shutil
+
+import pytest
+
+from devbox_testkit import ROOT, TEST_IMAGE, docker, docker_output, tagged
+from local_machine import INPUTS_LABEL, build_image, build_inputs, image_label
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A copy of what the image is built from, to change."""
+    for relative in ["Dockerfile", ".dockerignore"]:
+        shutil.copy(os.path.join(ROOT, relative), tmp_path / relative)
+    with open(os.path.join(ROOT, ".dockerignore")) as ignore:
+        for line in ignore:
+            if line.startswith("!"):
+                (tmp_path / line[1:].strip()).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(os.path.join(ROOT, line[1:].strip()), tmp_path / line[1:].strip())
+    (tmp_path / "README.md").write_text("not in the build context\n")
+    return tmp_path
+
+
+def test_the_digest_follows_the_build_inputs_only(tree):
+    first = build_inputs("sha256:base", str(tree))
+    assert build_inputs("sha256:base", str(tree)) == first
+    (tree / "README.md").write_text("changed, and still not in the context\n")
+    assert build_inputs("sha256:base", str(tree)) == first
+    assert build_inputs("sha256:another-base", str(tree)) != first
+    with open(tree / "boot" / "devbox_boot.py", "a") as boot:
+        boot.write("# changed\n")
+    changed = build_inputs("sha256:base", str(tree))
+    assert changed != first
+    with open(tree / "Dockerfile", "a") as dockerfile:
+        dockerfile.write("# changed\n")
+    assert build_inputs("sha256:base", str(tree)) not in (first, changed)
+
+
+def test_an_unchanged_image_is_not_built_again(capsys):
+    image = f"{tagged('devbox-skip')}:latest"
+    try:
+        build_image(image)  # built (from the cache of the test image's layers), labelled
+        built = docker_output("image", "inspect", "--format", "{{.Id}}", image)
+        assert image_label(image, INPUTS_LABEL) and "building" in capsys.readouterr().out
+        build_image(image)
+        assert "is up to date" in capsys.readouterr().out
+        assert docker_output("image", "inspect", "--format", "{{.Id}}", image) == built
+        docker("image", "tag", TEST_IMAGE, image)  # an image without the label (an older make up's)
+        build_image(image)
+        assert "building" in capsys.readouterr().out
+    finally:
+        docker("image", "rm", "-f", image, check=False)
