@@ -20,7 +20,8 @@ from ansible.plugins.callback import CallbackBase
 # Actions that run on the controller only: their results cost no round trip to the host.
 CONTROLLER_ONLY = {"assert", "debug", "set_fact", "fail", "meta", "add_host", "group_by",
                    "set_stats", "pause", "include_tasks", "include_role", "import_tasks",
-                   "import_role", "include_vars", "validate_argument_spec"}
+                   "import_role", "include_vars", "validate_argument_spec",
+                   "devbox_check_inputs", "devbox_lock_copy"}  # this project's controller-side actions
 
 
 class CallbackModule(CallbackBase):
