@@ -32,6 +32,9 @@ def test_the_digest_follows_the_build_inputs_only(tree):
         boot.write("# changed\n")
     changed = build_inputs("sha256:base", str(tree))
     assert changed != first
+    (tree / "boot" / "devbox_boot.py").chmod(0o600)
+    assert build_inputs("sha256:base", str(tree)) != changed
+    (tree / "boot" / "devbox_boot.py").chmod(0o644)
     with open(tree / "Dockerfile", "a") as dockerfile:
         dockerfile.write("# changed\n")
     assert build_inputs("sha256:base", str(tree)) not in (first, changed)

@@ -38,15 +38,16 @@ def say(message: str) -> None:
 INPUTS_LABEL = "devbox.build-inputs"
 
 
-def build_inputs(base_id: str, tree: str = ROOT) -> str:
+def build_inputs(base: str, tree: str = ROOT) -> str:
     """A digest of the Dockerfile, the .dockerignore, the files it lets into the context (the `!path`
-    lines after its `*`) and the base image's id: what `docker build` would read."""
+    lines after its `*`, with their modes) and the base image: what `docker build` would read."""
     with open(os.path.join(tree, ".dockerignore")) as ignore:
         let_in = [line[1:].strip() for line in ignore if line.startswith("!")]
-    digest = hashlib.sha256(f"{base_id}\n{USER}\n".encode())
+    digest = hashlib.sha256(f"{base}\n{USER}\n".encode())
     for relative in ["Dockerfile", ".dockerignore", *sorted(let_in)]:
         with open(os.path.join(tree, relative), "rb") as source:
-            digest.update(f"{relative}\n".encode() + hashlib.sha256(source.read()).digest())
+            mode = os.fstat(source.fileno()).st_mode & 0o7777
+            digest.update(f"{relative} {mode:o}\n".encode() + hashlib.sha256(source.read()).digest())
     return digest.hexdigest()
 
 
@@ -58,7 +59,7 @@ def image_label(image: str, label: str) -> str | None:
 
 def build_image(image: str) -> None:
     base = base_image()
-    inputs = build_inputs(docker_output("image", "inspect", "--format", "{{.Id}}", base))
+    inputs = build_inputs(f"{base} {docker_output('image', 'inspect', '--format', '{{.Id}}', base)}")
     if image_label(image, INPUTS_LABEL) == inputs:
         say(f"{image} is up to date (the Dockerfile, its files and {base} have not changed)")
         return

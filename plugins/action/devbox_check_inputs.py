@@ -41,7 +41,6 @@ _requirement = _plugin("plugins/test/devbox_requirement.py")
 _settings = _plugin("plugins/filter/devbox_jupyter_settings_problem.py")
 _layout = _plugin("plugins/module_utils/devbox_layout.py")
 
-NUMBER = re.compile(r"^[0-9]+$")
 # An index URL may carry a password: only this masked form is ever shown.
 PASSWORD_IN_URL = re.compile(r"(://[^/:@]+:)[^/@]+@")
 
