@@ -33,7 +33,8 @@ OPT_IN_FIGURES = ("first-up",)  # measured only when --only names them
 WARM_TIMEOUT_S = 60
 MACHINES_FOR_MULTI = 4
 # The steps of `make up`, by the first word of what tools/local_machine.py says as it starts each.
-MAKE_STEPS = {"building": "image build (`docker build`)", "starting": "container start",
+MAKE_STEPS = {"building": "image build (`docker build`)", "keeping": "image check (inputs unchanged: no build)",
+              "starting": "container start",
               "provisioning": "site.yml (ansible-playbook)"}
 
 

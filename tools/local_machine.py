@@ -61,7 +61,7 @@ def build_image(image: str) -> None:
     base = base_image()
     inputs = build_inputs(f"{base} {docker_output('image', 'inspect', '--format', '{{.Id}}', base)}")
     if image_label(image, INPUTS_LABEL) == inputs:
-        say(f"{image} is up to date (the Dockerfile, its files and {base} have not changed)")
+        say(f"keeping {image}: the Dockerfile, its files and {base} have not changed")
         return
     say(f"building {image} on {base}")
     build_devbox_image(image, base=base, labels={INPUTS_LABEL: inputs})
