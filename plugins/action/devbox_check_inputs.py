@@ -38,7 +38,7 @@ _home = _plugin("plugins/test/devbox_home.py")
 _address = _plugin("plugins/test/devbox_listen_address.py")
 _token = _plugin("plugins/test/devbox_jupyter_token.py")
 _requirement = _plugin("plugins/test/devbox_requirement.py")
-_settings = _plugin("plugins/filter/devbox_jupyter_settings_problem.py")
+_settings = _plugin("plugins/module_utils/devbox_jupyter_settings.py")
 _layout = _plugin("plugins/module_utils/devbox_layout.py")
 
 # An index URL may carry a password: only this masked form is ever shown.
@@ -133,7 +133,7 @@ def jupyter(v: dict, _all: dict) -> list[str]:
     if not _requirement.is_requirement(v["jupyter_lab_spec"]):
         problems.append(f"jupyter_lab_spec={shown(v['jupyter_lab_spec'])} must be a requirement specifier pip can"
                         " parse (e.g. 'jupyterlab==4.2.5')")
-    settings_problem = _settings.jupyter_settings_problem(v["jupyter_server_settings"])
+    settings_problem = _settings.settings_problem(v["jupyter_server_settings"])
     return problems + ([settings_problem] if settings_problem else [])
 
 
