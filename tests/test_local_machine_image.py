@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, docker, docker_output, tagged
+from devbox_testkit import ROOT, base_image, docker, docker_output, tagged
 from local_machine import INPUTS_LABEL, build_image, build_inputs, image_label
 
 
@@ -49,7 +49,7 @@ def test_an_unchanged_image_is_not_built_again(capsys):
         build_image(image)
         assert f"keeping {image}" in capsys.readouterr().out
         assert docker_output("image", "inspect", "--format", "{{.Id}}", image) == built
-        docker("image", "tag", TEST_IMAGE, image)  # an image without the label (an older make up's)
+        docker("image", "tag", base_image(), image)  # an image without the label (an older make up's)
         build_image(image)
         assert "building" in capsys.readouterr().out
     finally:

@@ -109,6 +109,11 @@ def ssh_banner(address: str, port: int = 22) -> bool:
         return False
 
 
+def said(output: str) -> str:
+    """A playbook's output as one line: the YAML callback folds long messages and doubles single quotes."""
+    return " ".join(output.replace("''", "'").split())
+
+
 def tagged(base: str) -> str:
     """A container or volume name for a test, carrying the tag of DEVBOX_TEST_IMAGE."""
     return f"{base}-{TEST_TAG}"

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from docker_host import DOCKER
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged
+from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, tagged
 
 HOME = "/home/pythonuser"
 LAUNCHER = f"{HOME}/.local/bin/devbox-jupyter"
@@ -83,11 +83,6 @@ try:
 except urllib.error.HTTPError as error:
     print(error.code)
 """
-
-
-def said(output: str) -> str:
-    """The output as one line: the YAML callback folds long messages and doubles single quotes."""
-    return " ".join(output.replace("''", "'").split())
 
 
 def processes_matching(machine, pattern: str) -> list[str]:
