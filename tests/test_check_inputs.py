@@ -3,13 +3,10 @@
 Nothing but the check runs: the play has no other task, so these take a second each.
 """
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from test_module_docs import ROOT
+from test_jupyter_settings import run_ansible
 
 ALL_ROLES = ["dev_user", "gpu", "swap", "python_env", "jupyter", "tensorboard", "idle_stop"]
 
@@ -22,11 +19,8 @@ def check(tmp_path, variables: dict, roles=None, via_role: str | None = None) ->
     play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
     inventory = tmp_path / "hosts.ini"  # an inventory file: python_env_lock_copy_dir's default lies beside it
     inventory.write_text("localhost ansible_connection=local\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "playbooks", "collections"))
-    run = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(inventory),
-                          str(play), "-e", json.dumps(variables)],
-                         capture_output=True, text=True, cwd=ROOT, env=env)
+    run = run_ansible("ansible-playbook", "-i", str(inventory), str(play), "-e", json.dumps(variables),
+                      ANSIBLE_STDOUT_CALLBACK="json")
     report = json.loads(run.stdout)
     result = report["plays"][0]["tasks"][-1]["hosts"]["localhost"]
     problems = result.get("msg") if result.get("failed") else []

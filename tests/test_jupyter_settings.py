@@ -68,9 +68,10 @@ def test_the_settings_land_in_the_config_file_over_the_roles_own():
     assert jupyter.server_config("/home/u", "10.0.0.2", 8888)["ServerApp"]["allow_remote_access"] is True
 
 
-def run_ansible(*args):
+def run_ansible(*args, **env_vars):
+    """An Ansible command of the venv, in the repository, with its ansible.cfg (and these variables)."""
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "playbooks", "collections"))
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "playbooks", "collections"), **env_vars)
     return subprocess.run([os.path.join(os.path.dirname(sys.executable), args[0]), *args[1:]],
                           capture_output=True, text=True, cwd=ROOT, env=env)
 

@@ -5,19 +5,15 @@ import shutil
 import pytest
 
 from devbox_testkit import ROOT, base_image, docker, docker_output, tagged
-from local_machine import INPUTS_LABEL, build_image, build_inputs, image_label
+from local_machine import INPUTS_LABEL, build_files, build_image, build_inputs, image_label
 
 
 @pytest.fixture
 def tree(tmp_path):
     """A copy of what the image is built from, to change."""
-    for relative in ["Dockerfile", ".dockerignore"]:
+    for relative in build_files():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(os.path.join(ROOT, relative), tmp_path / relative)
-    with open(os.path.join(ROOT, ".dockerignore")) as ignore:
-        for line in ignore:
-            if line.startswith("!"):
-                (tmp_path / line[1:].strip()).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(os.path.join(ROOT, line[1:].strip()), tmp_path / line[1:].strip())
     (tmp_path / "README.md").write_text("not in the build context\n")
     return tmp_path
 

@@ -38,13 +38,17 @@ def say(message: str) -> None:
 INPUTS_LABEL = "devbox.build-inputs"
 
 
-def build_inputs(base: str, tree: str = ROOT) -> str:
-    """A digest of the Dockerfile, the .dockerignore, the files it lets into the context (the `!path`
-    lines after its `*`, with their modes) and the base image: what `docker build` would read."""
+def build_files(tree: str = ROOT) -> list[str]:
+    """The Dockerfile, the .dockerignore and the files it lets into the context (its `!path` lines after `*`)."""
     with open(os.path.join(tree, ".dockerignore")) as ignore:
         let_in = [line[1:].strip() for line in ignore if line.startswith("!")]
+    return ["Dockerfile", ".dockerignore", *sorted(let_in)]
+
+
+def build_inputs(base: str, tree: str = ROOT) -> str:
+    """A digest of the build files (with their modes) and the base image: what `docker build` would read."""
     digest = hashlib.sha256(f"{base}\n{USER}\n".encode())
-    for relative in ["Dockerfile", ".dockerignore", *sorted(let_in)]:
+    for relative in build_files(tree):
         with open(os.path.join(tree, relative), "rb") as source:
             mode = os.fstat(source.fileno()).st_mode & 0o7777
             digest.update(f"{relative} {mode:o}\n".encode() + hashlib.sha256(source.read()).digest())
