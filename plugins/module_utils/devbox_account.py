@@ -418,3 +418,24 @@ def load_record(home: str) -> dict | None:
     if account["home"] != os.path.normpath(home):
         raise AccountError(f"{record_path(home)} names home {account['home']!r}, not {home!r}")
     return account
+
+
+def remove_root_file(home: str, name: str, dry_run: bool = False) -> bool:
+    """Remove ~/.devbox/<name> (inside root's own directory, never following a link); True when it was there."""
+    home_fd = _open_home(home)
+    if home_fd is None:
+        return False
+    try:
+        directory = _open_record_dir(home, home_fd)
+    finally:
+        os.close(home_fd)
+    if directory is None:
+        return False
+    try:
+        if not _exists(name, directory):
+            return False
+        if not dry_run:
+            os.unlink(name, dir_fd=directory)
+        return True
+    finally:
+        os.close(directory)

@@ -1,136 +1,211 @@
-"""Long-running services of the dev user (Jupyter, TensorBoard): one declarative record each.
+"""A service of the dev machine as data: one shape for Jupyter, TensorBoard and the user's own.
 
-A role registers its service with a record in the home's root-owned ~/.devbox/
-(service-<name>.json, written by root like the account record); PID 1 reads every record at
-boot, starts each service as the user with its launcher, and stops them all on SIGTERM. A
-record is data, validated, never executed: it names the service, its launcher (a path inside
-the home, run only after dropping to the user) and its health probe (the port a process of the
-user must listen on). Standard library only: the boot step imports it too.
+An entry (the `devbox_services` variable, and the built-in `jupyter_service`, `tensorboard_service`)
+names the service, the packages it needs in the venv, its command with placeholders, its port and
+what the machine needs to know about it. The controller checks every entry before anything
+changes (plugins/plugin_utils/devbox_machine.py); the devbox_services module checks them again
+and keeps one root-owned record per service in the home's ~/.devbox/ (service-<name>.json). PID 1
+and the one launcher (devbox_launcher) read the records: data, validated, never executed by root.
+Standard library only: the boot step and the launcher import it too.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-import subprocess
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_account import (
-        RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
-    from ansible.module_utils.devbox_launcher import listening_sockets
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-            RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import listening_sockets
-    except ImportError:  # the boot step and the unit tests: the same files, imported by their own names
-        from devbox_account import (
-            RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
-        from devbox_launcher import listening_sockets
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+    RECORD_DIR, AccountError, read_root_file, remove_root_file, root_file_names, write_root_file_if_changed)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import listening_sockets
 
 PREFIX, SUFFIX = "service-", ".json"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-# A launcher lives under the home: a relative path of plain names (no '..', no leading '/').
-LAUNCHER_PART = re.compile(r"^[A-Za-z0-9._-]+$")
-FIELDS = {"name", "launcher", "probe"}
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+PLACEHOLDERS = ("ip", "port", "home", "venv", "project")
+# Jupyter is the one service with more to it (its token, its settings, its own view of use).
+JUPYTER = "jupyter"
+MAX_TEXT = 4096
+
+# Every field of an entry: (types, default); a default of REQUIRED must be given.
+REQUIRED = object()
+FIELDS = {
+    "name": (str, REQUIRED),
+    "port": (int, REQUIRED),
+    "command": (list, REQUIRED),
+    "packages": (list, []),
+    "ip": (str, "auto"),
+    "health": ((str, type(None)), None),
+    "counts_as_use": (bool, False),
+    "restart_on_change": (bool, True),
+    "env": (dict, {}),
+    "url_path": (str, "/"),
+    "cwd": (str, "{project}"),
+    "enabled": (bool, True),
+}
+# What the record adds: the resolved layout, so the launcher and PID 1 need nothing else.
+RECORD_FIELDS = set(FIELDS) - {"packages", "enabled"} | {"venv", "project"}
 
 
 class ServiceError(Exception):
-    """A record that cannot be used; the message names the file, the field and the value."""
+    """An entry or a record that cannot be used; the message names the service, the field and the value."""
 
 
 def file_name(name: str) -> str:
     return f"{PREFIX}{name}{SUFFIX}"
 
 
-def validate(record, where: str = "service record") -> dict:
-    """A clean copy of the record, or ServiceError naming the field and the value."""
-    if not isinstance(record, dict):
-        raise ServiceError(f"{where} does not hold a JSON object")
-    unknown = sorted(set(record) - FIELDS)
+def _text_problem(value) -> bool:
+    return not isinstance(value, str) or not value or len(value) > MAX_TEXT or any(
+        ord(character) < 32 or ord(character) == 127 for character in value)
+
+
+def normalize(entry, where: str = "devbox_services entry") -> dict:
+    """The entry with every field, defaults filled in, or ServiceError naming the field and the fix."""
+    if not isinstance(entry, dict):
+        raise ServiceError(f"{where} must be a mapping with name, port and command, not {entry!r}")
+    label = f"{where} {entry.get('name')!r}" if isinstance(entry.get("name"), str) else where
+    unknown = sorted(set(entry) - set(FIELDS))
     if unknown:
-        raise ServiceError(f"{where} has unknown fields {unknown}: only {sorted(FIELDS)}")
-    name = record.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ServiceError(f"{label} has unknown fields {unknown}; the fields are {sorted(FIELDS)}")
+    clean = {}
+    for field, (kind, default) in FIELDS.items():
+        if field not in entry:
+            if default is REQUIRED:
+                raise ServiceError(f"{label} needs a {field}")
+            clean[field] = json.loads(json.dumps(default))
+            continue
+        value = entry[field]
+        if kind is int and isinstance(value, str) and value.isdigit():
+            value = int(value)  # a templated port arrives as text
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            raise ServiceError(f"{label}: {field}={value!r} has the wrong type")
+        clean[field] = value
+    name = clean["name"]
+    if not NAME_PATTERN.match(name):
         raise ServiceError(f"{where}: name={name!r} must be 1-32 lower-case letters, digits, '_' or '-', "
                            "starting with a letter")
-    launcher = record.get("launcher")
-    parts = launcher.split("/") if isinstance(launcher, str) else []
-    if not parts or not all(LAUNCHER_PART.match(part) and part not in (".", "..") for part in parts):
-        raise ServiceError(f"{where}: launcher={launcher!r} must be a path relative to the home, such as "
-                           "'.local/bin/devbox-jupyter' (no '..', no leading '/')")
-    probe = record.get("probe")
-    port = probe.get("port") if isinstance(probe, dict) and set(probe) == {"port"} else None
-    if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
-        raise ServiceError(f"{where}: probe={probe!r} must be {{'port': N}} with N from 1024 to 65535")
-    return {"name": name, "launcher": launcher, "probe": {"port": port}}
+    if not 1024 <= clean["port"] <= 65535:
+        raise ServiceError(f"{label}: port={clean['port']} must be a number from 1024 to 65535")
+    if not clean["command"] or any(_text_problem(word) for word in clean["command"]):
+        raise ServiceError(f"{label}: command must be a list of words (no control characters), such as "
+                           "['streamlit', 'hello', '--server.port', '{port}', '--server.address', '{ip}']")
+    if any(_text_problem(spec) for spec in clean["packages"]):
+        raise ServiceError(f"{label}: packages must be a list of requirement specifiers, such as ['streamlit']")
+    for field in ("health", "url_path"):
+        value = clean[field]
+        if value is not None and (_text_problem(value) or not value.startswith("/") or " " in value):
+            raise ServiceError(f"{label}: {field}={value!r} must be a URL path starting with '/'")
+    if _text_problem(clean["cwd"]):
+        raise ServiceError(f"{label}: cwd={clean['cwd']!r} must be a folder, such as '{{project}}'")
+    if not all(ENV_NAME.match(str(key)) and isinstance(value, str) and len(value) <= MAX_TEXT and "\0" not in value
+               for key, value in clean["env"].items()):
+        raise ServiceError(f"{label}: env must map variable names (letters, digits, '_') to text")
+    if _text_problem(clean["ip"]):
+        raise ServiceError(f"{label}: ip={clean['ip']!r} must be an address or a host name")
+    return clean
 
 
-def run_launcher(launcher: str, action: str) -> tuple[int, dict]:
-    """As the user (the modules' user-side work): the launcher's exit status and its one JSON line."""
-    run = subprocess.run([launcher, action], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+def normalize_all(entries) -> list[dict]:
+    """Every enabled entry, normalized, or ServiceError for the first problem: names and ports are unique."""
+    if not isinstance(entries, list):
+        raise ServiceError(f"devbox_services must be a list of entries, not {entries!r}")
+    services, names, ports = [], {}, {}
+    for entry in entries:
+        service = normalize(entry)
+        if service["name"] in names:
+            raise ServiceError(f"two services are named {service['name']!r}: each name once")
+        names[service["name"]] = service
+        if not service["enabled"]:
+            continue
+        if service["port"] in ports:
+            raise ServiceError(f"services {ports[service['port']]!r} and {service['name']!r} both want port "
+                               f"{service['port']}: give each its own")
+        ports[service["port"]] = service["name"]
+        services.append(service)
+    return services
+
+
+def expand(text: str, values: dict) -> str:
+    """The text with {ip}, {port}, {home}, {venv} and {project} replaced; other braces are left alone."""
+    for key in PLACEHOLDERS:
+        text = text.replace("{" + key + "}", str(values[key]))
+    return text
+
+
+def record(service: dict, home: str, venv_dir: str, project_dir: str) -> dict:
+    """What PID 1 and the launcher keep of a normalized entry: no packages, the layout resolved."""
+    kept = {key: value for key, value in service.items() if key in RECORD_FIELDS}
+    return dict(kept, venv=os.path.join(home, venv_dir), project=os.path.join(home, project_dir))
+
+
+def validate_record(data, where: str) -> dict:
+    """A record read back from ~/.devbox, checked as the entry it came from; ServiceError when not usable."""
+    if not isinstance(data, dict) or set(data) != RECORD_FIELDS:
+        raise ServiceError(f"{where} is not a service record of this version")
+    paths = (data["venv"], data["project"])
+    if not all(isinstance(path, str) and os.path.isabs(path) and not _text_problem(path) for path in paths):
+        raise ServiceError(f"{where}: venv and project must be absolute paths")
+    entry = {key: value for key, value in data.items() if key in FIELDS}
+    return dict(normalize(entry, where), venv=data["venv"], project=data["project"])
+
+
+def record_text(service_record: dict) -> str:
+    return json.dumps(service_record, indent=2, sort_keys=True) + "\n"
+
+
+def register(home: str, service_record: dict, dry_run: bool = False) -> bool:
+    """Keep the service's record for PID 1 and the launcher (root-owned, as root); True when it changed."""
+    validate_record(service_record, "the new record")
+    return _call(write_root_file_if_changed, home, file_name(service_record["name"]), record_text(service_record),
+                 dry_run)
+
+
+def unregister(home: str, name: str, dry_run: bool = False) -> bool:
+    """Forget a service that left the list; True when it had a record."""
+    return _call(remove_root_file, home, file_name(name), dry_run)
+
+
+def _call(function, *args):
     try:
-        return run.returncode, json.loads(run.stdout)
-    except ValueError:
-        return run.returncode or 1, {"error": (run.stdout + run.stderr).strip()}
-
-
-def install_libraries(home: str, sources: dict, dry_run: bool = False) -> bool:
-    """As root: the files the launchers import (name -> source text), as root's own files in the home's
-    root-owned ~/.devbox/, so the user's launchers run the very code of plugins/module_utils; True when
-    any changed."""
-    changed = False
-    for name, text in sorted(sources.items()):
-        changed = _write(home, name, text, dry_run) or changed
-    return changed
-
-
-def register(home: str, record: dict, dry_run: bool = False) -> bool:
-    """Keep the service's record for PID 1 (root-owned, as root); True when it changed."""
-    record = validate(record)
-    return _write(home, file_name(record["name"]), json.dumps(record, indent=2, sort_keys=True) + "\n", dry_run)
-
-
-def _write(home: str, name: str, text: str, dry_run: bool) -> bool:
-    try:
-        return write_root_file_if_changed(home, name, text, dry_run)
+        return function(*args)
     except AccountError as error:
         raise ServiceError(str(error)) from error
 
 
-def register_and_exit(module, result: dict, record: dict, label: str) -> None:
-    """The end of a service module: as root, register the service with PID 1 (which starts it
-    after a restart and stops it with the machine), then exit with the result (diff if asked)."""
+def record_names(home: str) -> list[str]:
+    """The names of every service-*.json in ~/.devbox, damaged or not."""
+    return [name[len(PREFIX):-len(SUFFIX)] for name in _call(root_file_names, home)
+            if name.startswith(PREFIX) and name.endswith(SUFFIX)]
+
+
+def load(home: str, name: str) -> dict:
+    """One service's record, checked; ServiceError when missing or damaged."""
+    where = os.path.join(home, RECORD_DIR, file_name(name))
     try:
-        registered = register(module.params["home"], record, module.check_mode)
-    except (ServiceError, OSError) as error:
-        module.fail_json(msg=f"cannot register {label} for the boot step: {error}")
-    result["changed"] = result["changed"] or registered
-    diffs = result.pop("diff")
-    if module._diff:
-        result["diff"] = diffs
-    module.exit_json(**result)
+        text = read_root_file(home, file_name(name))
+        data = json.loads(text) if text is not None else None
+    except (AccountError, OSError, ValueError) as error:
+        raise ServiceError(f"{where}: {error}") from error
+    if data is None:
+        raise ServiceError(f"{where} does not exist: the service {name!r} is not registered")
+    service = validate_record(data, where)
+    if service["name"] != name:
+        raise ServiceError(f"{where} names the service {service['name']!r}")
+    return service
 
 
 def load_all(home: str) -> tuple[list[dict], list[str]]:
     """Every registered service (sorted by name) and, apart, why each damaged record was skipped."""
     services, problems = [], []
     try:
-        names = [name for name in root_file_names(home) if name.startswith(PREFIX) and name.endswith(SUFFIX)]
-    except (AccountError, OSError) as error:
+        names = record_names(home)
+    except (ServiceError, OSError) as error:
         return [], [f"service records not read: {error}"]
-    for name in names:
-        where = os.path.join(home, RECORD_DIR, name)
+    for name in sorted(names):
         try:
-            record = validate(json.loads(read_root_file(home, name) or "null"), "its content")
-        except (AccountError, OSError, ValueError, ServiceError) as error:
-            problems.append(f"{where} skipped: {error}")
-            continue
-        if file_name(record["name"]) != name:
-            problems.append(f"{where} skipped: it names the service {record['name']!r}")
-            continue
-        services.append(record)
+            services.append(load(home, name))
+        except ServiceError as error:
+            problems.append(f"skipped: {error}")
     return services, problems
 
 
@@ -150,7 +225,7 @@ def socket_owners(inodes: set[str]) -> set[int]:
 
 def probe(service: dict, uid: int) -> dict:
     """The health probe: the addresses where a socket of the user listens on the service's port."""
-    addresses = {address for address, owner, _ in listening_sockets(service["probe"]["port"]) if owner == uid}
+    addresses = {address for address, owner, _ in listening_sockets(service["port"]) if owner == uid}
     return {"healthy": bool(addresses), "addresses": sorted(addresses)}
 
 
@@ -160,6 +235,6 @@ def service_pids(services: list[dict], uid: int) -> list[int]:
     As the user, because a process's descriptors are readable by its owner, while root in a
     container lacks the capability (CAP_SYS_PTRACE) to read other users' (Docker drops it).
     """
-    inodes = {inode for service in services for _, owner, inode in listening_sockets(service["probe"]["port"])
+    inodes = {inode for service in services for _, owner, inode in listening_sockets(service["port"])
               if owner == uid}
     return sorted(socket_owners(inodes)) if inodes else []

@@ -1,0 +1,88 @@
+"""The machine, declared once: the dev user, the layout and the services, on the controller.
+
+Each default is spelled once, in the defaults/main.yml of the role it belongs to (dev_user_name
+in dev_user's, jupyter_port in jupyter's, ...). Everything that needs a fact of the machine reads
+it through `machine()`: the input check, the services task, `make up` (the volume's mount point,
+the published ports, the image's build argument), `make status`, `make ssh-config`, the hints.
+The services are one list: the built-in entries (`jupyter_service`, `tensorboard_service`, from
+their roles' defaults) followed by the user's `devbox_services`, each of the shape
+plugins/module_utils/devbox_service.py checks.
+"""
+from __future__ import annotations
+
+import os
+
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar
+from ansible.utils.vars import combine_vars
+
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, normalize_all
+
+# plugins/plugin_utils/ -> the top of the repository or of the installed collection, where roles/ is.
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+# The roles whose defaults hold a fact of the machine, in site.yml's order.
+ROLES = ("dev_user", "gpu", "swap", "python_env", "jupyter", "tensorboard", "idle_stop")
+# The services every machine has, by the variable that holds each entry.
+BUILT_IN = {"jupyter": "jupyter_service", "tensorboard": "tensorboard_service"}
+
+
+def role_defaults(loader: DataLoader, roles=ROLES) -> dict:
+    """The defaults of these roles, merged, as Ansible loads them (templates left for later)."""
+    defaults = {}
+    for role in roles:
+        defaults.update(loader.load_from_file(os.path.join(TOP, "roles", role, "defaults", "main.yml"),
+                                              trusted_as_template=True) or {})
+    return defaults
+
+
+def service_entries(value) -> list:
+    """The built-in entries and the user's devbox_services, as one list; ServiceError when a user entry
+    takes a built-in's name (those are set through their own variables)."""
+    user_entries = value("devbox_services", [])
+    if not isinstance(user_entries, list):
+        raise ServiceError(f"devbox_services must be a list of entries, not {user_entries!r}")
+    for entry in user_entries:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if name in BUILT_IN:
+            raise ServiceError(f"devbox_services: {name!r} is built in; set {BUILT_IN[name]} or its "
+                               f"{name}_* variables (roles/{name}/README.md) instead")
+    return [value(variable) for variable in BUILT_IN.values()] + list(user_entries)
+
+
+def facts(value) -> dict:
+    """The machine's facts from value(name[, default]), which returns a variable, templated.
+
+    ServiceError when the services are not a usable list (the input check words it for the user).
+    """
+    return {
+        "user": value("dev_user_name"),
+        "uid": int(value("dev_user_uid")),
+        "gid": int(value("dev_user_gid")),
+        "home": value("dev_user_home"),
+        "home_is_volume": bool(value("dev_user_home_is_volume")),
+        "venv_dir": value("python_env_venv_dir"),
+        "project_dir": value("python_env_project_dir"),
+        "services": normalize_all(service_entries(value)),
+    }
+
+
+def templated_value(templar: Templar):
+    """value(name[, default]) over a Templar whose variables are the defaults overlaid with the play's."""
+    missing = object()
+
+    def value(name: str, default=missing):
+        variables = templar.available_variables
+        if name not in variables:
+            if default is missing:
+                raise KeyError(f"{name} is not defined: no role default and no value given")
+            return default
+        return templar.template(variables[name])
+    return value
+
+
+def machine(given: dict | None = None) -> dict:
+    """The facts outside a play (`make up`, `make status`): the roles' defaults, overlaid with `given`
+    (the inventory's host variables and the extra variables, as parsed data)."""
+    loader = DataLoader()
+    templar = Templar(loader=loader, variables=combine_vars(role_defaults(loader), given or {}))
+    return facts(templated_value(templar))
