@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write each role's README variable table from its meta/argument_specs.yml, so they never drift.
+"""Write each role's README variable table from its meta/argument_specs.yml and defaults/main.yml, so they never drift.
 
   python tools/role_docs.py          rewrite the tables
   python tools/role_docs.py --check  exit 1 when a README is out of date
@@ -19,12 +19,18 @@ BEGIN, END = "<!-- BEGIN VARIABLES (tools/role_docs.py) -->", "<!-- END VARIABLE
 
 
 def table(spec_path: str) -> str:
+    """The variables of meta/argument_specs.yml, each with its default from defaults/main.yml (its one home)."""
     with open(spec_path) as spec_file:
         main = yaml.safe_load(spec_file)["argument_specs"]["main"]
+    defaults_path = os.path.join(os.path.dirname(os.path.dirname(spec_path)), "defaults", "main.yml")
+    defaults = {}
+    if os.path.exists(defaults_path):
+        with open(defaults_path) as defaults_file:
+            defaults = yaml.safe_load(defaults_file) or {}
     rows = ["| variable | type | default | description |", "|---|---|---|---|"]
     for name, option in main["options"].items():
         kind = option.get("type", "str") + (f" of {option['elements']}" if "elements" in option else "")
-        default = json.dumps(option.get("default", ""))
+        default = json.dumps(defaults[name]) if name in defaults else "unset"
         rows.append(f"| `{name}` | {kind} | `{default}` | {' '.join(str(option['description']).split())} |")
     return "\n".join([BEGIN, *rows, END])
 

@@ -313,24 +313,44 @@ def _record_dir_for_writing(home: str, home_fd: int) -> int:
 
 
 def write_root_file(home: str, name: str, text: str) -> None:
-    """Write ~/.devbox/<name> as root's own file (0644), from directory descriptors only."""
+    """Write ~/.devbox/<name> as root's own file (0644), from directory descriptors only; a name with '/'
+    goes into root's own subfolders (0755), made on the way."""
     home_fd = _open_home(home)
     if home_fd is None:
         raise AccountError(f"{home} does not exist: the record goes on the volume")
     try:
         directory = _record_dir_for_writing(home, home_fd)
-        try:
-            temporary = f".{name}-{os.getpid()}-{time.time_ns()}"
-            with os.fdopen(os.open(temporary, _NEW_FILE, 0o644, dir_fd=directory), "w") as out:
-                out.write(text)
-                out.flush()
-                os.fchmod(out.fileno(), 0o644)
-                os.fsync(out.fileno())
-            os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
-        finally:
-            os.close(directory)
     finally:
         os.close(home_fd)
+    *folders, name = name.split("/")
+    try:
+        for folder in folders:
+            directory = _root_subfolder(directory, folder)
+        temporary = f".{name}-{os.getpid()}-{time.time_ns()}"
+        with os.fdopen(os.open(temporary, _NEW_FILE, 0o644, dir_fd=directory), "w") as out:
+            out.write(text)
+            out.flush()
+            os.fchmod(out.fileno(), 0o644)
+            os.fsync(out.fileno())
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def _root_subfolder(parent: int, name: str) -> int:
+    """The subfolder of root's own folder `parent` (closed here), made root's own (0755) when missing."""
+    try:
+        try:
+            os.mkdir(name, 0o755, dir_fd=parent)
+        except FileExistsError:
+            pass
+        descriptor = os.open(name, _DIRECTORY, dir_fd=parent)
+    finally:
+        os.close(parent)
+    if not _trusted(os.fstat(descriptor), stat.S_ISDIR):
+        os.close(descriptor)
+        raise AccountError(f"~/.devbox/.../{name} is not a root-owned folder: not trusted")
+    return descriptor
 
 
 def read_root_file(home: str, name: str) -> str | None:

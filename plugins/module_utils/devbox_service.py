@@ -10,13 +10,13 @@ Standard library only: the boot step and the launcher import it too.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
     RECORD_DIR, AccountError, read_root_file, remove_root_file, root_file_names, write_root_file_if_changed)
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import listening_sockets
 
 PREFIX, SUFFIX = "service-", ".json"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -238,3 +238,28 @@ def service_pids(services: list[dict], uid: int) -> list[int]:
     inodes = {inode for service in services for _, owner, inode in listening_sockets(service["port"])
               if owner == uid}
     return sorted(socket_owners(inodes)) if inodes else []
+
+
+def listening_sockets(port: int) -> list[tuple[str, int, str]]:
+    """(address, uid, socket inode) of every TCP socket listening on the port, from /proc/net; any user's."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as lines:
+                rows = [line.split() for line in lines.readlines()[1:]]
+        except OSError:
+            continue
+        for row in rows:
+            host, _, port_hex = row[1].partition(":")
+            if row[3] == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+                found.append((_proc_address(host), int(row[7]), row[9]))
+    return found
+
+
+def _proc_address(text: str) -> str:
+    """An address as /proc/net/tcp{,6} writes it: 32-bit words in host (little-endian) order."""
+    raw = bytes.fromhex(text)
+    address = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)

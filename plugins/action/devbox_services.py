@@ -1,0 +1,76 @@
+"""Action plugin: every service of the machine, from the variables, in one module run.
+
+The services task names no option: the machine's facts (the dev user, the layout, the services:
+the built-in jupyter_service and tensorboard_service and the user's devbox_services) are read
+once, by plugins/plugin_utils/devbox_machine.py, from the play's values over the roles' defaults,
+and checked there. The launcher and the libraries it imports travel as the text of their files
+here (no file transfer), and the module of the same name does the work on the machine.
+
+    - devbox_services:
+"""
+from __future__ import annotations
+
+import os
+import shlex
+
+from ansible.plugins.action import ActionBase
+from ansible.utils.vars import combine_vars
+
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import spelling_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import STATE_DIR
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER, ServiceError
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
+    TOP, facts, role_defaults, templated_value)
+
+# What the launcher imports, by file name: the launcher itself and the libraries it needs on the machine.
+LIBRARIES = ("devbox_account.py", "devbox_address.py", "devbox_launcher.py", "devbox_service.py")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset()
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        variables = combine_vars(role_defaults(self._loader), task_vars or {})
+        value = templated_value(self._templar.copy_with_new_env(available_variables=variables))
+        try:
+            machine = facts(value)
+        except (ServiceError, KeyError, TypeError, ValueError) as error:
+            return dict(result, failed=True, msg=f"devbox_services: {error}")
+        libraries = {}
+        for name in LIBRARIES:
+            with open(os.path.join(TOP, "plugins", "module_utils", name), encoding="utf-8") as source:
+                libraries[name] = source.read()
+        arguments = {
+            "user": machine["user"], "home": machine["home"], "venv_dir": machine["venv_dir"],
+            "project_dir": machine["project_dir"], "services": machine["services"], "libraries": libraries,
+            "jupyter_token": value("jupyter_token"), "jupyter_server_settings": value("jupyter_server_settings"),
+            "min_free_mb": int(value("python_env_min_free_mb")),
+        }
+        result.update(self._execute_module(module_name=self._task.resolved_action or "devbox_services",
+                                           module_args=arguments, task_vars=task_vars))
+        if not result.get("failed") and not self._task.check_mode:
+            result["report"] = report(machine, result, value, task_vars or {})
+        return result
+
+
+def report(machine: dict, result: dict, value, task_vars: dict) -> list[str]:
+    """How to reach each service, built here from the facts checked above and the names the module
+    resolved (never from what a launcher printed): a URL per service, and how to open the tunnel."""
+    # devbox_browser_url: where this computer reaches the machine's ports (make up: http://127.0.0.1).
+    base = str(value("devbox_browser_url", "http://localhost")).rstrip("/")
+    lines, forwards = [], []
+    for service in machine["services"]:
+        port, name = service["port"], service["name"]
+        listen = result["services"][name]["listen"]
+        if spelling_problem(listen):
+            raise ServiceError(f"{name}: the machine answered with the listening name {listen!r}: {spelling_problem(listen)}")
+        query = f"?token={result['token']}" if name == JUPYTER and result.get("token") else ""
+        lines.append(f"{name}: {base}:{port}{service['url_path']}{query}")
+        forwards += ["-L", f"{port}:{listen}:{port}"]
+    login = f"{task_vars.get('ansible_user', 'root')}@{task_vars.get('ansible_host', task_vars.get('inventory_hostname'))}"
+    tunnel = shlex.join(["ssh", "-N", *forwards, login])
+    lines.append(f"Open it: {value('devbox_open_hint', tunnel)}")
+    lines.append(f"Logs: {machine['home']}/{STATE_DIR}/<service>.log")
+    return lines

@@ -1,0 +1,289 @@
+#!/usr/bin/python
+"""Ansible module: every service of the dev machine (Jupyter, TensorBoard, the user's own) converged in one run."""
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: devbox_services
+short_description: Install, register, start, restart or stop every service of the dev machine, in one pass
+description:
+  - Started as root (no become, so the task pipelines). O(services) is the whole list, each entry of the shape
+    the devbox_services variable takes (plugins/module_utils/devbox_service.py); the action plugin of the same
+    name builds it from the variables, so a task names no option.
+  - As root, before anything changes, every entry, address and Jupyter setting is checked again; then the
+    launcher and its libraries are kept as root's own files under C(~/.devbox/lib/), and one root-owned record
+    per service in C(~/.devbox/service-<name>.json), which PID 1 reads at boot and at stop.
+  - As O(user), in a child process that dropped to that user, each service's packages are installed into the
+    venv, Jupyter's settings and token are written, and each service is started (when it is not serving) or
+    restarted (when its record, its packages or Jupyter's settings changed and it restarts on change) by the
+    one launcher C(devbox_launcher.py).
+  - A service whose record is there but which left the list is stopped and its record removed.
+  - Returns Jupyter's token for the report, so register the result with C(no_log).
+extends_documentation_fragment:
+  - devbox.machine.common
+  - devbox.machine.home
+  - devbox.machine.layout
+options:
+  user:
+    description: The user who runs the services; the module works as this user.
+    type: str
+    required: true
+  services:
+    description: Every service the machine runs, as checked entries (name, port, command, packages, ...).
+    type: list
+    elements: dict
+    required: true
+  jupyter_token:
+    description: A fixed token for the service named jupyter; empty keeps the stored one or makes one on the first start.
+    type: str
+    default: ""
+  jupyter_server_settings:
+    description:
+      - More Jupyter server settings, shaped like C(jupyter_server_config.json), merged over the module's own.
+      - Refused before anything changes when they would open the server or drop its token (the rule of
+        plugins/module_utils/devbox_jupyter_settings.py).
+    type: dict
+    default: {}
+  libraries:
+    description: The launcher and the libraries it imports, file name to source text (the action plugin reads them).
+    type: dict
+    required: true
+  min_free_mb:
+    description: Free space the volume must have before packages are installed, in MB.
+    type: int
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Install, configure and start every service
+  devbox_services:
+  register: services_result
+  no_log: true  # the result carries Jupyter's token
+"""
+
+RETURN = r"""
+services:
+  description: Per service, what happened (V(started), V(already running), in check mode V(would start) or
+    V(would restart), null when nothing would), where it listens on the machine, its pid, and what was installed.
+  returned: success
+  type: dict
+  sample: {jupyter: {action: already running, url: "http://172.17.0.3:8888/", pid: 4242, listen: devbox-local,
+           installed: [], upgraded: []}}
+removed:
+  description: The services stopped and unregistered because they left the list.
+  returned: success
+  type: list
+  elements: str
+  sample: [streamlit]
+token:
+  description: The token the Jupyter server accepts; null in check mode or without Jupyter.
+  returned: success
+  type: str
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem, listen_name
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
+    LOCK_TIMEOUT_S, START_TIMEOUT_S, TOKEN_FILE)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import AccountError, write_root_file_if_changed
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
+    JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, unregister, validate_record)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
+    VenvError, converge, plan, write_if_changed)
+
+# Where the launcher and its libraries are kept, in ~/.devbox: the collection's own tree, so they
+# import each other by the collection's name as everywhere else.
+LIBRARY_DIR = "lib/ansible_collections/devbox/machine/plugins/module_utils"
+LAUNCHER = f"{LIBRARY_DIR}/devbox_launcher.py"
+# JupyterLab asks every new user whether to fetch Jupyter's news from the internet; ours says no
+# by default. overrides.d/ holds defaults (Settings can still turn news on) and leaves
+# overrides.json to the user.
+LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}
+JUPYTER_CONFIG = ".jupyter/jupyter_server_config.json"
+
+
+def jupyter_config(project: str, listen: str, port: int, settings: dict) -> dict:
+    """The server's settings (already checked jupyter_server_settings laid over the module's own)."""
+    return merged({"ServerApp": {
+        "ip": listen,
+        "port": port,
+        "port_retries": 0,
+        "open_browser": False,
+        "root_dir": project,
+        # Behind fly proxy or a published port the Host header is not the bind address.
+        "allow_remote_access": True,
+    }}, settings)
+
+
+def launcher(home: str, name: str, command: str) -> dict:
+    """As the user: the one launcher's answer for one service, checked: a JSON object whose fields have
+    the types expected, or an "error" saying what came back instead."""
+    timeout = START_TIMEOUT_S + LOCK_TIMEOUT_S + 30
+    try:
+        run = subprocess.run([sys.executable, os.path.join(home, ".devbox", LAUNCHER), name, command],
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"the launcher did not answer within {timeout} s"}
+    try:
+        answer = json.loads(run.stdout)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return {"error": f"the launcher exited with {run.returncode}: {(run.stdout + run.stderr).strip()[-2000:]!r}"}
+    expected = {"error": str, "url": str, "action": str, "pid": (int, type(None)), "healthy": bool}
+    if any(key in answer and (not isinstance(answer[key], kind) or answer[key] is True and kind is not bool)
+           for key, kind in expected.items()):
+        return {"error": f"the launcher's answer has fields of the wrong type: {run.stdout.strip()[:500]!r}"}
+    return answer
+
+
+def jupyter_files(params: dict, venv: str, project: str, dry_run: bool, diffs: list) -> bool:
+    """As the user: Jupyter's settings, the given token, JupyterLab's defaults; True when any changed."""
+    home = params["home"]
+    service = next(service for service in params["services"] if service["name"] == JUPYTER)
+    if not dry_run:
+        os.makedirs(os.path.join(home, ".jupyter"), mode=0o700, exist_ok=True)
+    config = jupyter_config(project, params["listen"][JUPYTER], service["port"], params["jupyter_server_settings"])
+    changed = write_if_changed(os.path.join(home, JUPYTER_CONFIG), json.dumps(config, indent=2, sort_keys=True) + "\n",
+                               0o600, dry_run, diffs)
+    if params["jupyter_token"]:
+        changed = write_if_changed(os.path.join(home, TOKEN_FILE), params["jupyter_token"], 0o600, dry_run) or changed
+    lab_defaults = os.path.join(venv, "share", "jupyter", "lab", "settings", "overrides.d", "devbox.json")
+    if not dry_run:
+        os.makedirs(os.path.dirname(lab_defaults), exist_ok=True)
+    return write_if_changed(lab_defaults, json.dumps(LAB_DEFAULTS, indent=2) + "\n", 0o644, dry_run, diffs) or changed
+
+
+def provision(params: dict, dry_run: bool) -> dict:
+    """As the user: every service's packages and files, then each service stopped, started or restarted."""
+    home = params["home"]
+    venv, project = os.path.join(home, params["venv_dir"]), os.path.join(home, params["project_dir"])
+    diffs, outcomes = [], {}
+    for name in params["removed"]:
+        answer = {"action": "would stop"} if dry_run else launcher(home, name, "stop")
+        outcomes[name] = {"action": answer.get("action"), "error": answer.get("error")}
+    jupyter_changed = any(service["name"] == JUPYTER for service in params["services"]) and jupyter_files(
+        params, venv, project, dry_run, diffs)
+    for service in params["services"]:
+        name = service["name"]
+        installed = {"installed": [], "upgraded": [], "changed": False}
+        if service["packages"]:
+            venv_params = {"path": venv, "base_python": "python3", "requirements": service["packages"],
+                           "installer": None, "settings": None, "min_free_mb": params["min_free_mb"],
+                           "lock_timeout": 600}
+            installed = plan(venv_params) if dry_run else converge(venv_params)
+        restart = service["restart_on_change"] and (
+            name in params["record_changed"] or installed["changed"] or (name == JUPYTER and jupyter_changed))
+        if dry_run:
+            running = name not in params["record_new"] and launcher(home, name, "status").get("healthy") is True
+            answer = {"action": "would restart" if restart and running else None if running else "would start"}
+        else:
+            answer = launcher(home, name, "restart" if restart else "start")
+            if "error" in answer:
+                raise ServiceError(f"{name}: {answer['error']}")
+        outcomes[name] = {"action": answer.get("action"), "url": answer.get("url"), "pid": answer.get("pid"),
+                          "listen": params["listen"][name], "installed": installed.get("installed", []),
+                          "upgraded": installed.get("upgraded", []),
+                          "changed": bool(installed["changed"]) or answer.get("action") in ("started", "would start",
+                                                                                            "would restart")}
+    token = None
+    if not dry_run and JUPYTER in outcomes:
+        with open(os.path.join(home, TOKEN_FILE)) as token_file:
+            token = token_file.read().strip()
+    changed = jupyter_changed or any(outcome.get("changed") or outcome.get("action") in ("stopped", "would stop")
+                                     for outcome in outcomes.values())
+    return {"services": outcomes, "token": token, "diff": diffs, "changed": changed}
+
+
+def checked(module) -> tuple[list, dict]:
+    """The services and the name each listens on, after every rule; else the module fails before any change."""
+    params = module.params
+    try:
+        services = normalize_all(params["services"])
+    except ServiceError as error:
+        module.fail_json(msg=f"{error}; nothing was changed")
+    problem = options_problem(params)
+    if problem:
+        module.fail_json(msg=f"{problem}; nothing was changed")
+    listen = {}
+    for service in services:
+        listen[service["name"]] = listen_name(service["ip"])
+        problem = listen_address_problem(listen[service["name"]])
+        if problem:
+            module.fail_json(msg=f"{service['name']}: ip={service['ip']}: {problem}; nothing was changed",
+                             listen=listen[service["name"]])
+    problem = settings_problem(params["jupyter_server_settings"], listen_address_problem)
+    if problem:
+        module.fail_json(msg=f"{problem}; the running Jupyter and its settings are unchanged")
+    return services, listen
+
+
+def previous_record(home: str, name: str) -> dict | None:
+    """The service's record of an earlier run, None when absent or of an earlier version (not compared)."""
+    try:
+        return load(home, name)
+    except ServiceError:
+        return None
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params, dry_run = module.params, module.check_mode
+    services, listen = checked(module)
+    home, names = params["home"], [service["name"] for service in services]
+    if dry_run and not user_exists(params["user"]):
+        module.exit_json(changed=True, services={name: {"action": "would start"} for name in names}, removed=[],
+                         token=None)
+    try:
+        libraries_changed = any([write_root_file_if_changed(home, f"{LIBRARY_DIR}/{name}", text, dry_run)
+                                 for name, text in sorted(params["libraries"].items())])
+        before = {name: previous_record(home, name) for name in record_names(home)}
+        records = {service["name"]: record(service, home, params["venv_dir"], params["project_dir"])
+                   for service in services}
+        record_changed = [name for name, new in records.items()
+                          if before.get(name) is not None and before[name] != validate_record(new, file_name(name))]
+        record_new = [name for name in records if name not in before]
+        registered = any([register(home, new, dry_run) for new in records.values()])
+    except (AccountError, ServiceError, OSError) as error:
+        module.fail_json(msg=f"cannot keep the services' records in {home}/.devbox: {error}")
+    removed = sorted(set(before) - set(records))
+    try:
+        result = run_as(params["user"], provision, dict(
+            params, services=services, listen=listen, removed=removed, record_changed=record_changed,
+            record_new=record_new), dry_run, expected=(VenvError, ServiceError, OSError))
+    except RunAsError as error:
+        module.fail_json(msg=str(error))
+    try:
+        for name in removed:
+            unregister(home, name, dry_run)
+    except (ServiceError, OSError) as error:
+        module.fail_json(msg=f"cannot remove a left service's record from {home}/.devbox: {error}")
+    diffs = result.pop("diff")
+    if module._diff:
+        result["diff"] = diffs
+    module.exit_json(**dict(result, removed=removed,
+                            changed=result["changed"] or libraries_changed or registered or bool(removed)))
+
+
+ARGUMENT_SPEC = dict(
+    LAYOUT_ARGUMENT_SPEC,
+    user={"type": "str", "required": True},
+    home={"type": "path", "required": True},
+    services={"type": "list", "elements": "dict", "required": True},
+    jupyter_token={"type": "str", "default": "", "no_log": True},
+    jupyter_server_settings={"type": "dict", "default": {}},
+    libraries={"type": "dict", "required": True},
+    min_free_mb={"type": "int", "required": True},
+)
+
+
+if __name__ == "__main__":
+    main()
