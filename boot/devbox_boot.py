@@ -4,27 +4,34 @@
 With a fresh volume (no account record) it only sleeps: Ansible provisions the machine. With
 a record on the volume it recreates the user with the recorded ids and groups, runs
 nvidia-smi once as root when present (driver initialisation for non-root use), and starts
-every registered service (Jupyter, TensorBoard: one record each, see devbox_service) as the
-user with its launcher on the volume. Records are data, validated, never executed; a damaged
+every registered service (Jupyter, TensorBoard, the user's own: one record each, see
+devbox_service) as the user, with the one launcher the services module keeps on the volume. Records are data, validated, never executed; a damaged
 one is logged and skipped, and the machine still comes up for repair. As PID 1 it reaps
 orphaned children (the services are detached from the sessions that start them) and, on
 SIGTERM or SIGINT, or by itself when idle stop is on and nobody has used the machine for that
 long (see devbox_idle), stops every service at once and exits 0.
 """
+import json
 import os
+import shlex
 import shutil
 import signal
-import shlex
 import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, "/usr/local/lib/devbox")
-from devbox_account import AccountError, ensure_account, ensure_home, load_record  # noqa: E402
-from devbox_idle import IdleClock, jupyter_activity, load_minutes, user_sessions  # noqa: E402
-from devbox_run_as import RunAsError, run_as  # noqa: E402
-from devbox_service import load_all, probe, service_pids  # noqa: E402
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (  # noqa: E402
+    AccountError, ensure_account, ensure_home, load_record)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (  # noqa: E402
+    IdleClock, jupyter_activity, load_minutes, user_sessions)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as  # noqa: E402
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (  # noqa: E402
+    JUPYTER, load_all, probe, service_pids)
+
+# The one launcher, kept on the volume by the devbox_services module as root's own file; run as the user.
+LAUNCHER = ".devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py"
 
 # How often PID 1 looks whether the machine is in use (tests shorten it).
 IDLE_POLL_S = float(os.environ.get("DEVBOX_IDLE_POLL_S", "60"))
@@ -68,14 +75,14 @@ def run_services(account: dict, action: str, timeout: float) -> None:
         log(f"service record damaged, not used: {problem}")
 
     def one(service: dict) -> None:
-        launcher = os.path.join(account["home"], service["launcher"])
+        launcher = os.path.join(account["home"], LAUNCHER)
         if not os.path.exists(launcher):
             log(f"{service['name']}: no launcher at {launcher} yet")
             return
-        outcome = run_launcher(account["name"], launcher, action, timeout)
+        outcome = run_launcher(account["name"], launcher, service["name"], action, timeout)
         if action == "start":
             health = probe(service, account["uid"])
-            port = service["probe"]["port"]
+            port = service["port"]
             outcome += (f" (listening on {', '.join(health['addresses'])} port {port})" if health["healthy"]
                         else f" (nothing of {account['name']} listens on port {port})")
         log(f"{service['name']}: {outcome}")
@@ -88,14 +95,36 @@ def run_services(account: dict, action: str, timeout: float) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def run_launcher(user: str, launcher: str, action: str, timeout: float) -> str:
-    """su drops to the user before the launcher runs: root never executes the user's file."""
+def run_launcher(user: str, launcher: str, name: str, action: str, timeout: float) -> str:
+    """su drops to the user before the launcher runs (root never executes the user's file, and the launcher is
+    root's own); its answer is the user's data: only known fields of known types are shown, escaped."""
+    command = f"exec /usr/bin/python3 {shlex.quote(launcher)} {shlex.quote(name)} {action}"
     try:
-        result = subprocess.run(["su", "-s", "/bin/sh", "-c", f"exec {shlex.quote(launcher)} {action}", user],
-                                capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+        result = subprocess.run(["su", "-s", "/bin/sh", "-c", command, user], capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, timeout=timeout)
     except subprocess.TimeoutExpired:
         return f"{action} did not finish within {timeout} s"
-    return (result.stdout or result.stderr).strip()
+    return answer_text(result.stdout, result.stderr, result.returncode)
+
+
+def answer_text(stdout: str, stderr: str, code: int) -> str:
+    """The launcher's answer in words: its action or error, its pid; anything else as escaped text."""
+    try:
+        answer = json.loads(stdout)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        return f"exit {code}: {escaped((stdout or stderr).strip()[-300:])}"
+    parts = [escaped(answer[key]) for key in ("action", "error") if isinstance(answer.get(key), str)]
+    pid = answer.get("pid")
+    if isinstance(pid, int) and not isinstance(pid, bool):
+        parts.append(f"pid {pid}")
+    return ", ".join(parts) or f"exit {code}"
+
+
+def escaped(text: str) -> str:
+    """Control characters (terminal escapes) shown as \\x.. escapes, never sent raw to the log."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text)
 
 
 def shut_down(home: str) -> None:
@@ -122,7 +151,7 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
         return False
     try:
         activity = run_as(account["name"], jupyter_activity, home,
-                          expected=(OSError, ValueError, KeyError, subprocess.SubprocessError))
+                          expected=(OSError, ValueError, KeyError, TypeError))
         error = None
     except RunAsError as failure:
         activity, error = None, str(failure)  # Jupyter down or not answering: its processes count as use
@@ -130,9 +159,9 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
         log(f"idle stop: cannot ask Jupyter ({error.strip().splitlines()[-1]}); its processes count as use")
     clock.jupyter_error = error
     before = clock.reason
-    # A service that merely runs (TensorBoard serving its page) is no use of the machine; Jupyter's
-    # processes count unless Jupyter itself says it is idle (above).
-    others = [service for service in load_all(home)[0] if service["name"] != "jupyter"]
+    # A service that merely runs (TensorBoard serving its page) is no use of the machine unless its entry
+    # says counts_as_use; Jupyter's processes count unless Jupyter itself says it is idle (above).
+    others = [service for service in load_all(home)[0] if service["name"] != JUPYTER and not service["counts_as_use"]]
     try:
         services = set(run_as(account["name"], service_pids, others, account["uid"]) if others else [])
     except RunAsError:

@@ -193,7 +193,7 @@ class LocalMachine:
         """ansible-playbook with the local inventory, pointed at this container."""
         command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
                    "-i", os.path.join(ROOT, "inventory", "local.yml"),
-                   "-e", f"ansible_host={self.name}", "-e", f"jupyter_ip={self.name}"]
+                   "-e", f"ansible_host={self.name}", "-e", f"devbox_private_ip={self.name}"]
         if playbook == "site.yml":
             if self.port:
                 command += ["-e", f"devbox_browser_url=http://127.0.0.1:{self.port}"]

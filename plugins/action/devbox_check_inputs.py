@@ -22,6 +22,9 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars
 
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import facts, role_defaults, templated_value
+
 # plugins/action/ -> the top of the repository or of the installed collection, where roles/ is.
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -122,9 +125,8 @@ def listen_problems(name: str, value, reached: str) -> list[str]:
 def jupyter(v: dict, _all: dict) -> list[str]:
     problems = listen_problems("jupyter_ip", v["jupyter_ip"],
                                "Jupyter is reached through fly proxy, an SSH tunnel or a port published on 127.0.0.1.")
-    if not 1024 <= v["jupyter_port"] <= 65535 or v["jupyter_min_free_mb"] < 0:
-        problems.append(f"jupyter_port={v['jupyter_port']} must be a number from 1024 to 65535;"
-                        f" jupyter_min_free_mb={v['jupyter_min_free_mb']} must be a number of MB, 0 or more.")
+    if not 1024 <= v["jupyter_port"] <= 65535:
+        problems.append(f"jupyter_port={v['jupyter_port']} must be a number from 1024 to 65535.")
     if v["jupyter_token"] and not _token.is_jupyter_token(v["jupyter_token"]):
         problems.append(
             "jupyter_token must be empty (one is generated and kept on the volume) or at least 32 URL-safe"
@@ -137,17 +139,30 @@ def jupyter(v: dict, _all: dict) -> list[str]:
     return problems + ([settings_problem] if settings_problem else [])
 
 
-def tensorboard(v: dict, everything: dict) -> list[str]:
+def tensorboard(v: dict, _all: dict) -> list[str]:
     problems = listen_problems("tensorboard_ip", v["tensorboard_ip"],
                                "TensorBoard is reached through the same fly proxy or SSH tunnel as Jupyter.")
-    jupyter_port = everything.get("jupyter_port", 8888)  # the play's, or Jupyter's default
-    if not 1024 <= v["tensorboard_port"] <= 65535 or str(v["tensorboard_port"]) == str(jupyter_port) or v["tensorboard_min_free_mb"] < 0:
-        problems.append(
-            f"tensorboard_port={v['tensorboard_port']} must be a number from 1024 to 65535, other than jupyter_port"
-            f" ({jupyter_port}); tensorboard_min_free_mb={v['tensorboard_min_free_mb']} must be a number of MB, 0 or more.")
+    if not 1024 <= v["tensorboard_port"] <= 65535:
+        problems.append(f"tensorboard_port={v['tensorboard_port']} must be a number from 1024 to 65535.")
     if not _requirement.is_requirement(v["tensorboard_spec"]):
         problems.append(f"tensorboard_spec={shown(v['tensorboard_spec'])} must be a requirement specifier pip can"
                         " parse (e.g. 'tensorboard==2.20.0')")
+    return problems
+
+
+def services(_v: dict, _all: dict, value) -> list[str]:
+    """Every service together (the built-in ones and devbox_services): the entry's shape, a port each,
+    the listening-address rule for every service, requirement specifiers for every package."""
+    try:
+        entries = facts(value)["services"]
+    except ServiceError as error:
+        return [str(error)]
+    problems = []
+    for service in entries:
+        problems += listen_problems(f"service {service['name']}: ip", service["ip"],
+                                   "every service is reached through a tunnel or a port published on 127.0.0.1.")
+        problems += [f"service {service['name']}: packages: {shown(spec)} is not a requirement specifier pip can parse"
+                     for spec in service["packages"] if not _requirement.is_requirement(spec)]
     return problems
 
 
@@ -158,7 +173,7 @@ def idle_stop(v: dict, _all: dict) -> list[str]:
 
 
 RULES = {"dev_user": dev_user, "gpu": gpu, "swap": swap, "python_env": python_env, "jupyter": jupyter,
-         "tensorboard": tensorboard, "idle_stop": idle_stop}
+         "tensorboard": tensorboard, "services": services, "idle_stop": idle_stop}
 
 
 class ActionModule(ActionBase):
@@ -174,12 +189,11 @@ class ActionModule(ActionBase):
         specs = {role: self._role_file(role, "meta/argument_specs.yml")["argument_specs"]["main"]["options"] for role in roles}
         defaults = {}
         for role in roles:
-            defaults.update(self._role_file(role, "defaults/main.yml", trusted_as_template=True) or {})
+            if os.path.exists(os.path.join(TOP, "roles", role, "defaults", "main.yml")):  # services has none
+                defaults.update(self._role_file(role, "defaults/main.yml", trusted_as_template=True) or {})
         # The play's values win over the roles' defaults, as when the role runs.
         templar = self._templar.copy_with_new_env(available_variables=combine_vars(defaults, task_vars or {}))
         everything, problems = {}, []
-        if "jupyter_port" in (task_vars or {}):  # TensorBoard's port must differ from it, even checked alone
-            everything["jupyter_port"] = templar.template(task_vars["jupyter_port"])
         for role in roles:
             provided = {name: (task_vars or {}).get(name, defaults.get(name)) for name in specs[role]}
             checked = ArgumentSpecValidator(specs[role]).validate(
@@ -189,7 +203,12 @@ class ActionModule(ActionBase):
                 problems += [f"{role}: {message}" for message in checked.error_messages]
                 continue
             everything.update(checked.validated_parameters)
-            problems += RULES[role](checked.validated_parameters, everything)
+            if role == "services":  # every service at once, from every role's variables
+                problems += services(checked.validated_parameters, everything, templated_value(
+                    templar.copy_with_new_env(available_variables=combine_vars(role_defaults(self._loader),
+                                                                               task_vars or {}))))
+            else:
+                problems += RULES[role](checked.validated_parameters, everything)
         if problems:
             return dict(result, failed=True, msg=problems[0] if len(problems) == 1 else problems)
         return dict(result, changed=False, msg=f"the inputs of {', '.join(roles)} are fine")

@@ -50,6 +50,8 @@ class ActionModule(ActionBase):
         }
         result.update(self._execute_module(module_name=self._task.resolved_action or "devbox_services",
                                            module_args=arguments, task_vars=task_vars))
+        if arguments["jupyter_token"] and result.get("token"):
+            result["token"] = arguments["jupyter_token"]  # Ansible masks a no_log argument's value in results
         if not result.get("failed") and not self._task.check_mode:
             result["report"] = report(machine, result, value, task_vars or {})
         return result

@@ -14,18 +14,13 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import subprocess
 import urllib.request
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_account import AccountError, read_root_file, write_root_file_if_changed
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-            AccountError, read_root_file, write_root_file_if_changed)
-    except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
-        from devbox_account import AccountError, read_root_file, write_root_file_if_changed
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+    AccountError, read_root_file, write_root_file_if_changed)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
+    LauncherError, Service, healthy, our_server, read_token, url_for)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER
 
 SETTING_FILE = "idle_stop.json"
 MAX_MINUTES = 10080
@@ -48,34 +43,44 @@ def save_minutes(home: str, minutes: int, dry_run: bool = False) -> bool:
 
 
 def jupyter_activity(home: str) -> dict | None:
-    """As the user: Jupyter's own view of its use, or None when it is not serving."""
-    status = subprocess.run([os.path.join(home, ".local/bin/devbox-jupyter"), "status"],
-                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+    """As the user: Jupyter's own view of its use, or None when it is not serving.
+
+    Asked here, in PID 1's own code after dropping to the user, at the address and port of Jupyter's
+    root-owned record: nothing the user's Python could rewrite (a launcher's printed URL) decides where
+    the token goes. Every field read back is checked for its type.
+    """
     try:
-        server = json.loads(status.stdout)
-    except ValueError:
+        service = Service(home, JUPYTER)
+        pid = our_server(service)
+    except LauncherError:
         return None
-    if not server.get("healthy"):
+    token = read_token(service)
+    if pid is None or token is None or not healthy(service):
         return None
-    with open(os.path.join(home, ".jupyter/devbox_token")) as token_file:
-        token = token_file.read().strip()
+    base = url_for(service.address, service.port)
 
-    def get(path: str):
+    def get(path: str, kind: type):
         # no_track_activity: looking must not count as using, or the machine would never be idle.
-        request = urllib.request.Request(server["url"] + path + "?no_track_activity=1",
-                                         headers={"Authorization": f"token {token}"})
+        request = urllib.request.Request(base + path + "?no_track_activity=1", headers={"Authorization": f"token {token}"})
         with NO_PROXY.open(request, timeout=10) as response:
-            return json.load(response)
+            data = json.loads(response.read(1 << 20))
+        if not isinstance(data, kind):
+            raise ValueError(f"Jupyter's {path} is not a JSON {kind.__name__}")
+        return data
 
-    api_status, kernels, terminals = get("api/status"), get("api/kernels"), get("api/terminals")
-    return {"pid": server["pid"], "last_activity": timestamp(api_status["last_activity"]),
-            "connections": int(api_status.get("connections", 0)),
-            "busy_kernels": sum(1 for kernel in kernels if kernel.get("execution_state") == "busy"),
+    api_status, kernels, terminals = get("api/status", dict), get("api/kernels", list), get("api/terminals", list)
+    connections = api_status.get("connections", 0)
+    return {"pid": pid, "last_activity": timestamp(api_status["last_activity"]),
+            "connections": connections if isinstance(connections, int) else 1,
+            "busy_kernels": sum(1 for kernel in kernels if isinstance(kernel, dict)
+                                and kernel.get("execution_state") == "busy"),
             "terminals": len(terminals)}
 
 
 def timestamp(iso: str) -> float:
     """Jupyter's ISO 8601 times ('2026-11-29T03:00:00.123456Z') as seconds since the epoch."""
+    if not isinstance(iso, str):
+        raise ValueError(f"not a time: {iso!r}")
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 

@@ -246,8 +246,9 @@ def main() -> None:
         libraries_changed = any([write_root_file_if_changed(home, f"{LIBRARY_DIR}/{name}", text, dry_run)
                                  for name, text in sorted(params["libraries"].items())])
         before = {name: previous_record(home, name) for name in record_names(home)}
-        records = {service["name"]: record(service, home, params["venv_dir"], params["project_dir"])
-                   for service in services}
+        # The record keeps the name to listen on ("auto" decided here); the launcher resolves it at every start.
+        records = {service["name"]: record(dict(service, ip=listen[service["name"]]), home, params["venv_dir"],
+                                           params["project_dir"]) for service in services}
         record_changed = [name for name, new in records.items()
                           if before.get(name) is not None and before[name] != validate_record(new, file_name(name))]
         record_new = [name for name in records if name not in before]

@@ -24,6 +24,13 @@ options:
         or V(_).
     type: str
     required: true
+  home_is_volume:
+    description:
+      - The home must be a mount point (a persistent volume, as on the local machine and on Fly). Checked
+        before anything is created; when it is not, the module fails naming the mounts it found and the fix,
+        so that nothing the user makes lands on a throwaway root filesystem.
+    type: bool
+    default: false
   uid:
     description: Fixed uid, from 1 to 60000.
     type: int
@@ -110,13 +117,12 @@ account:
       sample: [video]
 """
 
+import os
+import re
+
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_account import (ALLOWED_GROUPS, AccountError, current_groups,
-                                                       ensure_account, ensure_home, save_record, validate)
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-        ALLOWED_GROUPS, AccountError, current_groups, ensure_account, ensure_home, save_record, validate)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+    ALLOWED_GROUPS, AccountError, current_groups, ensure_account, ensure_home, save_record, validate)
 
 
 ARGUMENT_SPEC = {
@@ -124,15 +130,41 @@ ARGUMENT_SPEC = {
     "uid": {"type": "int", "required": True},
     "gid": {"type": "int", "required": True},
     "home": {"type": "str", "required": True},
-    "shell": {"type": "str", "default": "/bin/bash"},
+    "shell": {"type": "str", "required": True},
+    "home_is_volume": {"type": "bool", "default": False},
     "groups": {"type": "list", "elements": "str", "default": []},
 }
 
 
+def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Every mount point of this machine (field 5 of mountinfo, its octal escapes undone)."""
+    with open(mountinfo) as table:
+        points = [line.split()[4] for line in table if len(line.split()) > 4]
+    return [re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), point) for point in points]
+
+
+def volume_problem(home: str, points: list[str]) -> str | None:
+    """Why the home is not the volume it must be; None when it is a mount point."""
+    home = os.path.normpath(home)
+    if home in points:
+        return None
+    volumes = sorted(point for point in points if point.startswith("/home/") or point.startswith("/data"))
+    found = f"mounted under /home: {', '.join(volumes)}" if volumes else "nothing is mounted under /home"
+    return (f"dev_user_home={home} is not a mount point, and dev_user_home_is_volume says the home must be the "
+            f"persistent volume ({found}): the venv, the notebooks and the token would be lost with the root "
+            "filesystem. Mount the volume there (make up mounts it at dev_user_home: run `make down` then `make up` "
+            "with the same VARS; on Fly, fly.toml's [mounts] destination must be the home), or set dev_user_home to "
+            "the volume's mount point. Nothing was created.")
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if module.params["home_is_volume"]:
+        problem = volume_problem(module.params["home"], mount_points())
+        if problem:
+            module.fail_json(msg=problem)
     try:
-        account = validate(dict(module.params))
+        account = validate({key: value for key, value in module.params.items() if key != "home_is_volume"})
         changes = ensure_account(account, dry_run=module.check_mode)
         changes += ensure_home(account, dry_run=module.check_mode)
         # Device groups added later (by the gpu role) stay in the record for the boot step.

@@ -52,8 +52,15 @@ def service_entries(value) -> list:
 def facts(value) -> dict:
     """The machine's facts from value(name[, default]), which returns a variable, templated.
 
+    A service whose ip is "auto" listens on the target's private address when the target names one
+    (devbox_private_ip: the local machine's container name, where its published ports arrive); else
+    the machine decides (fly-local-6pn on a Fly Machine, 127.0.0.1 elsewhere).
     ServiceError when the services are not a usable list (the input check words it for the user).
     """
+    services = normalize_all(service_entries(value))
+    private = value("devbox_private_ip", None)
+    if private:
+        services = [dict(service, ip=private) if service["ip"] == "auto" else service for service in services]
     return {
         "user": value("dev_user_name"),
         "uid": int(value("dev_user_uid")),
@@ -62,7 +69,7 @@ def facts(value) -> dict:
         "home_is_volume": bool(value("dev_user_home_is_volume")),
         "venv_dir": value("python_env_venv_dir"),
         "project_dir": value("python_env_project_dir"),
-        "services": normalize_all(service_entries(value)),
+        "services": services,
     }
 
 
