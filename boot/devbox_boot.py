@@ -178,7 +178,10 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
 
 
 def main() -> None:
-    home = os.environ.get("DEVBOX_HOME", "/home/pythonuser")
+    home = os.environ.get("DEVBOX_HOME")  # the image sets it from NONROOT_USER; make up passes the home
+    if not home:
+        log("DEVBOX_HOME is not set: nothing to restore; rebuild the image (the Dockerfile sets it)")
+        home = "/nonexistent"
     signal.signal(signal.SIGTERM, lambda *_: shut_down(home))
     signal.signal(signal.SIGINT, lambda *_: shut_down(home))
     restore(home)

@@ -96,7 +96,7 @@ def python_env(v: dict, _all: dict) -> list[str]:
     for name in ("python_env_venv_dir", "python_env_project_dir"):
         if _layout.dir_problem(v[name]):
             problems.append(
-                f"{name}={shown(v[name])} must be a plain path relative to the home, such as 'project-venv' or"
+                f"{name}={shown(v[name])} must be a plain path relative to the home, such as 'venv' or"
                 " 'work/venv' (letters, digits, '.', '_', '-'; no '..', no leading '/')")
     if v["python_env_min_free_mb"] < 0:
         problems.append(f"python_env_min_free_mb={v['python_env_min_free_mb']} must be a whole number of MB, 0 or more")

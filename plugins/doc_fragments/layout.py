@@ -10,9 +10,9 @@ options:
   venv_dir:
     description: The venv, relative to the home (python_env_venv_dir).
     type: str
-    default: project-venv
+    required: true
   project_dir:
     description: The project directory, relative to the home (python_env_project_dir).
     type: str
-    default: project
+    required: true
 """

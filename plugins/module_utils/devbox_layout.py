@@ -1,21 +1,19 @@
-"""Where the venv and the project live in the dev user's home: the default names, in one place.
+"""Where the venv and the project live in the dev user's home: the rule for such a path.
 
-The roles pass python_env_venv_dir and python_env_project_dir to every module as venv_dir and
-project_dir (paths relative to the home); the defaults below are the roles' defaults too. The
-launchers, which run alone on the volume, read the absolute paths from the settings their module
-writes. Standard library only.
+The roles pass python_env_venv_dir and python_env_project_dir (their one default is python_env's)
+to every module as venv_dir and project_dir, paths relative to the home. The launcher reads the
+absolute paths from each service's record. Standard library only.
 """
 from __future__ import annotations
 
 import os
 import re
 
-VENV_DIR = "project-venv"
-PROJECT_DIR = "project"
-# The modules' options for them (documented by the doc fragment devbox.machine.layout).
+# The modules' options for them (documented by the doc fragment devbox.machine.layout); the defaults
+# are python_env's (roles/python_env/defaults/main.yml), passed by the roles.
 LAYOUT_ARGUMENT_SPEC = {
-    "venv_dir": {"type": "str", "default": VENV_DIR},
-    "project_dir": {"type": "str", "default": PROJECT_DIR},
+    "venv_dir": {"type": "str", "required": True},
+    "project_dir": {"type": "str", "required": True},
 }
 
 
@@ -28,7 +26,7 @@ def dir_problem(relative) -> str | None:
     """Why a directory name cannot be used under the home; None when it can."""
     if isinstance(relative, str) and DIR_PATTERN.match(relative):
         return None
-    return (f"{relative!r} must be a plain path relative to the home, such as 'project-venv' or 'work/venv' "
+    return (f"{relative!r} must be a plain path relative to the home, such as 'venv' or 'work/venv' "
             "(letters, digits, '.', '_', '-'; no '..', no leading '/')")
 
 

@@ -118,7 +118,7 @@ def jupyter(home: str, show_token: bool) -> dict:
     return found
 
 
-def python_env(home: str, requested: list[str], venv_dir: str = VENV_DIR) -> dict:
+def python_env(home: str, requested: list[str], venv_dir: str) -> dict:
     """As the user: the venv's path, health, Python, distributions, and which requested ones are not there."""
     venv = os.path.join(home, venv_dir)
     health, reason = venv_health(venv, "python3")
@@ -147,7 +147,7 @@ def unmet(requested: list[str], installed: dict[str, str]) -> list[str]:
     return missing
 
 
-def user_side(home: str, show_token: bool, requested: list[str], venv_dir: str = VENV_DIR) -> dict:
+def user_side(home: str, show_token: bool, requested: list[str], venv_dir: str) -> dict:
     """Runs in the child that is the user (see devbox_run_as)."""
     return {"jupyter": jupyter(home, show_token), "python_env": python_env(home, requested, venv_dir)}
 

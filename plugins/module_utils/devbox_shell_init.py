@@ -11,24 +11,14 @@ from __future__ import annotations
 import os
 import stat
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR
-    from ansible.module_utils.devbox_venv import write_if_changed
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import write_if_changed
-    except ImportError:  # outside Ansible (the unit tests): the same files, imported by their own names
-        from devbox_layout import PROJECT_DIR, VENV_DIR
-        from devbox_venv import write_if_changed
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import write_if_changed
 
 # The block is found by this start (whatever directories it names) and ends at END.
 BEGIN_PREFIX = "# >>> devbox:"
 END = "# <<< devbox <<<"
 
 
-def block(venv_dir: str = VENV_DIR, project_dir: str = PROJECT_DIR) -> str:
+def block(venv_dir: str, project_dir: str) -> str:
     """The block for these directories (relative to the home, checked by devbox_layout.dir_problem)."""
     return f"""{BEGIN_PREFIX} interactive shells use ~/{venv_dir}; SSH logins start in ~/{project_dir} >>>
 case $- in
@@ -46,9 +36,8 @@ esac
 """
 
 
-def with_block(text: str, new_block: str | None = None) -> str:
+def with_block(text: str, new_block: str) -> str:
     """text with the block replaced in place, or appended when absent."""
-    new_block = new_block or block()
     start = text.find(BEGIN_PREFIX)
     end = text.find(END, start) if start != -1 else -1
     if start != -1 and end > start:
@@ -59,7 +48,7 @@ def with_block(text: str, new_block: str | None = None) -> str:
     return text + ("\n" if text else "") + new_block
 
 
-def ensure_block(home: str, dry_run: bool = False, venv_dir: str = VENV_DIR, project_dir: str = PROJECT_DIR) -> bool:
+def ensure_block(home: str, dry_run: bool, venv_dir: str, project_dir: str) -> bool:
     """Put the block into ~/.bashrc (its target, if the user made it a link); True when it changed."""
     path = os.path.realpath(os.path.join(home, ".bashrc"))
     try:

@@ -517,7 +517,7 @@ def lock_text(venv: str, settings: dict, requested: dict[str, list[str]], distri
     roots = dict(requested, **{name: [] for name in TOOLING})
     by_playbook = asked_by_playbook(distributions, roots, marker_environment(venv))
     lines = [
-        "# requirements.lock: every distribution in ~/project-venv, exactly (written by devbox's python_env role).",
+        "# requirements.lock: every distribution in the project's venv, exactly (written by devbox's python_env role).",
         "# Another machine gets this set with python_env_lock_file: <this file>; python_env_sync: true also",
         "# removes what it does not list. Lines marked `by hand` were installed from a notebook or a terminal.",
         f"# python: {built_for(venv, parts=3)}",
