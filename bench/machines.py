@@ -23,12 +23,17 @@ import urllib.request
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from devbox_testkit import (JUPYTER_PORT, USER, LocalMachine, build_image, docker,  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "playbooks", "collections"))
+from devbox_testkit import (LocalMachine, build_image, docker,  # noqa: E402
                             docker_output, ssh_banner, wait_until)
 from docker_host import CA_IN_CONTAINER, DOCKER  # noqa: E402
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine  # noqa: E402
 
-HOME = f"/home/{USER}"
-VENV = f"{HOME}/project-venv"
+# The machine's facts as the roles' defaults say (one home for each).
+FACTS = machine()
+USER, HOME = FACTS["user"], FACTS["home"]
+VENV = f"{HOME}/{FACTS['venv_dir']}"
+JUPYTER_PORT = next(service["port"] for service in FACTS["services"] if service["name"] == "jupyter")
 SSH_READY_TIMEOUT_S = 60
 ANSWER_TIMEOUT_S = 300
 TOKEN_IN_LOG = re.compile(r"[?&]token=([0-9a-f]+)")

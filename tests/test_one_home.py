@@ -92,7 +92,7 @@ def mentions(value, literal) -> bool:
         return False
     if value == literal:
         return True
-    return isinstance(value, str) and re.search(rf"(?<![\\w-]){re.escape(str(literal))}(?![\\w-])", value) is not None
+    return isinstance(value, str) and re.search(rf"(?<![\w-]){re.escape(str(literal))}(?![\w-])", value) is not None
 
 
 @pytest.mark.parametrize("role,variable", CHECKED)

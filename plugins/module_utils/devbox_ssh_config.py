@@ -12,6 +12,8 @@ import re
 import shlex
 import subprocess
 
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import FLY_PRIVATE_NAME
+
 # Ansible's connection sharing: its ControlPath is Ansible's own; a user's ssh gets none.
 LEFT_OUT = {"controlmaster", "controlpersist", "controlpath"}
 SSH_CONNECTIONS = {"ssh", "ansible.builtin.ssh", "paramiko", "ansible.builtin.paramiko_ssh", "paramiko_ssh"}
@@ -91,9 +93,29 @@ def host_block(entry: dict) -> tuple[list[str], list[str]]:
                              f"not {entry['user']}: logging in as {entry['user']} will be refused")
             else:
                 notes.append(f"{name}: certificate valid {facts['valid']}; rerun this to renew it")
+    for service in entry.get("services", []):
+        lines.append(f"    LocalForward {forward_line(name, service, bool(entry.get('fly_app')))}")
     if not entry.get("fly_app"):
         notes.append(f"{name}: logs in as {entry['user']} with your own SSH key (in ~{entry['user']}/.ssh/authorized_keys)")
     return lines + [""], notes
+
+
+# A service's listening address as the machine's sshd reaches it: a literal address or a host name.
+FORWARD_TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$")
+
+
+def forward_line(host: str, service: dict, on_fly: bool) -> str:
+    """`127.0.0.1:<port> <address>:<port>` for one service: its port on this computer's loopback only, to
+    where it listens on the machine ("auto": Fly's private address on a Fly Machine, else its loopback)."""
+    port, target = service.get("port"), service.get("ip")
+    if target == "auto":
+        target = FLY_PRIVATE_NAME if on_fly else "127.0.0.1"
+    if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
+        raise SshConfigError(f"{host}: a service's port {port!r} is not a port from 1024 to 65535")
+    if not isinstance(target, str) or not FORWARD_TARGET.match(target):
+        raise SshConfigError(f"{host}: a service's address {target!r} is not an address or a host name")
+    target = f"[{target}]" if ":" in target else target
+    return f"127.0.0.1:{port} {target}:{port}"
 
 
 def docker_hint(entry: dict) -> str:
