@@ -108,6 +108,10 @@ LAUNCHER = f"{LIBRARY_DIR}/devbox_launcher.py"
 # overrides.json to the user.
 LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}
 JUPYTER_CONFIG = ".jupyter/jupyter_server_config.json"
+# The user's own command for the launcher: `devbox-service jupyter restart`.
+COMMAND = ".local/bin/devbox-service"
+# The per-service launchers of earlier versions, replaced by the one launcher.
+OLD_LAUNCHERS = (".local/bin/devbox-jupyter", ".local/bin/devbox-tensorboard")
 
 
 def jupyter_config(project: str, listen: str, port: int, settings: dict) -> dict:
@@ -167,6 +171,13 @@ def provision(params: dict, dry_run: bool) -> dict:
     home = params["home"]
     venv, project = os.path.join(home, params["venv_dir"]), os.path.join(home, params["project_dir"])
     diffs, outcomes = [], {}
+    if not dry_run:
+        os.makedirs(os.path.join(home, os.path.dirname(COMMAND)), mode=0o755, exist_ok=True)
+    command_text = f"#!/bin/sh\n# devbox-service NAME start|stop|restart|status\nexec /usr/bin/python3 \"$HOME/.devbox/{LAUNCHER}\" \"$@\"\n"
+    changed_command = write_if_changed(os.path.join(home, COMMAND), command_text, 0o755, dry_run)
+    for old in OLD_LAUNCHERS:
+        if os.path.lexists(os.path.join(home, old)) and not dry_run:
+            os.remove(os.path.join(home, old))
     for name in params["removed"]:
         answer = {"action": "would stop"} if dry_run else launcher(home, name, "stop")
         outcomes[name] = {"action": answer.get("action"), "error": answer.get("error")}
@@ -198,7 +209,7 @@ def provision(params: dict, dry_run: bool) -> dict:
     if not dry_run and JUPYTER in outcomes:
         with open(os.path.join(home, TOKEN_FILE)) as token_file:
             token = token_file.read().strip()
-    changed = jupyter_changed or any(outcome.get("changed") or outcome.get("action") in ("stopped", "would stop")
+    changed = changed_command or jupyter_changed or any(outcome.get("changed") or outcome.get("action") in ("stopped", "would stop")
                                      for outcome in outcomes.values())
     return {"services": outcomes, "token": token, "diff": diffs, "changed": changed}
 
