@@ -234,8 +234,12 @@ def ours(service: Service, pid: int | None, recorded: int | None) -> bool:
         session = os.getsid(pid)
     except OSError:
         return False
-    return (recorded is not None and recorded in (pid, session)) or (
-        recorded_by_jupyter(service, pid) if service.jupyter else command_line(pid) == service.argv())
+    if recorded is not None and recorded in (pid, session):
+        return True
+    if service.jupyter:
+        return recorded_by_jupyter(service, pid)
+    line, argv = command_line(pid), service.argv()
+    return line == argv or line[1:] == argv  # a script runs as its interpreter with the script's path
 
 
 def our_server(service: Service) -> int | None:
@@ -245,10 +249,14 @@ def our_server(service: Service) -> int | None:
     user: its pid is not visible to us), or a process of ours that is not this service.
     """
     wanted = ipaddress.ip_address(service.address)
-    held = [(bound, uid, inode) for bound, uid, inode in listening_sockets(service.port)
+    sockets = listening_sockets(service.port)
+    held = [(bound, uid, inode) for bound, uid, inode in sockets
             if ipaddress.ip_address(bound) == wanted or ipaddress.ip_address(bound).is_unspecified]
     if not held:
-        return None
+        # The service itself, still on an address an earlier record gave it: ours to stop (start restarts it).
+        recorded = read_pid(service.pid_file)
+        moved = {socket_owner(inode) for _, uid, inode in sockets if uid == os.getuid()}
+        return next((owner for owner in sorted(moved - {None}) if ours(service, owner, recorded)), None)
     where = url_for(service.address, service.port)
     for bound, uid, _ in held:
         if uid != os.getuid():

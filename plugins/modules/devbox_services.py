@@ -111,7 +111,7 @@ JUPYTER_CONFIG = ".jupyter/jupyter_server_config.json"
 # The user's own command for the launcher: `devbox-service jupyter restart`.
 COMMAND = ".local/bin/devbox-service"
 # The per-service launchers of earlier versions, replaced by the one launcher.
-OLD_LAUNCHERS = (".local/bin/devbox-jupyter", ".local/bin/devbox-tensorboard")
+OLD_LAUNCHERS = {"jupyter": ".local/bin/devbox-jupyter", "tensorboard": ".local/bin/devbox-tensorboard"}
 
 
 def jupyter_config(project: str, listen: str, port: int, settings: dict) -> dict:
@@ -149,6 +149,18 @@ def launcher(home: str, name: str, command: str) -> dict:
     return answer
 
 
+def retire_old_launchers(home: str) -> None:
+    """As the user: the per-service launchers of earlier versions go. The server each ran is stopped first,
+    except Jupyter's, which the one launcher takes over with its kernels (Jupyter's runtime file names it)."""
+    for name, old in OLD_LAUNCHERS.items():
+        path = os.path.join(home, old)
+        if not os.path.isfile(path) or os.path.islink(path):
+            continue
+        if name != JUPYTER:
+            subprocess.run([path, "stop"], capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+        os.remove(path)
+
+
 def jupyter_files(params: dict, venv: str, project: str, dry_run: bool, diffs: list) -> bool:
     """As the user: Jupyter's settings, the given token, JupyterLab's defaults; True when any changed."""
     home = params["home"]
@@ -175,9 +187,8 @@ def provision(params: dict, dry_run: bool) -> dict:
         os.makedirs(os.path.join(home, os.path.dirname(COMMAND)), mode=0o755, exist_ok=True)
     command_text = f"#!/bin/sh\n# devbox-service NAME start|stop|restart|status\nexec /usr/bin/python3 \"$HOME/.devbox/{LAUNCHER}\" \"$@\"\n"
     changed_command = write_if_changed(os.path.join(home, COMMAND), command_text, 0o755, dry_run)
-    for old in OLD_LAUNCHERS:
-        if os.path.lexists(os.path.join(home, old)) and not dry_run:
-            os.remove(os.path.join(home, old))
+    if not dry_run:
+        retire_old_launchers(home)
     for name in params["removed"]:
         answer = {"action": "would stop"} if dry_run else launcher(home, name, "stop")
         outcomes[name] = {"action": answer.get("action"), "error": answer.get("error")}

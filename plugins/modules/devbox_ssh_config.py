@@ -31,7 +31,7 @@ options:
     description:
       - One dict per machine, as the playbook collects them from the inventory. Always C(inventory_name);
         C(connection) (default C(ssh)); C(address) and C(user) (the dev user) for a machine reached over
-        SSH; optionally C(port), C(key_file), C(common_args), C(extra_args), C(services) (the machine's services: a C(LocalForward) of C(127.0.0.1:<port>) each), C(fly_app) (the Fly app,
+        SSH; optionally C(port), C(key_file), C(common_args), C(extra_args), C(services) (the machine's services, one C(LocalForward) each, on this computer's 127.0.0.1), C(fly_app) (the Fly app,
         part of the Host name), C(inventory_file) (names the file when there is no single app), and
         C(home) (for the C(docker exec) hint).
       - C(common_args) and C(extra_args) may hold only C(-o Key=Value) options; any other ssh flag is

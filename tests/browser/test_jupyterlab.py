@@ -20,7 +20,7 @@ from local_machine import engine_info, gpu_request
 NAME, VOLUME, PORT = tagged("devbox-browser"), tagged("devbox-browser-home"), 18870
 SHOTS = os.path.join(ROOT, "tests", "output", "browser")
 NOTEBOOK = "devbox-check.ipynb"
-URL_LINE = re.compile(rf"Jupyter: (http://127\.0\.0\.1:{PORT}/lab\?token=[0-9A-Za-z_-]+)")
+URL_LINE = re.compile(rf"jupyter: (http://127\.0\.0\.1:{PORT}/lab\?token=[0-9A-Za-z_-]+)")
 
 
 def local_machine(action: str) -> str:

@@ -269,7 +269,7 @@ def test_jupyter_outlives_the_ssh_sessions_and_no_fly_proxy_is_left(app, first_c
     wait_until(lambda: not fly_proxy_pids(app["name"]), timeout=15,
                what="the fly proxies to end with their SSH masters")
     for container in started(app):
-        status = docker("exec", container, "su", "-", "pythonuser", "-c", "~/.local/bin/devbox-jupyter status",
+        status = docker("exec", container, "su", "-", "pythonuser", "-c", "python3 ~/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py jupyter status",
                         check=False)
         assert status.returncode == 0, status.stdout + status.stderr
         assert json.loads(status.stdout)["healthy"] is True

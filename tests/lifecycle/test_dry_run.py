@@ -17,7 +17,7 @@ from devbox_testkit import TEST_IMAGE, LocalMachine, fresh, tagged
 
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
-# devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv, devbox_shell_init, devbox_jupyter,
+# devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv, devbox_shell_init, devbox_services (every service),
 # devbox_idle_stop, devbox_provision_record.
 MODULE_RUNS = 8
 

@@ -16,7 +16,9 @@ from docker_host import DOCKER
 from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, tagged
 
 HOME = "/home/pythonuser"
-LAUNCHER = f"{HOME}/.local/bin/devbox-jupyter"
+# The one launcher, as the module keeps it (root's own file) and PID 1 runs it, for Jupyter.
+LAUNCHER = f"python3 {HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py jupyter"
+PID_FILE = f"{HOME}/.local/state/devbox/jupyter.pid"
 TOKEN_FILE = f"{HOME}/.jupyter/devbox_token"
 RACE_ITERATIONS = 3000
 
@@ -45,7 +47,7 @@ print(swaps, flush=True)
 RECORD_WRITER = r"""
 import json, sys
 sys.path.insert(0, "/usr/local/lib/devbox")
-from devbox_account import AccountError, ensure_home, load_record, save_record, validate
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import AccountError, ensure_home, load_record, save_record, validate
 account = validate({"name": "pythonuser", "uid": 1000, "gid": 1000, "home": sys.argv[1]})
 written = refused = runs = 0
 for i in range(int(sys.argv[2])):
@@ -148,7 +150,8 @@ def test_a_home_in_a_system_tree_is_refused_with_nothing_changed(machine):
         result = subprocess.run(
             [os.path.join(os.path.dirname(machine.playbook_command()[0]), "ansible"), "all",
              "-i", os.path.join(ROOT, "inventory", "local.yml"), "-e", f"ansible_host={machine.name}",
-             "-m", "devbox_user", "-a", json.dumps({"name": "pythonuser", "uid": 1000, "gid": 1000, "home": home})],
+             "-m", "devbox_user", "-a", json.dumps({"name": "pythonuser", "uid": 1000, "gid": 1000, "home": home,
+                                                         "shell": "/bin/bash"})],
             capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg")))
         assert result.returncode != 0 and f"dev_user_home='{home}'" in said(result.stdout), result.stdout + result.stderr
     assert machine.exec("stat -c '%U %G %a' /etc /etc/passwd; md5sum /etc/passwd /etc/group").stdout == before
@@ -171,7 +174,7 @@ def test_rename_exchange_race_against_the_record_writer_leaves_nothing_outside_t
     setup = machine.exec(
         "mkdir -p /srv/decoy && chown daemon:daemon /srv/decoy && chmod 0755 /srv/decoy && "
         "PYTHONDONTWRITEBYTECODE=1 python3 -c 'import sys; sys.path.insert(0, \"/usr/local/lib/devbox\"); "
-        "from devbox_account import *; a = validate({\"name\": \"pythonuser\", \"uid\": 1000, \"gid\": 1000, "
+        "from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import *; a = validate({\"name\": \"pythonuser\", \"uid\": 1000, \"gid\": 1000, "
         f"\"home\": \"{HOME}\"}}); ensure_account(a); ensure_home(a); save_record(a)'")
     assert setup.returncode == 0, setup.stderr
     before = file_table(machine)
@@ -203,7 +206,8 @@ def test_a_squatter_on_the_port_gets_no_token_and_the_run_fails_naming_it(machin
         rc, output = run(machine)
         assert rc != 0
         assert "held by another process of user nobody (uid 65534)" in said(output), output[-3000:]
-        assert "Jupyter: http" not in output, "no URL with the token is printed for the squatter's port"
+        assert not re.search(r"jupyter: \S+/lab\?token=", output), "no URL with the token is printed for the squatter's port"
+        assert token(machine) not in output
         requests = machine.exec("cat /tmp/squatter.log 2>/dev/null").stdout
         assert token(machine) not in requests and "token" not in requests.lower(), requests
     finally:
@@ -218,7 +222,7 @@ def test_token_rotation_without_a_pidfile_retires_the_old_token(machine):
     old, new = token(machine), "rotated-" + "x" * 40
     url = jupyter_status(machine)["url"]
     assert answer(machine, url, old) == 200
-    machine.exec(f"rm -f {HOME}/.jupyter/devbox-jupyter.pid")
+    machine.exec(f"rm -f {PID_FILE}")
     rc, output = run(machine, {"jupyter_token": new})
     assert rc == 0, output[-3000:]
     assert token(machine) == new
@@ -236,7 +240,7 @@ def test_an_emptied_or_junk_token_file_is_replaced_and_never_printed(machine, ju
     assert rc == 0, output[-3000:]
     current = token(machine)
     assert re.fullmatch(r"[A-Za-z0-9._~-]{32,}", current) and current not in (old, junk)
-    printed = re.search(r"Jupyter: \S+/lab\?token=([A-Za-z0-9._~-]*)", output).group(1)
+    printed = re.search(r"jupyter: \S+/lab\?token=([A-Za-z0-9._~-]*)", output).group(1)
     assert printed == current
     assert answer(machine, url, current) == 200 and answer(machine, url, old) == 403
 

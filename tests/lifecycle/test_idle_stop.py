@@ -12,11 +12,13 @@ from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged
 
 HOME = "/home/pythonuser"
 IDLE_S = 60
+# The one launcher, as the module keeps it (root's own file) and PID 1 runs it.
+LAUNCHER = f"{HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py"
 # As the user: start a kernel through Jupyter's API and give it a long cell, then leave.
 BUSY_KERNEL = f"""
 import glob, json, os, subprocess, time, urllib.request
 from jupyter_client import BlockingKernelClient
-status = json.loads(subprocess.run(["{HOME}/.local/bin/devbox-jupyter", "status"], capture_output=True).stdout)
+status = json.loads(subprocess.run(["python3", "{LAUNCHER}", "jupyter", "status"], capture_output=True).stdout)
 token = open("{HOME}/.jupyter/devbox_token").read().strip()
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({{}}))
 request = urllib.request.Request(status["url"] + "api/kernels", data=b"{{}}", method="POST",
@@ -44,7 +46,7 @@ print(kernel["id"])
 # As the user: interrupt the kernel's cell, as the stop button in JupyterLab does.
 INTERRUPT = f"""
 import json, subprocess, urllib.request
-status = json.loads(subprocess.run(["{HOME}/.local/bin/devbox-jupyter", "status"], capture_output=True).stdout)
+status = json.loads(subprocess.run(["python3", "{LAUNCHER}", "jupyter", "status"], capture_output=True).stdout)
 token = open("{HOME}/.jupyter/devbox_token").read().strip()
 request = urllib.request.Request(status["url"] + "api/kernels/KERNEL/interrupt", data=b"", method="POST",
                                  headers={{"Authorization": "token " + token}})
@@ -98,7 +100,7 @@ def test_an_idle_machine_stops_itself_and_says_why(machine):
     machine.start()  # the next start brings everything back, as a restart does
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if machine.exec(f"{HOME}/.local/bin/devbox-jupyter status", user="pythonuser").returncode == 0:
+        if machine.exec(f"python3 {LAUNCHER} jupyter status", user="pythonuser").returncode == 0:
             return
         time.sleep(1)
     raise AssertionError("Jupyter did not come back after the idle stop")

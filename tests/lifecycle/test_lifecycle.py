@@ -18,7 +18,9 @@ from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait
 
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
-LAUNCHER = f"{HOME}/.local/bin/devbox-jupyter"
+# The one launcher, as the module keeps it (root's own file) and PID 1 runs it: NAME start|stop|restart|status.
+LAUNCHER = f"python3 {HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py jupyter"
+LIBRARIES = "/usr/local/lib/devbox/ansible_collections/devbox/machine/plugins/module_utils"
 
 
 def recap_changed(output: str) -> int:
@@ -105,7 +107,7 @@ def test_second_run_changes_nothing_and_prints_the_token_once(machine):
     rc, output = run(machine)
     assert rc == 0 and recap_changed(output) == 0
     assert output.count(token(machine)) == 1, "the token appears only in the report's URL line"
-    assert re.search(r"Jupyter: http://localhost:8888/lab\?token=" + token(machine), output)
+    assert re.search(r"jupyter: http://localhost:8888/lab\?token=" + token(machine), output)
 
 
 def test_package_that_cannot_install_fails_with_pips_reason_and_keeps_the_rest(machine):
@@ -156,7 +158,7 @@ def test_killed_jupyter_is_noticed_and_restarted_with_its_log_kept(machine):
     assert rc == 0 and recap_changed(output) == 1
     status = jupyter_status(machine)
     assert status["healthy"] and status["pid"] != pid
-    starts = machine.exec(f"grep -c 'devbox-jupyter start' {HOME}/.jupyter/devbox-jupyter.log").stdout
+    starts = machine.exec(f"grep -c -- '--- jupyter start' {HOME}/.local/state/devbox/jupyter.log").stdout
     assert int(starts) >= 2, "the log of the dead server is kept"
 
 
@@ -204,8 +206,13 @@ def test_two_runs_at_once_do_not_corrupt_the_venv(machine):
 
 
 def test_root_runs_nothing_the_user_can_write(machine):
-    for path in ("/usr/local/sbin/devbox-boot", "/usr/local/lib/devbox/devbox_account.py",
-                 "/usr/local/lib/devbox", "/usr/local/sbin", "/usr/local/lib", "/usr/local", "/usr", "/"):
+    for path in ("/usr/local/sbin/devbox-boot", f"{LIBRARIES}/devbox_account.py", f"{LIBRARIES}/devbox_launcher.py",
+                 LIBRARIES, "/usr/local/lib/devbox", "/usr/local/sbin", "/usr/local/lib", "/usr/local", "/usr", "/"):
         owner, mode = machine.exec(f"stat -c '%U %a' {path}").stdout.split()
         assert owner == "root" and int(mode, 8) & 0o022 == 0, f"{path}: {owner} {mode}"
     assert machine.exec("test -w /usr/local/sbin/devbox-boot", user="pythonuser").returncode != 0
+    # The launcher the module keeps on the volume is root's own file, run as the user.
+    kept = LAUNCHER.split()[1]
+    owner, mode = machine.exec(f"stat -c '%U %a' {kept}").stdout.split()
+    assert owner == "root" and int(mode, 8) & 0o022 == 0, f"{kept}: {owner} {mode}"
+    assert machine.exec(f"test -w {kept}", user="pythonuser").returncode != 0

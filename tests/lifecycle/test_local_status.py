@@ -18,6 +18,9 @@ from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, fr
 NAME, VOLUME = tagged("devbox-status-test"), tagged("devbox-status-test-home")
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
+# The one launcher, as the module keeps it (root's own file) and PID 1 runs it; Jupyter's pidfile.
+LAUNCHER = f"python3 {HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py jupyter"
+PID_FILE = f"{HOME}/.local/state/devbox/jupyter.pid"
 
 
 def status(*args, name=NAME, volume=VOLUME, **env):
@@ -76,9 +79,9 @@ def test_the_shown_token_opens_jupyter(machine):
 
 def test_status_changes_nothing_and_a_rerun_records_without_changing(machine):
     record = f"cat {HOME}/.devbox/provisioned.json"
-    before, pid = machine.exec(record).stdout, machine.exec(f"cat {HOME}/.jupyter/devbox-jupyter.pid").stdout
+    before, pid = machine.exec(record).stdout, machine.exec(f"cat {PID_FILE}").stdout
     status()
-    assert machine.exec(record).stdout == before and machine.exec(f"cat {HOME}/.jupyter/devbox-jupyter.pid").stdout == pid
+    assert machine.exec(record).stdout == before and machine.exec(f"cat {PID_FILE}").stdout == pid
     result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
     assert result.returncode == 0 and re.search(r"changed=0\s", result.stdout), result.stdout[-2000:]
     after = json.loads(machine.exec(record).stdout)
@@ -88,7 +91,7 @@ def test_status_changes_nothing_and_a_rerun_records_without_changing(machine):
 
 
 def test_next_run_names_missing_packages_and_a_stopped_jupyter(machine):
-    machine.exec(f"{HOME}/.local/bin/devbox-jupyter stop", user="pythonuser")
+    machine.exec(f"{LAUNCHER} stop", user="pythonuser")
     try:
         rc, output = status(VARS=json.dumps({"python_env_packages": ["six==1.16.0", "tomli-w", "six==1.15.0"]}))
         assert rc == 0, output
@@ -96,7 +99,7 @@ def test_next_run_names_missing_packages_and_a_stopped_jupyter(machine):
         assert line(output, "Next run:") == ("Next run: install tomli-w, six==1.15.0 (installed: 1.16.0); "
                                              "start Jupyter")
     finally:
-        machine.exec(f"{HOME}/.local/bin/devbox-jupyter start", user="pythonuser")
+        machine.exec(f"{LAUNCHER} start", user="pythonuser")
 
 
 def test_a_fresh_machine_is_reported_as_not_provisioned():

@@ -17,9 +17,13 @@ from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, 
 
 NAME = tagged("devbox-tensorboard")
 HOME = "/home/pythonuser"
-LAUNCHERS = {"jupyter": f"{HOME}/.local/bin/devbox-jupyter", "tensorboard": f"{HOME}/.local/bin/devbox-tensorboard"}
+# The one launcher for every service, as the module keeps it (root's own file under ~/.devbox/lib/).
+LIBRARY = f"{HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils"
+LAUNCHER = f"python3 {LIBRARY}/devbox_launcher.py"
+SERVICES = ("jupyter", "tensorboard")
 # Reads /proc/net/tcp{,6} with the image's own code: every socket listening on the port, any user's.
-LISTENING = ("python3 -c \"import sys; sys.path.insert(0, '/usr/local/lib/devbox'); import devbox_service; "
+LISTENING = ("python3 -c \"import sys; sys.path.insert(0, '/usr/local/lib/devbox'); "
+             "from ansible_collections.devbox.machine.plugins.module_utils import devbox_service; "
              "print(sorted({{address for address, _, _ in devbox_service.listening_sockets({port})}}))\"")
 
 
@@ -46,7 +50,7 @@ def run(machine, *extra, **variables):
 
 
 def status(machine, service: str) -> dict:
-    result = machine.exec(f"{LAUNCHERS[service]} status", user="pythonuser")
+    result = machine.exec(f"{LAUNCHER} {service} status", user="pythonuser")
     return json.loads(result.stdout or "{}")
 
 
@@ -57,7 +61,8 @@ def machine():
                             env={"DEVBOX_IDLE_POLL_S": "2"})) as machine:
         rc, output = run(machine)
         assert rc == 0, output[-3000:]
-        assert "TensorBoard listens on http://" in output
+        assert "tensorboard: http://localhost:6006/" in output, output[-3000:]
+        assert "Logs: /home/pythonuser/.local/state/devbox/<service>.log" in output
         yield machine
 
 
@@ -69,7 +74,7 @@ def test_tensorboard_answers_on_the_private_address_only(machine):
     address = private_address(machine)
     tensorboard = status(machine, "tensorboard")
     assert tensorboard["healthy"] and tensorboard["url"] == f"http://{address}:6006/"
-    assert tensorboard["logdir"] == f"{HOME}/project/runs"
+    assert tensorboard["log"] == f"{HOME}/.local/state/devbox/tensorboard.log"
     assert machine.exec(LISTENING.format(port=6006)).stdout.strip() == repr([address]), "one address, no wildcard"
     answer = machine.exec(f"python3 -c \"import urllib.request; print(urllib.request.urlopen("
                           f"'http://{address}:6006/data/environment', timeout=5).read().decode())\"")
@@ -78,11 +83,14 @@ def test_tensorboard_answers_on_the_private_address_only(machine):
     assert refused.stdout.strip() != "0", "TensorBoard answers on loopback too: it listens on more than one address"
     owner = machine.exec(f"stat -c '%U %a' {HOME}/.devbox/service-tensorboard.json").stdout.split()
     assert owner == ["root", "644"], "the record PID 1 reads is root's own"
-    # The code both launchers import: root's own files in root's own folder, the modules' very files.
-    owners = machine.exec(f"stat -c '%U %a' {HOME}/.devbox {HOME}/.devbox/devbox_address.py "
-                          f"{HOME}/.devbox/devbox_launcher.py").stdout.split()
-    assert owners == ["root", "755", "root", "644", "root", "644"]
-    kept = machine.exec(f"cat {HOME}/.devbox/devbox_launcher.py").stdout
+    record = json.loads(machine.exec(f"cat {HOME}/.devbox/service-tensorboard.json").stdout)
+    assert record["name"] == "tensorboard" and record["port"] == 6006 and record["ip"] == NAME
+    assert record["command"][:3] == ["tensorboard", "--logdir", "{project}/runs"] and not record["counts_as_use"]
+    # The launcher and the code it imports: root's own files in root's own folders, the modules' very files.
+    owners = machine.exec(f"stat -c '%U %a' {HOME}/.devbox {LIBRARY} {LIBRARY}/devbox_address.py "
+                          f"{LIBRARY}/devbox_launcher.py").stdout.split()
+    assert owners == ["root", "755", "root", "755", "root", "644", "root", "644"]
+    kept = machine.exec(f"cat {LIBRARY}/devbox_launcher.py").stdout
     with open(os.path.join(ROOT, "plugins", "module_utils", "devbox_launcher.py")) as source:
         assert kept.strip() == source.read().strip()
 
@@ -90,7 +98,7 @@ def test_tensorboard_answers_on_the_private_address_only(machine):
 @pytest.mark.parametrize("variables, expected", [
     ({"tensorboard_ip": "0.0.0.0"}, "tensorboard_ip=0.0.0.0"),
     ({"tensorboard_ip": "8.8.8.8"}, "tensorboard_ip=8.8.8.8"),
-    ({"tensorboard_port": 8888}, "other than jupyter_port"),
+    ({"tensorboard_port": 8888}, "services 'jupyter' and 'tensorboard' both want port 8888"),
     ({"tensorboard_enabled": "maybe"}, "argument 'tensorboard_enabled' is of type str and we were unable to convert to bool"),
     ({"jupyter_server_settings": {"ServerApp": {"allow_origin": "*"}}},
      "jupyter_server_settings.ServerApp.allow_origin='*' would let any web site use Jupyter"),
@@ -104,17 +112,17 @@ def test_a_public_or_wildcard_address_is_refused_before_any_change(machine, vari
 
 
 def test_docker_restart_brings_jupyter_and_tensorboard_back_without_ansible(machine):
-    ports = {service: status(machine, service)["url"].rsplit(":", 1)[1] for service in LAUNCHERS}
+    ports = {service: status(machine, service)["url"].rsplit(":", 1)[1] for service in SERVICES}
     started = time.monotonic()
     docker("restart", "-t", "30", NAME, quiet=True)
     assert time.monotonic() - started < 28, "PID 1 stops every service inside fly.toml's kill_timeout"
-    for service in LAUNCHERS:
+    for service in SERVICES:
         wait_until(lambda: status(machine, service).get("healthy"), timeout=90, what=f"the boot step to start {service}")
         # The same port, on the new address of the container (resolved again at boot, as on Fly).
         assert status(machine, service)["url"] == f"http://{private_address(machine)}:{ports[service]}"
     log = docker("logs", NAME, quiet=True).stdout
-    for service in LAUNCHERS:
-        assert f'{service}: {{"action": "stopped"' in log, log[-2000:]
+    for service in SERVICES:
+        assert f"devbox-boot: {service}: stopped" in log, log[-2000:]
     assert re.search(r"tensorboard: .*started.* \(listening on [0-9.]+ port 6006\)", log), log[-2000:]
     rc, output = run(machine)
     assert rc == 0 and recap_changed(output) == 0, changed_tasks(output) or output[-3000:]

@@ -6,6 +6,7 @@ import pytest
 USER = "pythonuser"
 HOME = f"/home/{USER}"
 VENV = f"{HOME}/project-venv"
+LAUNCHER = f"{HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py"
 
 
 def as_user(host, command: str):
@@ -13,7 +14,8 @@ def as_user(host, command: str):
 
 
 def jupyter_url(host) -> str:
-    status = as_user(host, f"{HOME}/.local/bin/devbox-jupyter status")
+    # The one launcher, as the module keeps it (root's own file) and PID 1 runs it.
+    status = as_user(host, f"python3 {LAUNCHER} jupyter status")
     assert status.rc == 0, status.stdout + status.stderr
     return json.loads(status.stdout)["url"]
 
