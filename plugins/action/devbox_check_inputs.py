@@ -172,6 +172,16 @@ def idle_stop(v: dict, _all: dict) -> list[str]:
     return []
 
 
+# Variables of earlier versions, each with what replaces it: set, they stop the run instead of being ignored.
+RETIRED = {
+    **{f"{role}_user": "dev_user_name" for role in ("gpu", "python_env", "jupyter", "tensorboard")},
+    **{f"{role}_home": "dev_user_home" for role in ("gpu", "python_env", "jupyter", "tensorboard", "idle_stop")},
+    **{f"{role}_venv_dir": "python_env_venv_dir" for role in ("jupyter", "tensorboard")},
+    **{f"{role}_project_dir": "python_env_project_dir" for role in ("jupyter", "tensorboard")},
+    **{f"{role}_min_free_mb": "python_env_min_free_mb" for role in ("jupyter", "tensorboard")},
+}
+
+
 RULES = {"dev_user": dev_user, "gpu": gpu, "swap": swap, "python_env": python_env, "jupyter": jupyter,
          "tensorboard": tensorboard, "services": services, "idle_stop": idle_stop}
 
@@ -193,7 +203,9 @@ class ActionModule(ActionBase):
                 defaults.update(self._role_file(role, "defaults/main.yml", trusted_as_template=True) or {})
         # The play's values win over the roles' defaults, as when the role runs.
         templar = self._templar.copy_with_new_env(available_variables=combine_vars(defaults, task_vars or {}))
-        everything, problems = {}, []
+        everything = {}
+        problems = [f"{name} is no longer read: set {RETIRED[name]} instead (it is the one setting for every role)"
+                    for name in sorted(RETIRED) if name in (task_vars or {})]
         for role in roles:
             provided = {name: (task_vars or {}).get(name, defaults.get(name)) for name in specs[role]}
             checked = ArgumentSpecValidator(specs[role]).validate(

@@ -29,6 +29,11 @@ def recap_changed(output: str) -> int:
     return int(match.group(1))
 
 
+def changed_tasks(output: str) -> list[str]:
+    """The names of the tasks that reported a change: what a failed changed=0 assertion shows."""
+    return re.findall(r"TASK \[([^\]]+)\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?changed: ", output)
+
+
 def run(machine, *extra):
     result = machine.provision("-e", json.dumps({"python_env_packages": ["six==1.16.0"]}), *extra, capture=True)
     return result.returncode, result.stdout + result.stderr
@@ -105,7 +110,7 @@ def test_changed_settings_restart_jupyter(machine):
 
 def test_second_run_changes_nothing_and_prints_the_token_once(machine):
     rc, output = run(machine)
-    assert rc == 0 and recap_changed(output) == 0
+    assert rc == 0 and recap_changed(output) == 0, changed_tasks(output) or output[-3000:]
     assert output.count(token(machine)) == 1, "the token appears only in the report's URL line"
     assert re.search(r"jupyter: http://localhost:8888/lab\?token=" + token(machine), output)
 
@@ -145,7 +150,7 @@ def test_restart_restores_user_and_jupyter_without_ansible(machine):
     assert before_url.endswith(":8888/")
     assert machine.exec(f"cat {HOME}/project/keep.ipynb").stdout.strip() == "{}"
     rc, output = run(machine)
-    assert rc == 0 and recap_changed(output) == 0, "a rerun after a restart reinstalls nothing"
+    assert rc == 0 and recap_changed(output) == 0, f"a rerun after a restart reinstalls nothing: {changed_tasks(output)}"
     assert token(machine) == before_token
 
 

@@ -67,6 +67,12 @@ def health_from_host() -> str | None:
         return None
 
 
+def processes_matching(machine, pattern: str) -> list[str]:
+    """Pids whose command line matches the grep pattern (write it so it cannot match itself: '[s]treamlit')."""
+    return machine.exec(f"for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline 2>/dev/null | grep -q '{pattern}'"
+                        " && echo ${d#/proc/}; done; true").stdout.split()
+
+
 def private_address(machine) -> str:
     return machine.exec(f"getent hosts {NAME}").stdout.split()[0]
 
@@ -151,14 +157,15 @@ def test_a_new_container_on_the_same_volume_brings_it_back(machine):
 
 
 def test_removing_the_entry_stops_it_at_the_next_run(machine):
-    pid = status(machine)["pid"]
+    assert processes_matching(machine, "[s]treamlit hello")
     rc, output = run(machine, [])
     assert rc == 0, output[-3000:]
     assert "streamlit:" not in output.split("PLAY RECAP")[0].split("Report how to reach the machine")[-1]
     assert machine.exec(LISTENING.format(port=PORT)).stdout.strip() == "[]", "something still listens on 8501"
     assert health_from_host() is None
     assert machine.exec(f"test -e {RECORD}").returncode != 0, "its record is still there"
-    assert machine.exec(f"test -e /proc/{pid}").returncode != 0, "its process is still there"
+    assert processes_matching(machine, "[s]treamlit hello") == [], "its process is still there"
+    assert machine.exec(f"test -e {HOME}/.local/state/devbox/streamlit.pid").returncode != 0, "its pidfile is left"
     assert status(machine, "jupyter")["healthy"]
     rc, output = run(machine, [])
     assert rc == 0 and recap_changed(output) == 0, changed_tasks(output) or output[-3000:]
