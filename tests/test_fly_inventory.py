@@ -17,7 +17,7 @@ from ansible.plugins.loader import inventory_loader
 from ansible.template import Templar
 
 import devbox_boot
-import devbox_jupyter_launcher
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_launcher
 from fly_testkit import ORG, ROOT, ca_path, calls, fingerprint, fly_env, make_state, signing_ca
 
 # Loaded as Ansible loads it, so its option definitions are registered.
@@ -164,7 +164,7 @@ def test_the_projects_fly_toml_gives_jupyter_time_to_stop_before_the_kill():
     with open(os.path.join(ROOT, "fly.toml"), "rb") as handle:
         config = tomllib.load(handle)
     assert config["kill_signal"] in ("SIGTERM", "SIGINT"), "the signals the boot step stops on"
-    assert devbox_jupyter_launcher.STOP_TIMEOUT_S < devbox_boot.STOP_BUDGET_S < config["kill_timeout"]
+    assert devbox_launcher.STOP_TIMEOUT_S < devbox_boot.STOP_BUDGET_S < config["kill_timeout"]
     # A boot step that exits 0 (idle stop) leaves the Machine stopped only with these policies.
     assert [entry["policy"] for entry in config["restart"]] in (["on-failure"], ["never"])
 

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from devbox_address import listen_address_problem
-from devbox_jupyter_settings import settings_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import settings_problem
 from test_module_docs import ROOT, load
 
-jupyter = load(os.path.join(ROOT, "plugins", "modules", "devbox_jupyter.py"))
+services = load(os.path.join(ROOT, "plugins", "modules", "devbox_services.py"))
 
 
 @pytest.mark.parametrize("settings, expected", [
@@ -57,7 +57,7 @@ def test_on_the_machine_a_name_is_judged_by_what_it_resolves_to():
 
 
 def test_the_settings_land_in_the_config_file_over_the_roles_own():
-    config = jupyter.server_config("/home/u", "10.0.0.2", 8888, {
+    config = services.jupyter_config("/home/u/project", "10.0.0.2", 8888, {
         "ServerApp": {"iopub_data_rate_limit": 12345678, "root_dir": "/home/u/notebooks"},
         "FileContentsManager": {"delete_to_trash": False}})
     assert config["ServerApp"]["iopub_data_rate_limit"] == 12345678
@@ -65,7 +65,9 @@ def test_the_settings_land_in_the_config_file_over_the_roles_own():
     assert config["FileContentsManager"] == {"delete_to_trash": False}
     assert (config["ServerApp"]["ip"], config["ServerApp"]["port"], config["ServerApp"]["port_retries"]) == \
            ("10.0.0.2", 8888, 0), "the role's own settings stay"
-    assert jupyter.server_config("/home/u", "10.0.0.2", 8888)["ServerApp"]["allow_remote_access"] is True
+    assert services.jupyter_config("/home/u/project", "10.0.0.2", 8888, {})["ServerApp"]["allow_remote_access"] is True
+    assert services.jupyter_config("/home/u/project", "10.0.0.2", 8888, {})["ServerApp"]["root_dir"] == \
+        "/home/u/project", "the project is Jupyter's folder unless the settings say otherwise"
 
 
 def run_ansible(*args, **env_vars):
@@ -80,7 +82,7 @@ def test_the_role_refuses_them_on_the_controller_with_the_same_message(tmp_path)
     """The role's own validate tasks, against localhost: nothing but the checks runs."""
     play = tmp_path / "validate.yml"
     play.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-                    "    - ansible.builtin.include_role: {name: jupyter, tasks_from: validate}\n")
+                    "    - ansible.builtin.include_role: {name: services, tasks_from: validate}\n")
     refused = run_ansible("ansible-playbook", "-i", "localhost,", "-c", "local", str(play), "-e",
                           json.dumps({"jupyter_server_settings": {"ServerApp": {"disable_check_xsrf": True}}}))
     accepted = run_ansible("ansible-playbook", "-i", "localhost,", "-c", "local", str(play), "-e",

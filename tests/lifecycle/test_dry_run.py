@@ -8,6 +8,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 import threading
 import time
 
@@ -20,6 +21,10 @@ PACKAGES = {"python_env_packages": ["six==1.16.0"]}
 # devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv, devbox_shell_init, devbox_services (every service),
 # devbox_idle_stop, devbox_provision_record.
 MODULE_RUNS = 8
+# The controller's copy of the machine's lock goes to a folder of this module's own: every local
+# machine is the inventory's one host, devbox-local, and `make up` or another test writing
+# locks/devbox-local.requirements.lock meanwhile would make a rerun here report a change.
+LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
 
 
 def recap(output: str) -> dict:
@@ -29,7 +34,7 @@ def recap(output: str) -> dict:
 
 
 def run(machine, variables, *extra):
-    result = machine.provision("-e", json.dumps(variables), *extra, capture=True)
+    result = machine.provision("-e", json.dumps(dict(variables, python_env_lock_copy_dir=LOCKS)), *extra, capture=True)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     return output

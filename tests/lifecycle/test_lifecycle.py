@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -21,6 +22,10 @@ VENV = f"{HOME}/project-venv"
 # The one launcher, as the module keeps it (root's own file) and PID 1 runs it: NAME start|stop|restart|status.
 LAUNCHER = f"python3 {HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py jupyter"
 LIBRARIES = "/usr/local/lib/devbox/ansible_collections/devbox/machine/plugins/module_utils"
+# The controller's copy of the machine's lock goes to a folder of this module's own: every local
+# machine is the inventory's one host, devbox-local, and `make up` or another test writing
+# locks/devbox-local.requirements.lock meanwhile would make a rerun here report a change.
+LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
 
 
 def recap_changed(output: str) -> int:
@@ -35,7 +40,8 @@ def changed_tasks(output: str) -> list[str]:
 
 
 def run(machine, *extra):
-    result = machine.provision("-e", json.dumps({"python_env_packages": ["six==1.16.0"]}), *extra, capture=True)
+    result = machine.provision("-e", json.dumps({"python_env_packages": ["six==1.16.0"]}),
+                               "-e", json.dumps({"python_env_lock_copy_dir": LOCKS}), *extra, capture=True)
     return result.returncode, result.stdout + result.stderr
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import urllib.request
 
 import pytest
@@ -21,6 +22,10 @@ PACKAGES = {"python_env_packages": ["six==1.16.0"]}
 # The one launcher, as the module keeps it (root's own file) and PID 1 runs it; Jupyter's pidfile.
 LAUNCHER = f"python3 {HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py jupyter"
 PID_FILE = f"{HOME}/.local/state/devbox/jupyter.pid"
+# The controller's copy of the machine's lock goes to a folder of this module's own: every local
+# machine is the inventory's one host, devbox-local, and `make up` or another test writing
+# locks/devbox-local.requirements.lock meanwhile would make a rerun here report a change.
+LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
 
 
 def status(*args, name=NAME, volume=VOLUME, **env):
@@ -39,7 +44,7 @@ def line(output: str, prefix: str) -> str:
 @pytest.fixture(scope="module")
 def machine():
     with fresh(LocalMachine(name=NAME, volume=VOLUME, image=TEST_IMAGE, port=free_port())) as machine:
-        result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
+        result = machine.provision("-e", json.dumps(dict(PACKAGES, python_env_lock_copy_dir=LOCKS)), capture=True)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
         yield machine
 
@@ -82,7 +87,7 @@ def test_status_changes_nothing_and_a_rerun_records_without_changing(machine):
     before, pid = machine.exec(record).stdout, machine.exec(f"cat {PID_FILE}").stdout
     status()
     assert machine.exec(record).stdout == before and machine.exec(f"cat {PID_FILE}").stdout == pid
-    result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
+    result = machine.provision("-e", json.dumps(dict(PACKAGES, python_env_lock_copy_dir=LOCKS)), capture=True)
     assert result.returncode == 0 and re.search(r"changed=0\s", result.stdout), result.stdout[-2000:]
     after = json.loads(machine.exec(record).stdout)
     assert after["commit"] == json.loads(before)["commit"] and after["time"] >= json.loads(before)["time"]

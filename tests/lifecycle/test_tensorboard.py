@@ -9,6 +9,7 @@ idle machine up.
 import json
 import os
 import re
+import tempfile
 import time
 
 import pytest
@@ -40,11 +41,15 @@ def changed_tasks(output: str) -> list[str]:
 
 # A Jupyter setting of the user's, merged into the server's settings file.
 SERVER_SETTINGS = {"ServerApp": {"iopub_data_rate_limit": 12345678}}
+# The controller's copy of the machine's lock goes to a folder of this module's own: every local
+# machine is the inventory's one host, devbox-local, and `make up` or another test writing
+# locks/devbox-local.requirements.lock meanwhile would make a rerun here report a change.
+LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
 
 
 def run(machine, *extra, **variables):
     settings = {"python_env_packages": [], "tensorboard_enabled": True, "tensorboard_ip": NAME,
-                "jupyter_server_settings": SERVER_SETTINGS, **variables}
+                "jupyter_server_settings": SERVER_SETTINGS, "python_env_lock_copy_dir": LOCKS, **variables}
     result = machine.provision("-e", json.dumps(settings), *extra, capture=True)
     return result.returncode, result.stdout + result.stderr
 
