@@ -4,10 +4,13 @@
 ARG BASE_IMAGE=ubuntu:22.04
 FROM ${BASE_IMAGE}
 
-# Name of the non-root user; fly.toml passes it ([build.args] NONROOT_USER). The boot step
-# looks for the account record on the volume at /home/<NONROOT_USER>.
-ARG NONROOT_USER=pythonuser
+# Name of the non-root user, no default: every build passes it (fly.toml's [build.args], `make up`
+# and `make image` from the facts' dev_user_name). DEVBOX_HOME is where the boot step looks for the
+# account record on the volume; `docker run --env DEVBOX_HOME=<home>` (make up) overrides this fallback.
+ARG NONROOT_USER
 ENV DEVBOX_HOME=/home/${NONROOT_USER}
+
+RUN test -n "${NONROOT_USER}" || { echo "build with --build-arg NONROOT_USER=<dev_user_name>" >&2; exit 1; }
 
 # No acl and no sudo: Ansible logs in as root and the modules drop to the dev user themselves.
 RUN apt-get update \

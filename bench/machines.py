@@ -1,6 +1,6 @@
 """The bench's machines and how ansible-playbook reaches them.
 
-A Machine is a local machine (tools/devbox_testkit.py) of one side, the seed's or ours, with
+A Machine is a local machine (tools/docker_machines.py) of one side, the seed's or ours, with
 Jupyter published on a free port of 127.0.0.1. A connection (--connection) says how the
 playbook runs reach ours: `docker exec`, or OpenSSH to an sshd added on top of ours'
 image, through bench/latency_relay.py when a round trip is set.
@@ -23,12 +23,15 @@ import urllib.request
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from devbox_testkit import (JUPYTER_PORT, USER, LocalMachine, build_image, docker,  # noqa: E402
-                            docker_output, ssh_banner, wait_until)
+from docker_machines import (LocalMachine, build_image, docker, docker_output, local_facts,  # noqa: E402
+                             ssh_banner, wait_until)
 from docker_host import CA_IN_CONTAINER, DOCKER  # noqa: E402
 
-HOME = f"/home/{USER}"
-VENV = f"{HOME}/project-venv"
+# The machine measured is the local machine of the defaults: its facts, read once.
+FACTS = local_facts()
+USER, HOME = FACTS["user"], FACTS["home"]
+VENV = os.path.join(HOME, FACTS["venv_dir"])
+JUPYTER_PORT = next(service["port"] for service in FACTS["services"] if service["name"] == "jupyter")
 SSH_READY_TIMEOUT_S = 60
 ANSWER_TIMEOUT_S = 300
 TOKEN_IN_LOG = re.compile(r"[?&]token=([0-9a-f]+)")

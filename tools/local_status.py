@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from devbox_testkit import LocalMachine, docker
+from docker_machines import LocalMachine, docker
 
 
 def volume_exists(volume: str) -> bool:

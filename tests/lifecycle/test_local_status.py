@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, fresh, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, fresh, tagged
 
 NAME, VOLUME = tagged("devbox-status-test"), tagged("devbox-status-test-home")
 HOME = "/home/pythonuser"
