@@ -377,7 +377,11 @@ class LocalMachine:
             return None
         result = docker("port", self.name, f"{found['port']}/tcp", check=False)
         lines = result.stdout.strip().splitlines() if result.returncode == 0 else []
-        return next((line for line in lines if line.startswith("127.0.0.1:")), lines[0] if lines else None)
+        if lines:
+            return next((line for line in lines if line.startswith("127.0.0.1:")), lines[0])
+        # Not running (docker port says nothing then): the port asked for, where it was one.
+        host = self.wanted_ports().get(found["port"], (0, ""))[0]
+        return f"127.0.0.1:{host}" if host else None
 
     def published_ports(self) -> dict[int, int]:
         """Each port of the machine published on this computer -> its port here (`docker port`)."""
