@@ -60,7 +60,7 @@ options:
 attributes:
   check_mode:
     support: full
-    details: The module only reads, so check mode reports exactly what a normal run does.
+    details: It runs M(devbox_status), which only reads; in check mode it reports what a normal run reports.
 """
 
 EXAMPLES = r"""
