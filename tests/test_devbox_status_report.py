@@ -56,6 +56,13 @@ def test_nothing_from_the_machine_reaches_a_url_or_the_terminal_unchecked():
     assert escaped("a\tb\x9bc") == "a\\x09b\\x9bc"
 
 
+def test_a_down_service_the_facts_no_longer_list_is_said_to_go():
+    lines = service_lines(FOUND, OPTIONS, WANTED)
+    assert lines[1] == ("streamlit: DOWN (nothing of the dev user listens on port 8501); the next run unregisters it "
+                        "(it is no longer in the list)")
+    assert service_lines(FOUND, OPTIONS, WANTED + [{"name": "streamlit", "port": 8501}])[1].endswith("the next run starts it")
+
+
 def test_no_service_registered_is_said():
     assert service_lines(dict(FOUND, services=[]), OPTIONS) == ["Services: none registered (the next run registers them)"]
 

@@ -49,8 +49,9 @@ def service_url(service: dict, address_here: str, ports_here: dict | None) -> st
     return f"http://{address_here}:{port}{service['url_path']}" if port else None
 
 
-def service_lines(found: dict, options: dict) -> list[str]:
-    """One line per registered service, built here from the port and path checked; then the skipped records."""
+def service_lines(found: dict, options: dict, wanted: list[dict] | None = None) -> list[str]:
+    """One line per registered service, built here from the port and path checked; then the skipped records.
+    `wanted`: the facts' services (None: not known), to say what the next run does with one that is down."""
     listed = found.get("services") or []
     if not listed:
         lines = ["Services: none registered (the next run registers them)"]
@@ -63,7 +64,9 @@ def service_lines(found: dict, options: dict) -> list[str]:
             continue
         name, port = service["name"], service["port"]
         if not service.get("healthy"):
-            lines.append(f"{name}: DOWN (nothing of the dev user listens on port {port}); the next run starts it")
+            leaving = wanted is not None and name not in {entry["name"] for entry in wanted}
+            lines.append(f"{name}: DOWN (nothing of the dev user listens on port {port}); the next run "
+                         + ("unregisters it (it is no longer in the list)" if leaving else "starts it"))
             continue
         url = service_url(service, options["address_here"], options["ports_here"])
         if url is None:
@@ -108,7 +111,7 @@ def report(found: dict, wanted: list[dict], options: dict) -> list[str]:
     changes = [escaped(change) for change in found.get("next_run") or []]
     if found.get("user_exists"):
         changes += service_changes(found, wanted)
-    lines = (service_lines(found, options) if found.get("user_exists") else []) + \
+    lines = (service_lines(found, options, wanted) if found.get("user_exists") else []) + \
         [escaped(line) for line in found.get("lines") or []]
     return lines + ["Next run: " + ("; ".join(changes) if changes else "nothing to change, as far as status can tell")]
 
