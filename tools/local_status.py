@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 
 from docker_machines import LocalMachine, MachineError, docker
 from local_machine import local_machine
 
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def escaped(text: str) -> str:
-    """A line for the terminal: control characters (from the machine, or docker) shown as \\xNN."""
-    return CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", str(text))
+# docker_machines put playbooks/collections on the path: the same escaping as the report's own.
+from ansible_collections.devbox.machine.plugins.action.devbox_status_report import escaped  # noqa: E402
 
 
 def volume_exists(volume: str) -> bool:
