@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, free_port, fresh, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, free_port, fresh, tagged
 from docker_host import CA_IN_CONTAINER
 
 BIN = os.path.dirname(sys.executable)

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from docker_host import DOCKER
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, tagged
 
 HOME = "/home/pythonuser"
 # The one launcher, as the module keeps it (root's own file) and PID 1 runs it, for Jupyter.

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
+from docker_machines import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
 
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"

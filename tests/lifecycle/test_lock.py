@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged
 
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
