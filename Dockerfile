@@ -18,10 +18,13 @@ RUN apt-get update \
 
 # Root runs these at boot: root-owned, not writable by anyone else, outside the volume.
 COPY boot/devbox_boot.py /usr/local/sbin/devbox-boot
-COPY plugins/module_utils/devbox_account.py plugins/module_utils/devbox_address.py plugins/module_utils/devbox_idle.py \
+# The boot step imports its libraries by the collection's name, with /usr/local/lib/devbox first on sys.path.
+COPY plugins/module_utils/devbox_records.py plugins/module_utils/devbox_address.py plugins/module_utils/devbox_idle.py \
      plugins/module_utils/devbox_launcher.py plugins/module_utils/devbox_run_as.py plugins/module_utils/devbox_service.py \
-     /usr/local/lib/devbox/
-RUN chmod 0755 /usr/local/sbin/devbox-boot && chmod 0644 /usr/local/lib/devbox/*.py
+     /usr/local/lib/devbox/ansible_collections/devbox/machine/plugins/module_utils/
+RUN chmod 0755 /usr/local/sbin/devbox-boot \
+    && find /usr/local/lib/devbox -type d -exec chmod 0755 {} + \
+    && find /usr/local/lib/devbox -type f -exec chmod 0644 {} +
 
 # PID 1: restore what the ephemeral root FS lost (user, driver init, the registered services), then sleep;
 # exits 0 on SIGTERM so a Machine stops promptly and cleanly.

@@ -21,10 +21,13 @@ import threading
 import time
 
 sys.path.insert(0, "/usr/local/lib/devbox")
-from devbox_account import AccountError, ensure_account, ensure_home, load_record  # noqa: E402
-from devbox_idle import IdleClock, jupyter_activity, load_minutes, user_sessions  # noqa: E402
-from devbox_run_as import RunAsError, run_as  # noqa: E402
-from devbox_service import load_all, probe, service_pids  # noqa: E402
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (  # noqa: E402
+    AccountError, ensure_account, ensure_home, load_record)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (  # noqa: E402
+    IdleClock, jupyter_activity, load_minutes, user_sessions)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as  # noqa: E402
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (  # noqa: E402
+    load_all, probe, service_pids)
 
 # How often PID 1 looks whether the machine is in use (tests shorten it).
 IDLE_POLL_S = float(os.environ.get("DEVBOX_IDLE_POLL_S", "60"))

@@ -17,15 +17,9 @@ import os
 import subprocess
 import urllib.request
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_account import AccountError, read_root_file, write_root_file_if_changed
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-            AccountError, read_root_file, write_root_file_if_changed)
-    except ImportError:  # the boot step and the unit tests: the same file, imported by its own name
-        from devbox_account import AccountError, read_root_file, write_root_file_if_changed
+# The project's own libraries by the collection's name, the one import style of this tree.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    AccountError, read_root_file, write_root_file_if_changed)
 
 SETTING_FILE = "idle_stop.json"
 MAX_MINUTES = 10080

@@ -19,14 +19,8 @@ Standard library only.
 """
 from __future__ import annotations
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_address import spelling_problem
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import spelling_problem
-    except ImportError:  # the filter plugin and the unit tests: the same file, imported by its own name
-        from devbox_address import spelling_problem
+# The project's own libraries by the collection's name, the one import style of this tree.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import spelling_problem
 
 SERVER_SECTIONS = ("ServerApp", "NotebookApp")
 # The role's own settings: the variable that sets each one.

@@ -18,15 +18,9 @@ import socket
 import subprocess
 import time
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_address import listen_address_problem, literal_address
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
-            listen_address_problem, literal_address)
-    except ImportError:  # the launchers, the boot step and the unit tests: the file beside this one
-        from devbox_address import listen_address_problem, literal_address
+# The project's own libraries by the collection's name, the one import style of this tree.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
+    listen_address_problem, literal_address)
 
 COMMANDS = ("start", "stop", "restart", "status")
 

@@ -11,28 +11,14 @@ import json
 import os
 import subprocess
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
-    from ansible.module_utils.devbox_layout import VENV_DIR
-    from ansible.module_utils.devbox_provision_record import RecordError, load
-    from ansible.module_utils.devbox_venv import (
-        SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
-            QUERY_ARGS, find_nvidia_smi, parse_query)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import (
-            RecordError, load)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-            SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
-    except ImportError:  # outside Ansible (the unit tests): the same files, imported by their own names
-        from devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
-        from devbox_layout import VENV_DIR
-        from devbox_provision_record import RecordError, load
-        from devbox_venv import (
-            SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
+# The project's own libraries by the collection's name, the one import style of this tree.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
+    QUERY_ARGS, find_nvidia_smi, parse_query)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import (
+    RecordError, load)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
+    SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
 
 LAUNCHER = os.path.join(".local", "bin", "devbox-jupyter")
 JUPYTER_CONFIG = os.path.join(".jupyter", "jupyter_server_config.json")

@@ -14,20 +14,10 @@ import os
 import re
 import subprocess
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_account import (
-        RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
-    from ansible.module_utils.devbox_launcher import listening_sockets
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-            RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import listening_sockets
-    except ImportError:  # the boot step and the unit tests: the same files, imported by their own names
-        from devbox_account import (
-            RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
-        from devbox_launcher import listening_sockets
+# The project's own libraries by the collection's name, the one import style of this tree.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    LIBRARY_DIR, RECORD_DIR, AccountError, read_root_file, root_file_names, write_root_file_if_changed)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import listening_sockets
 
 PREFIX, SUFFIX = "service-", ".json"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -78,11 +68,11 @@ def run_launcher(launcher: str, action: str) -> tuple[int, dict]:
 
 def install_libraries(home: str, sources: dict, dry_run: bool = False) -> bool:
     """As root: the files the launchers import (name -> source text), as root's own files in the home's
-    root-owned ~/.devbox/, so the user's launchers run the very code of plugins/module_utils; True when
-    any changed."""
+    root-owned ~/.devbox/LIBRARY_DIR/, so the user's launchers run the very code of plugins/module_utils;
+    True when any changed."""
     changed = False
     for name, text in sorted(sources.items()):
-        changed = _write(home, name, text, dry_run) or changed
+        changed = _write(home, f"{LIBRARY_DIR}/{name}", text, dry_run) or changed
     return changed
 
 

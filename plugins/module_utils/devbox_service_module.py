@@ -10,30 +10,16 @@ from __future__ import annotations
 
 import os
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # run from the repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_address import listen_address_problem, listen_name
-    from ansible.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
-    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible.module_utils.devbox_service import ServiceError, install_libraries, register_and_exit, run_launcher
-    from ansible.module_utils.devbox_venv import converge, plan
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
-            listen_address_problem, listen_name)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import (
-            LAYOUT_ARGUMENT_SPEC, options_problem)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import (
-            RunAsError, run_as, user_exists)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
-            ServiceError, install_libraries, register_and_exit, run_launcher)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import converge, plan
-    except ImportError:  # the unit tests: the same files, imported by their own names
-        from devbox_address import listen_address_problem, listen_name
-        from devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
-        from devbox_run_as import RunAsError, run_as, user_exists
-        from devbox_service import ServiceError, install_libraries, register_and_exit, run_launcher
-        from devbox_venv import converge, plan
+# The project's own libraries by the collection's name, the one import style of this tree.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import (
+    listen_address_problem, listen_name)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import (
+    LAYOUT_ARGUMENT_SPEC, options_problem)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import (
+    RunAsError, run_as, user_exists)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
+    ServiceError, install_libraries, register_and_exit, run_launcher)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import converge, plan
 
 # The options every service module takes besides its own, documented by the doc fragments
 # devbox.machine.service and devbox.machine.layout (plugins/doc_fragments/).
@@ -47,7 +33,8 @@ COMMON_ARGUMENT_SPEC = dict(
     launcher_library_source={"type": "str", "required": True},
     min_free_mb={"type": "int", "default": 1024},
 )
-# What each library file is called in ~/.devbox/ (the launchers import it by that name), by option.
+# What each library file is called in ~/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/
+# (the launchers import it by the collection's name), by option.
 LIBRARIES = {"address_rule_source": "devbox_address.py", "launcher_library_source": "devbox_launcher.py"}
 
 

@@ -11,17 +11,9 @@ from __future__ import annotations
 import os
 import stat
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR
-    from ansible.module_utils.devbox_venv import write_if_changed
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import write_if_changed
-    except ImportError:  # outside Ansible (the unit tests): the same files, imported by their own names
-        from devbox_layout import PROJECT_DIR, VENV_DIR
-        from devbox_venv import write_if_changed
+# The project's own libraries by the collection's name, the one import style of this tree.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import write_if_changed
 
 # The block is found by this start (whatever directories it names) and ends at END.
 BEGIN_PREFIX = "# >>> devbox:"

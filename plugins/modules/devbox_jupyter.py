@@ -112,16 +112,10 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_address import listen_address_problem
-    from ansible.module_utils.devbox_jupyter_settings import merged, settings_problem
-    from ansible.module_utils import devbox_service_module as service
-    from ansible.module_utils.devbox_venv import VenvError, write_if_changed
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
-    from ansible_collections.devbox.machine.plugins.module_utils import devbox_service_module as service
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import VenvError, write_if_changed
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_service_module as service
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import VenvError, write_if_changed
 
 LAUNCHER = ".local/bin/devbox-jupyter"
 # Where the launcher, which runs alone on the volume, learns the venv and the project directory.

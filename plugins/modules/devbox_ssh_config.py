@@ -104,11 +104,8 @@ lines:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_ssh_config import SshConfigError, file_name, render, write
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_ssh_config import (
-        SshConfigError, file_name, render, write)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_ssh_config import (
+    SshConfigError, file_name, render, write)
 
 
 ARGUMENT_SPEC = {

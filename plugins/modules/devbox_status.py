@@ -269,17 +269,11 @@ python_env:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_machine_status import (gpus, next_run, provision_record, swap,
-                                                            user_side, volume)
-    from ansible.module_utils.devbox_layout import VENV_DIR, options_problem
-    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import (
-        gpus, next_run, provision_record, swap, user_side, volume)
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR, options_problem
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import (
-        RunAsError, run_as, user_exists)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import (
+    gpus, next_run, provision_record, swap, user_side, volume)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR, options_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import (
+    RunAsError, run_as, user_exists)
 
 
 def jupyter_line(found: dict, params: dict) -> str:

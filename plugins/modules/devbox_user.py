@@ -111,12 +111,8 @@ account:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_account import (ALLOWED_GROUPS, AccountError, current_groups,
-                                                       ensure_account, ensure_home, save_record, validate)
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-        ALLOWED_GROUPS, AccountError, current_groups, ensure_account, ensure_home, save_record, validate)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    ALLOWED_GROUPS, AccountError, current_groups, ensure_account, ensure_home, save_record, validate)
 
 
 ARGUMENT_SPEC = {

@@ -15,7 +15,7 @@ anything else is an error naming its owner, and no token is ever sent to it. The
 checked at every run: junk is replaced by a fresh token, and a server that does not accept the
 file's token is restarted. The listening-address rule (plugins/module_utils/devbox_address.py) and
 what the launchers share (plugins/module_utils/devbox_launcher.py) are imported from the home's
-root-owned ~/.devbox/, where the module writes those very files. Prints one JSON object; exit
+root-owned ~/.devbox/lib/, where the module writes those very files. Prints one JSON object; exit
 status 0 when the server ends up as asked.
 """
 from __future__ import annotations
@@ -31,8 +31,8 @@ import urllib.error
 import urllib.request
 
 HOME = os.path.expanduser("~")
-sys.path.insert(0, os.path.join(HOME, ".devbox"))
-from devbox_launcher import (  # noqa: E402
+sys.path.insert(0, os.path.join(HOME, ".devbox", "lib"))
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (  # noqa: E402
     LauncherError, listening_sockets, read_pid, resolve, run, spawn, stop_pid, url_for, wait_until_up, write_pid)
 
 CONFIG_DIR = os.path.join(HOME, ".jupyter")

@@ -8,7 +8,7 @@ start time) and probed on /data/environment. Settings come from
 module; the ip may be a host name such as fly-local-6pn, resolved here at every start with the
 listening-address rule of plugins/module_utils/devbox_address.py: never all interfaces, never a
 public address. That rule and what the launchers share (plugins/module_utils/devbox_launcher.py)
-are imported from the home's root-owned ~/.devbox/, where the module writes those very files.
+are imported from the home's root-owned ~/.devbox/lib/, where the module writes those very files.
 Prints one JSON object; exit status 0 when the server ends up as asked (status: 3 when down).
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import urllib.error
 import urllib.request
 
 HOME = os.path.expanduser("~")
-sys.path.insert(0, os.path.join(HOME, ".devbox"))
-from devbox_launcher import (  # noqa: E402
+sys.path.insert(0, os.path.join(HOME, ".devbox", "lib"))
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (  # noqa: E402
     LauncherError, read_pid, resolve, run, spawn, stop_pid, url_for, wait_until_up, write_pid)
 
 STATE_DIR = os.path.join(HOME, ".devbox-tensorboard")
