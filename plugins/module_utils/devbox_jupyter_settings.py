@@ -3,7 +3,7 @@
 The value is shaped like jupyter_server_config.json: {section: {setting: value}}, e.g.
 {"ServerApp": {"iopub_data_rate_limit": 10000000}, "FileContentsManager": {"delete_to_trash": false}}.
 It is merged over the role's own settings, setting by setting. The rule, one place for both the
-controller (the filter devbox_jupyter_settings_problem, before anything changes) and the machine
+controller (the input check, devbox_check_inputs, before anything changes) and the machine
 (the devbox_jupyter module, where host names resolve):
 
 - settings the role owns are refused with the variable to set instead: ServerApp.ip (jupyter_ip),

@@ -58,7 +58,7 @@ EXAMPLES = r"""
         home: /home/pythonuser
         key_file: /home/me/devbox/.fly/ssh/id_fly_my-devbox
         common_args: >-
-          -o 'ProxyCommand=/usr/bin/python3 /home/me/devbox/plugins/fly_proxy_command.py --app my-devbox --port %p %h'
+          -o 'ProxyCommand=/usr/bin/python3 /home/me/devbox/plugins/plugin_utils/fly_proxy_command.py --app my-devbox --port %p %h'
           -o CertificateFile=/home/me/devbox/.fly/ssh/id_fly_my-devbox-cert.pub
         extra_args: ""
         fly_app: my-devbox

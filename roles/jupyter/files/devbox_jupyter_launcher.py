@@ -43,7 +43,7 @@ LOG_FILE = os.path.join(CONFIG_DIR, "devbox-jupyter.log")
 LOCK_FILE = os.path.join(CONFIG_DIR, "devbox-jupyter.lock")
 RUNTIME_DIR = os.path.join(HOME, ".local", "share", "jupyter", "runtime")
 # Jupyter strips what is not URL-safe, and the token travels in the URL: the rule of
-# plugins/test/devbox_jupyter_token.py.
+# the input check (plugins/action/devbox_check_inputs.py).
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{32,}")
 # {"venv": ..., "project": ...}, absolute paths: this file runs alone and knows no defaults.
 DIRS_FILE = os.path.join(CONFIG_DIR, "devbox-jupyter.json")
