@@ -8,8 +8,8 @@ import tempfile
 
 import pytest
 
-import devbox_account as account_lib
-from devbox_account import AccountError, conflicts, ensure_home, load_record, save_record, validate
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_records as account_lib
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import AccountError, conflicts, ensure_home, load_record, save_record, validate
 
 GOOD = {"name": "pythonuser", "uid": 1000, "gid": 1000, "home": "/home/pythonuser"}
 

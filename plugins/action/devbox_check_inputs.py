@@ -53,6 +53,10 @@ def is_listen_address(value) -> bool:
     return spelling_problem(value) is None
 
 
+def is_jupyter_token(value) -> bool:
+    return isinstance(value, str) and TOKEN_PATTERN.fullmatch(value) is not None
+
+
 def is_requirement(value) -> bool:
     """A requirement specifier pip can parse (packaging: pip's parser, and a dependency of ansible-core)."""
     if not isinstance(value, str) or not value.strip():
@@ -144,8 +148,7 @@ def jupyter(v: dict, _all: dict) -> list[str]:
     if not 1024 <= v["jupyter_port"] <= 65535 or v["jupyter_min_free_mb"] < 0:
         problems.append(f"jupyter_port={v['jupyter_port']} must be a number from 1024 to 65535;"
                         f" jupyter_min_free_mb={v['jupyter_min_free_mb']} must be a number of MB, 0 or more.")
-    if v["jupyter_token"] and not (isinstance(v["jupyter_token"], str)
-                               and TOKEN_PATTERN.fullmatch(v["jupyter_token"])):
+    if v["jupyter_token"] and not is_jupyter_token(v["jupyter_token"]):
         problems.append(
             "jupyter_token must be empty (one is generated and kept on the volume) or at least 32 URL-safe"
             " characters: letters, digits, '.', '_', '~' or '-' (Jupyter strips spaces and quotes, and the token"

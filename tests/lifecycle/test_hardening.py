@@ -45,7 +45,7 @@ print(swaps, flush=True)
 RECORD_WRITER = r"""
 import json, sys
 sys.path.insert(0, "/usr/local/lib/devbox")
-from devbox_account import AccountError, ensure_home, load_record, save_record, validate
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import AccountError, ensure_home, load_record, save_record, validate
 account = validate({"name": "pythonuser", "uid": 1000, "gid": 1000, "home": sys.argv[1]})
 written = refused = runs = 0
 for i in range(int(sys.argv[2])):
