@@ -19,7 +19,8 @@ NAME = tagged("devbox-tensorboard")
 HOME = "/home/pythonuser"
 LAUNCHERS = {"jupyter": f"{HOME}/.local/bin/devbox-jupyter", "tensorboard": f"{HOME}/.local/bin/devbox-tensorboard"}
 # Reads /proc/net/tcp{,6} with the image's own code: every socket listening on the port, any user's.
-LISTENING = ("python3 -c \"import sys; sys.path.insert(0, '/usr/local/lib/devbox'); import devbox_service; "
+LISTENING = ("python3 -c \"import sys; sys.path.insert(0, '/usr/local/lib/devbox'); "
+             "from ansible_collections.devbox.machine.plugins.module_utils import devbox_service; "
              "print(sorted({{address for address, _, _ in devbox_service.listening_sockets({port})}}))\"")
 
 
@@ -79,10 +80,11 @@ def test_tensorboard_answers_on_the_private_address_only(machine):
     owner = machine.exec(f"stat -c '%U %a' {HOME}/.devbox/service-tensorboard.json").stdout.split()
     assert owner == ["root", "644"], "the record PID 1 reads is root's own"
     # The code both launchers import: root's own files in root's own folder, the modules' very files.
-    owners = machine.exec(f"stat -c '%U %a' {HOME}/.devbox {HOME}/.devbox/devbox_address.py "
-                          f"{HOME}/.devbox/devbox_launcher.py").stdout.split()
-    assert owners == ["root", "755", "root", "644", "root", "644"]
-    kept = machine.exec(f"cat {HOME}/.devbox/devbox_launcher.py").stdout
+    library = f"{HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils"
+    owners = machine.exec(f"stat -c '%U %a' {HOME}/.devbox {HOME}/.devbox/lib {library} {library}/devbox_address.py "
+                          f"{library}/devbox_launcher.py").stdout.split()
+    assert owners == ["root", "755"] * 3 + ["root", "644"] * 2
+    kept = machine.exec(f"cat {library}/devbox_launcher.py").stdout
     with open(os.path.join(ROOT, "plugins", "module_utils", "devbox_launcher.py")) as source:
         assert kept.strip() == source.read().strip()
 
