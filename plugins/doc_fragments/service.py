@@ -27,14 +27,18 @@ options:
     description:
       - Source text of plugins/module_utils/devbox_address.py, the listening-address rule, which the launcher
         applies at every start.
-      - Kept as root's own file C(~/.devbox/devbox_address.py), where the launcher imports it from.
+      - Kept as root's own file
+        C(~/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_address.py), where the
+        launcher imports it from by the collection's name.
     type: str
     required: true
   launcher_library_source:
     description:
       - Source text of plugins/module_utils/devbox_launcher.py, what the launchers share (the command line, the
         pidfile, the listening-socket scan).
-      - Kept as root's own file C(~/.devbox/devbox_launcher.py), where the launcher imports it from.
+      - Kept as root's own file
+        C(~/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py), where the
+        launcher imports it from by the collection's name.
     type: str
     required: true
   min_free_mb:
