@@ -22,7 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, "/usr/local/lib/devbox")
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (  # noqa: E402
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (  # noqa: E402
     AccountError, ensure_account, ensure_home, load_record)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (  # noqa: E402
     IdleClock, jupyter_activity, load_minutes, user_sessions)

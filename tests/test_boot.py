@@ -11,14 +11,14 @@ import time
 import pytest
 
 import devbox_boot
-from devbox_service import register
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import register
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOT = os.path.join(ROOT, "boot", "devbox_boot.py")
 
 
 def start_boot(home):
-    env = dict(os.environ, DEVBOX_HOME=str(home), PYTHONPATH=os.path.join(ROOT, "plugins", "module_utils"))
+    env = dict(os.environ, DEVBOX_HOME=str(home), PYTHONPATH=os.path.join(ROOT, "playbooks", "collections"))
     return subprocess.Popen([sys.executable, BOOT], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 

@@ -1,7 +1,7 @@
 """The venv and project directory names: one rule for the role check and the modules."""
 import pytest
 
-from devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem, options_problem, under_home
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import PROJECT_DIR, VENV_DIR, dir_problem, options_problem, under_home
 
 
 @pytest.mark.parametrize("name", [VENV_DIR, PROJECT_DIR, ".venv", "work/src", "a_b-1.2"])

@@ -1,7 +1,7 @@
 """What status reads and concludes: requested packages, the next run, swap, the volume."""
 import os
 
-from devbox_machine_status import next_run, swap, unmet, volume
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import next_run, swap, unmet, volume
 
 
 def test_unmet_names_absent_packages_and_pins_that_differ():
@@ -53,7 +53,7 @@ def test_another_venv_dir_is_read_and_named_in_the_status_line(tmp_path):
     import subprocess
     import sys
 
-    from devbox_machine_status import python_env
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import python_env
     from ansible_collections.devbox.machine.plugins.modules import devbox_status as status
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / ".venvs" / "main")], check=True)
     found = python_env(str(tmp_path), [], ".venvs/main")

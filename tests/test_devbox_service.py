@@ -5,9 +5,9 @@ import socket
 
 import pytest
 
-import devbox_service
-from devbox_idle import user_sessions
-from devbox_service import ServiceError, load_all, probe, register, service_pids, validate
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_service
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import user_sessions
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, load_all, probe, register, service_pids, validate
 
 JUPYTER = {"name": "jupyter", "launcher": ".local/bin/devbox-jupyter", "probe": {"port": 8888}}
 TENSORBOARD = {"name": "tensorboard", "launcher": ".local/bin/devbox-tensorboard", "probe": {"port": 6006}}

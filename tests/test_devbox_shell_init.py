@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from devbox_shell_init import BEGIN_PREFIX as BEGIN, block, ensure_block, with_block
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import BEGIN_PREFIX as BEGIN, block, ensure_block, with_block
 
 
 def test_the_block_is_added_once_and_replaced_in_place():

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from devbox_ssh_config import SshConfigError, alias, file_name, options_from_args, render, write
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_ssh_config import SshConfigError, alias, file_name, options_from_args, render, write
 
 ARGS = ("-o 'ProxyCommand=/usr/bin/python3 /p/fly_proxy_command.py --fly /bin/fly --app app --port %p %h' "
         "-o ControlMaster=auto -o ControlPersist=120s -o StrictHostKeyChecking=no -o 'CertificateFile={cert}'")

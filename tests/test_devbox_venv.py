@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from devbox_venv import (Lock, VenvError, check_free_space, converge, diff, install_command, installed_distributions,
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (Lock, VenvError, check_free_space, converge, diff, install_command, installed_distributions,
                          installer_env, lock_text, marker_holds, mask_credentials, parse_lock, pip_conf_text, plan,
                          read_distributions, venv_health)
 

@@ -474,8 +474,8 @@ def test_a_failed_issue_is_an_error_and_leaves_no_files(tmp_path, monkeypatch):
                                          ("-x", False), ("", False)])
 def test_one_login_name_rule_for_fly_toml_the_role_check_and_the_module(tmp_path, user, valid):
     """NONROOT_USER, dev_user_name's check on the controller and the account module agree."""
-    from devbox_account import AccountError, validate
-    from devbox_home import TestModule
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import AccountError, validate
+    from ansible_collections.devbox.machine.plugins.action.devbox_check_inputs import RULES
 
     path = write(tmp_path, FLY_TOML.replace('NONROOT_USER = "alice"', f'NONROOT_USER = "{user}"')
                  .replace('destination = "/home/alice"', f'destination = "/home/{user}"'))
@@ -490,4 +490,6 @@ def test_one_login_name_rule_for_fly_toml_the_role_check_and_the_module(tmp_path
         module_accepts = True
     except AccountError:
         module_accepts = False
-    assert (fly_accepts, TestModule().tests()["devbox_login_name"](user), module_accepts) == (valid, valid, valid)
+    check_accepts = not RULES["dev_user"]({"dev_user_name": user, "dev_user_uid": 1000, "dev_user_gid": 1000,
+                                           "dev_user_home": "/home/alice"}, {})
+    assert (fly_accepts, check_accepts, module_accepts) == (valid, valid, valid)

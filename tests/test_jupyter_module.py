@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-import devbox_service_module
-from devbox_address import listen_name
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_service_module
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_name
 from test_module_docs import ROOT, load
 
 jupyter = load(os.path.join(ROOT, "plugins", "modules", "devbox_jupyter.py"))

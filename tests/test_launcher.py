@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import devbox_address
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_address
 import devbox_jupyter_launcher as launcher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,15 +62,17 @@ def test_the_launcher_and_the_module_apply_the_same_rule(name):
 
 
 def test_alone_on_the_volume_it_runs_the_modules_files_kept_in_the_homes_devbox_folder(tmp_path):
-    """As the boot step runs it: a file of its own, HOME the user's, the libraries only in ~/.devbox."""
+    """As the boot step runs it: a file of its own, HOME the user's, the libraries only under ~/.devbox/lib, imported
+    by the collection's name."""
     run = [sys.executable, "-I", os.path.join(ROOT, "roles", "jupyter", "files", "devbox_jupyter_launcher.py"),
            "status"]
     env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"]}
     missing = subprocess.run(run, capture_output=True, text=True, env=env, cwd=str(tmp_path))
-    assert missing.returncode != 0 and "No module named 'devbox_launcher'" in missing.stderr, missing.stderr
-    (tmp_path / ".devbox").mkdir()
+    assert missing.returncode != 0 and "No module named 'ansible_collections" in missing.stderr, missing.stderr
+    library = tmp_path / ".devbox" / "lib" / "ansible_collections" / "devbox" / "machine" / "plugins" / "module_utils"
+    library.mkdir(parents=True)
     for name in ("devbox_address.py", "devbox_launcher.py"):
-        shutil.copy(os.path.join(ROOT, "plugins", "module_utils", name), tmp_path / ".devbox" / name)
+        shutil.copy(os.path.join(ROOT, "plugins", "module_utils", name), library / name)
     alone = subprocess.run(run, capture_output=True, text=True, env=env, cwd=str(tmp_path))
     assert alone.returncode == 1 and "cannot read" in json.loads(alone.stdout)["error"], alone.stdout + alone.stderr
 

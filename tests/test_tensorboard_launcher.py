@@ -7,7 +7,7 @@ import socket
 import pytest
 
 import devbox_boot
-import devbox_service_module
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_service_module
 from test_module_docs import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,15 +5,14 @@ defaults/main.yml, templated) are validated against the role's `main` entry poin
 meta/argument_specs.yml, as Ansible does when the role starts, and then against the rules a
 type cannot say (addresses, ranges, requirement specifiers, files on the controller). Every
 problem of every role is reported at once, each naming the variable, its value and the fix;
-a secret's value is never shown. The rules are the Jinja tests' (plugins/test/) and
-module_utils' own, which the modules apply again on the machine.
+a secret's value is never shown. The rules are module_utils' own, which the modules apply
+again on the machine, and the few that only the controller needs (below).
 
     - devbox_check_inputs:
         roles: [dev_user, jupyter]
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,31 +20,55 @@ import re
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars
+from packaging.requirements import InvalidRequirement, Requirement
+
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import spelling_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import settings_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import dir_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    AccountError, checked_home, is_login_name)
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import facts, role_defaults, templated_value
 
 # plugins/action/ -> the top of the repository or of the installed collection, where roles/ is.
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _plugin(relative: str):
-    """A plugin file of this tree, loaded by its path: the same file in the repository and the collection."""
-    spec = importlib.util.spec_from_file_location(os.path.basename(relative)[:-3], os.path.join(TOP, relative))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_home = _plugin("plugins/test/devbox_home.py")
-_address = _plugin("plugins/test/devbox_listen_address.py")
-_token = _plugin("plugins/test/devbox_jupyter_token.py")
-_requirement = _plugin("plugins/test/devbox_requirement.py")
-_settings = _plugin("plugins/module_utils/devbox_jupyter_settings.py")
-_layout = _plugin("plugins/module_utils/devbox_layout.py")
-
+# Jupyter strips what is not URL-safe, and the token travels in the URL; long enough not to be guessed.
+# The launcher (roles/jupyter/files/devbox_jupyter_launcher.py) applies the same rule to the token file.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{32,}")
 # An index URL may carry a password: only this masked form is ever shown.
 PASSWORD_IN_URL = re.compile(r"(://[^/:@]+:)[^/@]+@")
+
+
+def is_home(value) -> bool:
+    """A path root may hand to the user as a home (checked_home, as the devbox_user module and the boot step)."""
+    try:
+        checked_home(value)
+    except AccountError:
+        return False
+    return True
+
+
+def is_listen_address(value) -> bool:
+    """What the text of a listening address tells; names resolve on the machine, where the module judges them."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # jupyter_ip: 0 in YAML is the number, and still a wildcard
+    return spelling_problem(value) is None
+
+
+def is_jupyter_token(value) -> bool:
+    return isinstance(value, str) and TOKEN_PATTERN.fullmatch(value) is not None
+
+
+def is_requirement(value) -> bool:
+    """A requirement specifier pip can parse (packaging: pip's parser, and a dependency of ansible-core)."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        Requirement(value)
+    except InvalidRequirement:
+        return False
+    return True
 
 
 def shown(value) -> str:
@@ -58,13 +81,13 @@ def masked(url: str) -> str:
 
 def dev_user(v: dict, _all: dict) -> list[str]:
     problems = []
-    if (not _home.devbox_account.is_login_name(v["dev_user_name"])
+    if (not is_login_name(v["dev_user_name"])
             or not 1 <= v["dev_user_uid"] <= 60000 or not 1 <= v["dev_user_gid"] <= 60000):
         problems.append(
             f"dev_user_name={shown(v['dev_user_name'])} must be 1-32 characters of lower-case letters, digits, '_'"
             f" or '-', starting with a letter or '_'; dev_user_uid={v['dev_user_uid']} and"
             f" dev_user_gid={v['dev_user_gid']} must be 1-60000.")
-    if not _home.is_home(v["dev_user_home"]):
+    if not is_home(v["dev_user_home"]):
         problems.append(
             f"dev_user_home={shown(v['dev_user_home'])} must be an absolute path without '..' that is a directory"
             " of its own, such as /home/<user>: root hands its top to the user, so /, /home and the system trees"
@@ -87,14 +110,14 @@ def python_env(v: dict, _all: dict) -> list[str]:
     problems = [
         f"python_env_packages: {shown(spec)} is not a requirement specifier pip can parse (e.g. 'numpy', 'torch==2.5.1')"
         for spec in v["python_env_platform_packages"] + v["python_env_packages"]
-        if not _requirement.is_requirement(spec)]
+        if not is_requirement(spec)]
     urls = ([v["python_env_index_url"]] if v["python_env_index_url"] else []) + v["python_env_extra_index_urls"]
     problems += [
         f"python_env_index_url / python_env_extra_index_urls: {shown(masked(url))}"
         " is not an http(s):// or file:// URL"
         for url in urls if not re.match(r"^(https?|file)://", url)]
     for name in ("python_env_venv_dir", "python_env_project_dir"):
-        if _layout.dir_problem(v[name]):
+        if dir_problem(v[name]):
             problems.append(
                 f"{name}={shown(v[name])} must be a plain path relative to the home, such as 'venv' or"
                 " 'work/venv' (letters, digits, '.', '_', '-'; no '..', no leading '/')")
@@ -115,7 +138,7 @@ def python_env(v: dict, _all: dict) -> list[str]:
 
 
 def listen_problems(name: str, value, reached: str) -> list[str]:
-    if _address.is_listen_address(value):
+    if is_listen_address(value):
         return []
     return [f"{name}={value} must be a loopback or private address, or a host name (auto, fly-local-6pn, the"
             " container's name); never all interfaces (0, 0.0.0.0, ::, [::], ::ffff:0.0.0.0, *, empty) and never"
@@ -127,16 +150,16 @@ def jupyter(v: dict, _all: dict) -> list[str]:
                                "Jupyter is reached through fly proxy, an SSH tunnel or a port published on 127.0.0.1.")
     if not 1024 <= v["jupyter_port"] <= 65535:
         problems.append(f"jupyter_port={v['jupyter_port']} must be a number from 1024 to 65535.")
-    if v["jupyter_token"] and not _token.is_jupyter_token(v["jupyter_token"]):
+    if v["jupyter_token"] and not is_jupyter_token(v["jupyter_token"]):
         problems.append(
             "jupyter_token must be empty (one is generated and kept on the volume) or at least 32 URL-safe"
             " characters: letters, digits, '.', '_', '~' or '-' (Jupyter strips spaces and quotes, and the token"
             " travels in the URL).")
-    if not _requirement.is_requirement(v["jupyter_lab_spec"]):
+    if not is_requirement(v["jupyter_lab_spec"]):
         problems.append(f"jupyter_lab_spec={shown(v['jupyter_lab_spec'])} must be a requirement specifier pip can"
                         " parse (e.g. 'jupyterlab==4.2.5')")
-    settings_problem = _settings.settings_problem(v["jupyter_server_settings"])
-    return problems + ([settings_problem] if settings_problem else [])
+    problem = settings_problem(v["jupyter_server_settings"])
+    return problems + ([problem] if problem else [])
 
 
 def tensorboard(v: dict, _all: dict) -> list[str]:
@@ -144,7 +167,7 @@ def tensorboard(v: dict, _all: dict) -> list[str]:
                                "TensorBoard is reached through the same fly proxy or SSH tunnel as Jupyter.")
     if not 1024 <= v["tensorboard_port"] <= 65535:
         problems.append(f"tensorboard_port={v['tensorboard_port']} must be a number from 1024 to 65535.")
-    if not _requirement.is_requirement(v["tensorboard_spec"]):
+    if not is_requirement(v["tensorboard_spec"]):
         problems.append(f"tensorboard_spec={shown(v['tensorboard_spec'])} must be a requirement specifier pip can"
                         " parse (e.g. 'tensorboard==2.20.0')")
     return problems
@@ -162,7 +185,7 @@ def services(_v: dict, _all: dict, value) -> list[str]:
         problems += listen_problems(f"service {service['name']}: ip", service["ip"],
                                    "every service is reached through a tunnel or a port published on 127.0.0.1.")
         problems += [f"service {service['name']}: packages: {shown(spec)} is not a requirement specifier pip can parse"
-                     for spec in service["packages"] if not _requirement.is_requirement(spec)]
+                     for spec in service["packages"] if not is_requirement(spec)]
     return problems
 
 

@@ -23,7 +23,7 @@ from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine impo
     TOP, facts, role_defaults, templated_value)
 
 # What the launcher imports, by file name: the launcher itself and the libraries it needs on the machine.
-LIBRARIES = ("devbox_account.py", "devbox_address.py", "devbox_launcher.py", "devbox_service.py")
+LIBRARIES = ("devbox_records.py", "devbox_address.py", "devbox_launcher.py", "devbox_service.py")
 
 
 class ActionModule(ActionBase):

@@ -5,7 +5,7 @@ the volume mounted as the user's home, the swap the Machines should have; the ma
 (plugins/plugin_utils/devbox_machine.py: the roles' defaults, these, the extra variables) must
 agree with it (the facts' user is NONROOT_USER, their home is the [mounts] destination), checked
 before anything is created, and name the services whose ports the "open it" hint forwards. Each started Machine
-becomes a host reached over OpenSSH through `fly proxy` (plugins/fly_proxy_command.py) with a
+becomes a host reached over OpenSSH through `fly proxy` (plugins/plugin_utils/fly_proxy_command.py) with a
 certificate from `fly ssh issue`, kept in a git-ignored folder and renewed before it expires.
 """
 from __future__ import annotations
@@ -72,7 +72,6 @@ start_stopped: false
 """
 
 import datetime
-import importlib.util
 import json
 import os
 import re
@@ -91,18 +90,16 @@ from ansible.utils.vars import combine_vars, load_extra_vars
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
 
+# The login-name rule of the devbox_user module and the boot step.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import LOGIN_NAME_RULE, is_login_name
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine
 
 display = Display()
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PROXY_HELPER = os.path.join(PROJECT_ROOT, "plugins", "fly_proxy_command.py")
-# The login-name rule lives in module_utils (the devbox_user module needs it); load that very file.
-_SPEC = importlib.util.spec_from_file_location(
-    "devbox_account", os.path.join(PROJECT_ROOT, "plugins", "module_utils", "devbox_account.py"))
-devbox_account = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(devbox_account)
+# Run as a script (python3 PROXY_HELPER --app ...): ssh starts it as the ProxyCommand.
+PROXY_HELPER = os.path.join(PROJECT_ROOT, "plugins", "plugin_utils", "fly_proxy_command.py")
 GPU_PRESETS = {"a100-40gb", "a100-80gb", "l40s", "a10"}
 STARTABLE_STATES = {"created", "stopped", "suspended"}
 GONE_STATES = {"destroyed", "destroying"}
@@ -143,9 +140,9 @@ def read_fly_toml(path: str, given: dict | None = None) -> dict:
         raise FlyInventoryError(f"{path}: [build.args] has no NONROOT_USER, the image's dev user: add "
                                 "NONROOT_USER = \"<dev_user_name>\" (and the [mounts] destination /home/<it>)")
     user = str(build_args["NONROOT_USER"])
-    if not devbox_account.is_login_name(user):
+    if not is_login_name(user):
         raise FlyInventoryError(f"{path}: [build.args] NONROOT_USER = {user!r} is not a valid login name: "
-                                f"use {devbox_account.LOGIN_NAME_RULE}")
+                                f"use {LOGIN_NAME_RULE}")
     mounts = config.get("mounts")
     mount_list = mounts if isinstance(mounts, list) else [mounts] if isinstance(mounts, dict) else []
     destinations = [m.get("destination") for m in mount_list if isinstance(m, dict)]

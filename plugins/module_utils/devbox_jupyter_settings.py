@@ -3,7 +3,7 @@
 The value is shaped like jupyter_server_config.json: {section: {setting: value}}, e.g.
 {"ServerApp": {"iopub_data_rate_limit": 10000000}, "FileContentsManager": {"delete_to_trash": false}}.
 It is merged over the role's own settings, setting by setting. The rule, one place for both the
-controller (the filter devbox_jupyter_settings_problem, before anything changes) and the machine
+controller (the input check, devbox_check_inputs, before anything changes) and the machine
 (the devbox_jupyter module, where host names resolve):
 
 - settings the role owns are refused with the variable to set instead: ServerApp.ip (jupyter_ip),
@@ -19,14 +19,8 @@ Standard library only.
 """
 from __future__ import annotations
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_address import spelling_problem
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import spelling_problem
-    except ImportError:  # the filter plugin and the unit tests: the same file, imported by its own name
-        from devbox_address import spelling_problem
+# The project's own libraries by the collection's name, the one import style of this tree.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import spelling_problem
 
 SERVER_SECTIONS = ("ServerApp", "NotebookApp")
 # The role's own settings: the variable that sets each one.

@@ -12,7 +12,6 @@ import os
 import subprocess
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import RecordError, load
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import load_all, probe
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (

@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     RECORD_DIR, AccountError, read_root_file, remove_root_file, root_file_names, write_root_file_if_changed)
 
 PREFIX, SUFFIX = "service-", ".json"

@@ -92,7 +92,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_sett
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LOCK_TIMEOUT_S, START_TIMEOUT_S, TOKEN_FILE)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import AccountError, write_root_file_if_changed
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import AccountError, write_root_file_if_changed
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
     JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, unregister, validate_record)

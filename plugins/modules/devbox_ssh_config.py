@@ -58,7 +58,7 @@ EXAMPLES = r"""
         home: /home/pythonuser
         key_file: /home/me/devbox/.fly/ssh/id_fly_my-devbox
         common_args: >-
-          -o 'ProxyCommand=/usr/bin/python3 /home/me/devbox/plugins/fly_proxy_command.py --app my-devbox --port %p %h'
+          -o 'ProxyCommand=/usr/bin/python3 /home/me/devbox/plugins/plugin_utils/fly_proxy_command.py --app my-devbox --port %p %h'
           -o CertificateFile=/home/me/devbox/.fly/ssh/id_fly_my-devbox-cert.pub
         extra_args: ""
         fly_app: my-devbox
@@ -104,11 +104,8 @@ lines:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_ssh_config import SshConfigError, file_name, render, write
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_ssh_config import (
-        SshConfigError, file_name, render, write)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_ssh_config import (
+    SshConfigError, file_name, render, write)
 
 
 ARGUMENT_SPEC = {

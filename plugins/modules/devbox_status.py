@@ -238,7 +238,7 @@ import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR, options_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import options_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import (
     gpus, next_run, provision_record, services, swap, user_side, volume)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
@@ -281,7 +281,7 @@ ARGUMENT_SPEC = {
     "user": {"type": "str", "required": True},
     "home": {"type": "path", "required": True},
     "packages": {"type": "list", "elements": "str", "default": []},
-    "venv_dir": {"type": "str", "default": VENV_DIR},
+    "venv_dir": {"type": "str", "required": True},
     "swap_min_mb": {"type": "int", "default": 0},
     "commit": {"type": "str", "default": ""},
     "show_token": {"type": "bool", "default": False},

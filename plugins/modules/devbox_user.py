@@ -121,7 +121,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     ALLOWED_GROUPS, AccountError, current_groups, ensure_account, ensure_home, save_record, validate)
 
 

@@ -171,13 +171,9 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible.module_utils.devbox_venv import VenvError, converge, empty_result, mask_credentials, plan
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-        VenvError, converge, empty_result, mask_credentials, plan)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
+    VenvError, converge, empty_result, mask_credentials, plan)
 
 
 PASSWORD_IN_URL = re.compile(r"://[^/:@\s]+:([^/@\s]+)@")

@@ -211,7 +211,7 @@ def test_two_runs_at_once_do_not_corrupt_the_venv(machine):
 
 
 def test_root_runs_nothing_the_user_can_write(machine):
-    for path in ("/usr/local/sbin/devbox-boot", f"{LIBRARIES}/devbox_account.py", f"{LIBRARIES}/devbox_launcher.py",
+    for path in ("/usr/local/sbin/devbox-boot", f"{LIBRARIES}/devbox_records.py", f"{LIBRARIES}/devbox_launcher.py",
                  LIBRARIES, "/usr/local/lib/devbox", "/usr/local/sbin", "/usr/local/lib", "/usr/local", "/usr", "/"):
         owner, mode = machine.exec(f"stat -c '%U %a' {path}").stdout.split()
         assert owner == "root" and int(mode, 8) & 0o022 == 0, f"{path}: {owner} {mode}"
