@@ -16,7 +16,8 @@ import time
 
 import yaml
 
-from machines import BENCH, CONNECTIONS, HOME, ROOT, USER, VENV, BenchError, DockerConnection, Machine, say
+from machines import (BENCH, CONNECTIONS, HOME, JUPYTER_PORT, ROOT, USER, VENV, BenchError, DockerConnection, Machine,
+                      say)
 from report import (COLD_TARGET, Row, add_row, at_rtt, compare_row, first_up_rows, image_row, multi_row, noop_row,
                     up_row, warm_row)
 # machines put tools/ on the path.
@@ -127,8 +128,8 @@ class Bench:
         template.update(next(iter(group["hosts"].values())) or {})
         hosts = {}
         for machine in machines:
-            hostvars = dict(template, jupyter_ip=machine.name, jupyter_lab_spec=self.args.package_set,
-                            devbox_browser_url=f"http://127.0.0.1:{machine.host_port()}")
+            hostvars = dict(template, devbox_private_ip=machine.name, jupyter_lab_spec=self.args.package_set,
+                            devbox_address_here="127.0.0.1", devbox_ports_here={JUPYTER_PORT: machine.host_port()})
             hostvars.update(connection.hostvars(machine))
             if self.ca_bundle:
                 hostvars["python_env_ca_bundle"] = CA_IN_CONTAINER

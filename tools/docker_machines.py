@@ -393,11 +393,6 @@ class LocalMachine:
                 found.setdefault(int(inside.split("/")[0]), int(outside.rsplit(":", 1)[1]))
         return found
 
-    def browser_url(self) -> str | None:
-        """Where the browser on this computer reaches Jupyter (no path, no token), when its port is published."""
-        address = self.published_address(JUPYTER)
-        return f"http://{address}" if address else None
-
     def remove(self) -> None:
         docker("rm", "-f", self.name, check=False)
 
@@ -415,9 +410,9 @@ class LocalMachine:
         if self.given:
             command += ["-e", as_json(self.given)]
         if playbook == "site.yml":
-            url = self.browser_url() if self.port is not None else None
-            if url:
-                command += ["-e", as_json({"devbox_browser_url": url})]
+            published = self.published_ports() if self.port is not None else {}
+            if published:  # the report's URLs: where this computer reaches each service's port
+                command += ["-e", as_json({"devbox_address_here": "127.0.0.1", "devbox_ports_here": published})]
             if self.ca_bundle:
                 command += ["-e", f"python_env_ca_bundle={CA_IN_CONTAINER}"]
         return command + list(extra) + [os.path.join(ROOT, "playbooks", playbook)]

@@ -31,7 +31,7 @@ def playbook_blocks(machine: LocalMachine, show_token: bool) -> tuple[int, list[
     published = {str(port): here for port, here in machine.published_ports().items()}  # what `make up` published
     extra = ["-e", json.dumps({"status_show_token": show_token,
                                "status_token_hint": "`make status SHOW_TOKEN=1` prints the URL with it",
-                               "status_address_here": "127.0.0.1", "status_ports_here": published,
+                               "devbox_address_here": "127.0.0.1", "devbox_ports_here": published,
                                "status_unpublished_hint": "`make up` publishes every service's port"})]
     run = machine.provision(*extra, playbook="status.yml", capture=True,
                             env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})

@@ -22,7 +22,7 @@ from ansible.template import Templar
 from ansible.utils.vars import combine_vars
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER, NAME_PATTERN, ServiceError
-from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import facts, role_defaults, templated_value
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import service_url, facts, role_defaults, templated_value
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 URL_PATH = re.compile(r"^/[\x21-\x7e]{0,4095}$")
@@ -41,12 +41,6 @@ def usable(service) -> bool:
             is not None and isinstance(service.get("port"), int) and not isinstance(service.get("port"), bool)
             and 1024 <= service["port"] <= 65535 and isinstance(service.get("url_path"), str)
             and URL_PATH.match(service["url_path"]) is not None)
-
-
-def service_url(service: dict, address_here: str, ports_here: dict | None) -> str | None:
-    """Where the user reaches the service: http://<address_here>:<port here><url_path>; None when not published."""
-    port = service["port"] if ports_here is None else ports_here.get(service["port"])
-    return f"http://{address_here}:{port}{service['url_path']}" if port else None
 
 
 def service_lines(found: dict, options: dict, wanted: list[dict] | None = None) -> list[str]:

@@ -92,16 +92,16 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_sett
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LOCK_TIMEOUT_S, START_TIMEOUT_S, TOKEN_FILE)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import AccountError, write_root_file_if_changed
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    LIBRARY_DIR, AccountError, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
     JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, unregister, validate_record)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
     VenvError, converge, plan, write_if_changed)
 
-# Where the launcher and its libraries are kept, in ~/.devbox: the collection's own tree, so they
-# import each other by the collection's name as everywhere else.
-LIBRARY_DIR = "lib/ansible_collections/devbox/machine/plugins/module_utils"
+# The launcher, kept with its libraries in ~/.devbox under the collection's own tree (LIBRARY_DIR), so
+# they import each other by the collection's name as everywhere else.
 LAUNCHER = f"{LIBRARY_DIR}/devbox_launcher.py"
 # JupyterLab asks every new user whether to fetch Jupyter's news from the internet; ours says no
 # by default. overrides.d/ holds defaults (Settings can still turn news on) and leaves

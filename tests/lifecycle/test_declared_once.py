@@ -60,8 +60,8 @@ def test_the_jupyter_port_is_what_is_published_and_what_the_url_says(machine):
     bindings = inspected()["HostConfig"]["PortBindings"]
     assert bindings == {f"{PORT}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(PORT)}]}
     command = machine.playbook_command()
-    assert {"devbox_browser_url": f"http://127.0.0.1:{PORT}"} in [json.loads(word) for word in command
-                                                                   if word.startswith("{")]
+    assert {"devbox_address_here": "127.0.0.1", "devbox_ports_here": {str(PORT): PORT}} in [
+        json.loads(word) for word in command if word.startswith("{")]
     assert {"jupyter_port": PORT} in [json.loads(word) for word in command if word.startswith("{")]
 
 
