@@ -92,3 +92,10 @@ def test_a_role_alone_checks_its_own_inputs_only(tmp_path):
 def test_an_unknown_role_is_refused(tmp_path):
     passed, problems, _ = check(tmp_path, {}, roles=["jupyter", "nginx"])
     assert not passed and "roles must be a list of dev_user, gpu" in problems[0]
+
+
+@pytest.mark.parametrize("url", ["ftp://sometoken:@mirror/simple", "ftp://sometoken@mirror/simple"])
+def test_a_token_only_index_url_is_never_shown(tmp_path, url):
+    passed, problems, output = check(tmp_path, {"python_env_index_url": url})
+    assert not passed and "ftp://********" in problems[0]
+    assert "sometoken" not in output

@@ -404,3 +404,29 @@ def test_a_local_or_editable_install_is_left_out_of_the_portable_set(tmp_path):
     assert read_distributions(str(venv))["six"]["direct_url"] is None
     assert installed_distributions(str(venv)) == {"six": "1.16.0", "mytool": "0.1.0"}
     assert installed_distributions(str(venv), portable_only=True) == {"six": "1.16.0"}
+
+
+# Issue 24, finding 4: the token-only forms (Gemfury, Azure) carry the secret as the user name.
+@pytest.mark.parametrize("url, shown", [
+    ("https://sometoken:@pypi.org/simple", "https://********:@pypi.org/simple"),
+    ("https://sometoken@pypi.org/simple", "https://********@pypi.org/simple"),
+    ("https://user:sometoken@pypi.org/simple", "https://user:********@pypi.org/simple"),
+    ("pkg @ git+https://sometoken@github.com/org/pkg@v1", "pkg @ git+https://********@github.com/org/pkg@v1"),
+    ("pkg @ git+ssh://git@github.com/org/pkg@v1", "pkg @ git+ssh://git@github.com/org/pkg@v1"),
+    ("https://pypi.org/simple", "https://pypi.org/simple"),
+    ("pkg @ https://files.example/pkg-1.0.tar.gz#sha256=ab", "pkg @ https://files.example/pkg-1.0.tar.gz#sha256=ab"),
+])
+def test_token_only_index_urls_are_masked(url, shown):
+    assert mask_credentials(url) == shown
+    assert "sometoken" not in mask_credentials(f"failed: {url} (see {url})")
+
+
+def test_the_machines_lock_never_holds_an_index_token(tmp_path):
+    venv, site = fake_venv(tmp_path)
+    write_dist(site, "six", "1.16.0")
+    settings = {"index_url": "https://sometoken:@pypi.org/simple",
+                "extra_index_urls": ["https://othertoken@pkgs.dev.azure.com/org/_packaging/feed/pypi/simple"]}
+    text = lock_text(str(venv), settings, {"six": []})
+    assert "# index: https://********:@pypi.org/simple\n" in text
+    assert "# extra index: https://********@pkgs.dev.azure.com/org/_packaging/feed/pypi/simple\n" in text
+    assert "sometoken" not in text and "othertoken" not in text

@@ -40,9 +40,8 @@ _token = _plugin("plugins/test/devbox_jupyter_token.py")
 _requirement = _plugin("plugins/test/devbox_requirement.py")
 _settings = _plugin("plugins/module_utils/devbox_jupyter_settings.py")
 _layout = _plugin("plugins/module_utils/devbox_layout.py")
-
-# An index URL may carry a password: only this masked form is ever shown.
-PASSWORD_IN_URL = re.compile(r"(://[^/:@]+:)[^/@]+@")
+# An index URL may carry a password or a token: only the masked form is ever shown (the one masking rule).
+_venv = _plugin("plugins/module_utils/devbox_venv.py")
 
 
 def shown(value) -> str:
@@ -50,7 +49,7 @@ def shown(value) -> str:
 
 
 def masked(url: str) -> str:
-    return PASSWORD_IN_URL.sub(r"\1********@", url)
+    return _venv.mask_credentials(url)
 
 
 def dev_user(v: dict, _all: dict) -> list[str]:

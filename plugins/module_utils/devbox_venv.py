@@ -250,12 +250,41 @@ def installer_env(settings: dict) -> dict:
     return env
 
 
-CREDENTIALS = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")
+# The user information of a URL anywhere in a text: `scheme://user[:password]@`.
+CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?P<colon>:?)(?P<password>[^/@\s]*)@")
+MASK = "********"
+
+
+def _secret(match: re.Match) -> str | None:
+    """The secret of one URL's user information: the password, or a user name alone (a token, the form
+    Gemfury and Azure use: https://TOKEN@host, https://TOKEN:@host), but an ssh login name (git+ssh://git@)."""
+    if match.group("password"):
+        return match.group("password")
+    if match.group("user") and not match.group("scheme").lower().rstrip(":/").endswith("ssh"):
+        return match.group("user")
+    return None
+
+
+def _masked(match: re.Match) -> str:
+    if match.group("password"):
+        return f"{match.group('scheme')}{match.group('user')}:{MASK}@"
+    if _secret(match):
+        return f"{match.group('scheme')}{MASK}{match.group('colon')}@"
+    return match.group(0)
 
 
 def mask_credentials(text: str) -> str:
-    """https://user:secret@host -> https://user:********@host."""
-    return CREDENTIALS.sub(r"\1********@", text)
+    """Every URL's secret in text masked: https://user:secret@host -> https://user:********@host,
+    https://TOKEN@host -> https://********@host, https://TOKEN:@host -> https://********:@host.
+
+    The one masking rule for what is shown or written: the input check, --diff, the lock on the machine and its
+    copy on the controller, error messages."""
+    return CREDENTIALS.sub(_masked, text)
+
+
+def credentials_in(text: str) -> list[str]:
+    """The secrets mask_credentials hides in text (for Ansible's no_log_values)."""
+    return [secret for match in CREDENTIALS.finditer(text or "") if (secret := _secret(match))]
 
 
 def install_command(venv: str, installer: str, requirements: list[str], requirement_files: list[str],

@@ -166,21 +166,17 @@ lock_written:
   sample: false
 """
 
-import re
-from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
 try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
     from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible.module_utils.devbox_venv import VenvError, converge, empty_result, mask_credentials, plan
+    from ansible.module_utils.devbox_venv import VenvError, converge, credentials_in, empty_result, mask_credentials, plan
 except ImportError:  # installed as the devbox.machine collection
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-        VenvError, converge, empty_result, mask_credentials, plan)
+        VenvError, converge, credentials_in, empty_result, mask_credentials, plan)
 
-
-PASSWORD_IN_URL = re.compile(r"://[^/:@\s]+:([^/@\s]+)@")
 
 ARGUMENT_SPEC = {
     "user": {"type": "str"},
@@ -205,14 +201,9 @@ ARGUMENT_SPEC = {
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = dict(module.params)
-    for url in [params["index_url"] or ""] + params["extra_index_urls"]:
-        password = urlsplit(url).password
-        if password:
-            module.no_log_values.add(password)
-    # An index line in the requirements file or the lock may carry one too.
-    for text in (params["requirements_file_text"], params["lock_text"]):
-        for match in PASSWORD_IN_URL.finditer(text or ""):
-            module.no_log_values.add(match.group(1))
+    # The index URLs' passwords and tokens, and those of an index line in the requirements file or the lock.
+    for text in [params["index_url"], *params["extra_index_urls"], params["requirements_file_text"], params["lock_text"]]:
+        module.no_log_values.update(credentials_in(text or ""))
     ca_bundle = params["ca_bundle"]
     if ca_bundle and not _readable(ca_bundle):
         module.fail_json(msg=f"python_env_ca_bundle={ca_bundle!r}: no readable file there on the target")
@@ -238,8 +229,8 @@ def main() -> None:
     # venv (devbox_jupyter) does not depend on it.
     result["changed"] = result["changed"] or result["lock_written"]
     diffs = result.pop("diff")
-    if module._diff:
-        result["diff"] = diffs
+    if module._diff:  # the settings files hold the index URLs: shown masked
+        result["diff"] = [{key: mask_credentials(value) for key, value in change.items()} for change in diffs]
     module.exit_json(**result)
 
 
