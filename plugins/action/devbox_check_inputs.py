@@ -42,6 +42,7 @@ _settings = _plugin("plugins/module_utils/devbox_jupyter_settings.py")
 _layout = _plugin("plugins/module_utils/devbox_layout.py")
 # An index URL may carry a password or a token: only the masked form is ever shown (the one masking rule).
 _venv = _plugin("plugins/module_utils/devbox_venv.py")
+_names = _plugin("plugins/module_utils/devbox_names.py")
 
 
 def shown(value) -> str:
@@ -79,7 +80,17 @@ def swap(v: dict, _all: dict) -> list[str]:
     return [f"swap_min_mb={v['swap_min_mb']} must be 0 or more"] if v["swap_min_mb"] < 0 else []
 
 
-def python_env(v: dict, _all: dict) -> list[str]:
+def lock_file_problems(path: str) -> list[str]:
+    """A lock line with a control character is refused here too, shown escaped (devbox_venv's rule)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as lock:
+            problem = _venv.control_problem(lock.read(), f"python_env_lock_file={path}")
+    except (OSError, UnicodeDecodeError) as error:
+        problem = f"python_env_lock_file={path}: cannot be read as UTF-8 text ({error})"
+    return [_venv.mask_credentials(problem)] if problem else []
+
+
+def python_env(v: dict, everything: dict) -> list[str]:
     problems = [
         f"python_env_packages: {shown(spec)} is not a requirement specifier pip can parse (e.g. 'numpy', 'torch==2.5.1')"
         for spec in v["python_env_platform_packages"] + v["python_env_packages"]
@@ -102,11 +113,18 @@ def python_env(v: dict, _all: dict) -> list[str]:
     if v["python_env_lock_file"] and not os.path.isfile(v["python_env_lock_file"]):
         problems.append(f"python_env_lock_file={v['python_env_lock_file']}: no such file on the controller"
                         " (a machine's lock is kept in locks/<machine>.requirements.lock)")
+    elif v["python_env_lock_file"]:
+        problems += lock_file_problems(v["python_env_lock_file"])
     if v["python_env_sync"] and not v["python_env_lock_file"]:
         problems.append("python_env_sync=true needs python_env_lock_file: the lock says what to keep, everything else is removed")
     if v["python_env_lock_copy_dir"] and not os.path.isabs(v["python_env_lock_copy_dir"]):
         problems.append(f"python_env_lock_copy_dir={v['python_env_lock_copy_dir']} must be an absolute path on the"
                         " controller, or \"\" to keep no copy")
+    # The copy is <python_env_lock_copy_dir>/<host>.requirements.lock: the host's name becomes a file name.
+    name_problem = _names.name_problem(everything.get("inventory_hostname"), "the inventory host name")
+    if v["python_env_lock_copy_dir"] and name_problem:
+        problems.append(f"{name_problem} (python_env_lock_copy_dir keeps a copy of its lock under that name;"
+                        " or set python_env_lock_copy_dir: \"\")")
     return problems
 
 
@@ -176,7 +194,8 @@ class ActionModule(ActionBase):
             defaults.update(self._role_file(role, "defaults/main.yml", trusted_as_template=True) or {})
         # The play's values win over the roles' defaults, as when the role runs.
         templar = self._templar.copy_with_new_env(available_variables=combine_vars(defaults, task_vars or {}))
-        everything, problems = {}, []
+        # The host's inventory name: python_env makes a file name of it.
+        everything, problems = {"inventory_hostname": (task_vars or {}).get("inventory_hostname")}, []
         if "jupyter_port" in (task_vars or {}):  # TensorBoard's port must differ from it, even checked alone
             everything["jupyter_port"] = templar.template(task_vars["jupyter_port"])
         for role in roles:
