@@ -38,7 +38,8 @@ options:
       - The user's home. Root keeps there, in its own C(~/.devbox/requested-packages.json) (root-owned, written
         from directory descriptors), the packages playbooks asked for, which decide what the lock marks
         C(# by hand); it is read back as data. A machine that kept the list in the venv
-        (C(devbox-requested.json)) moves it over on its next run. Unset, nothing is kept between runs.
+        (C(devbox-requested.json)) moves it over on its next run. Default, O(user)'s home from the system;
+        without either, nothing is kept between runs.
     type: path
   path:
     description: The venv directory.
@@ -186,6 +187,7 @@ lock_written:
 """
 
 import json
+import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -239,10 +241,10 @@ def main() -> None:
         params["settings"] = {"index_url": params["index_url"], "ca_bundle": ca_bundle,
                               "extra_index_urls": params["extra_index_urls"],
                               "installer": params["installer"] or "uv"}
-    home = params["home"]
+    user = params["user"]
+    home = params["home"] or (pwd.getpwnam(user).pw_dir if user and user_exists(user) else None)
     params["requested"] = requested_record(home) if home else None
     work = plan if module.check_mode else converge
-    user = params["user"]
     try:
         if user and module.check_mode and not user_exists(user):
             result = dict(empty_result(), changed=True)  # a fresh machine: everything is still to do
