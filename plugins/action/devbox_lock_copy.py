@@ -8,29 +8,12 @@ never rewritten); its text is masked again and refused when a line holds a contr
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import tempfile
 
 from ansible.plugins.action import ActionBase
-
-
-# plugins/action/ -> the top of the repository or of the installed collection.
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _plugin(relative: str):
-    """A module_utils file of this tree, loaded by its path: the same file in the repository and the collection."""
-    spec = importlib.util.spec_from_file_location(os.path.basename(relative)[:-3], os.path.join(TOP, relative))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The host's name becomes the file's name only through the one checked function; the text is the
-# machine's, so it is masked again (the one masking rule) and refused with a control character.
-_names = _plugin("plugins/module_utils/devbox_names.py")
-_venv = _plugin("plugins/module_utils/devbox_venv.py")
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import name_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import control_problem, mask_credentials
 
 
 class ActionModule(ActionBase):
@@ -42,12 +25,14 @@ class ActionModule(ActionBase):
         content, folder, host = (self._task.args.get(key) for key in ("content", "dir", "host"))
         if not isinstance(content, str) or not isinstance(folder, str) or not os.path.isabs(folder):
             return dict(result, failed=True, msg=f"devbox_lock_copy needs the lock's text and an absolute dir, not {folder!r}")
-        problem = _names.name_problem(host, "the inventory host name")
+        # The host's name becomes the file's name only through the one checked function; the text is the
+        # machine's, so it is masked again (the one masking rule) and refused with a control character.
+        problem = name_problem(host, "the inventory host name")
         if problem:
             return dict(result, failed=True, msg=f"{problem} (its lock copy would be {folder}/<name>.requirements.lock)")
         dest = os.path.join(folder, f"{host}.requirements.lock")
-        content = _venv.mask_credentials(content)
-        problem = _venv.control_problem(content, f"the lock {host} returned")
+        content = mask_credentials(content)
+        problem = control_problem(content, f"the lock {host} returned")
         if problem:
             return dict(result, failed=True, msg=problem)
         try:
