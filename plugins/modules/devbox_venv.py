@@ -12,7 +12,7 @@ description:
   - Creates the venv when absent or left unfinished; rebuilds it with the same distributions at the
     same versions when its interpreter is missing or is another Python version than O(base_python).
   - Persists the index URLs and CA bundle in the venv's C(pip.conf) (mode 0600) so the user's own pip
-    uses them. Passwords in index URLs never reach a command line (uv gets them in its environment),
+    uses them. Passwords and tokens in index URLs never reach a command line (uv gets them in its environment),
     the output (masked) or a file others can read.
   - Installs requirements with uv (default) or pip; reports changed only when distributions were
     installed, removed or upgraded, or the venv, its settings or its lock were written.
@@ -103,7 +103,7 @@ attributes:
     details: The installer's own dry run decides for requirements the installed metadata cannot settle.
   diff_mode:
     support: partial
-    details: Shows the settings files (pip.conf, devbox-installer.json) that change, passwords masked.
+    details: Shows the settings files (pip.conf, devbox-installer.json) that change, passwords and tokens masked.
 """
 
 EXAMPLES = r"""
