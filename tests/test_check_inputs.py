@@ -92,3 +92,48 @@ def test_a_role_alone_checks_its_own_inputs_only(tmp_path):
 def test_an_unknown_role_is_refused(tmp_path):
     passed, problems, _ = check(tmp_path, {}, roles=["jupyter", "nginx"])
     assert not passed and "roles must be a list of dev_user, gpu" in problems[0]
+
+
+@pytest.mark.parametrize("url", ["ftp://sometoken:@mirror/simple", "ftp://sometoken@mirror/simple"])
+def test_a_token_only_index_url_is_never_shown(tmp_path, url):
+    passed, problems, output = check(tmp_path, {"python_env_index_url": url})
+    assert not passed and "ftp://********" in problems[0]
+    assert "sometoken" not in output
+
+
+def test_a_lock_line_with_control_characters_is_refused_on_the_controller(tmp_path):
+    lock = tmp_path / "shared.lock"
+    lock.write_text("six==1.16.0\nevil @ https://sometoken@evil.example/evil.tar.gz#\x1b[2K\x1b[1A\n")
+    passed, problems, output = check(tmp_path, {"python_env_lock_file": str(lock)})
+    assert not passed and len(problems) == 1, output[-2000:]
+    assert f"python_env_lock_file={lock} line 2: " in problems[0] and "control character" in problems[0]
+    assert "\\\\x1b[2K\\\\x1b[1A" in output and "\x1b" not in output, "the line is shown escaped"
+    assert "sometoken" not in output
+
+
+# Issue 24, finding 6: the lock copy is <python_env_lock_copy_dir>/<host>.requirements.lock.
+@pytest.mark.parametrize("host", ["../../outside/evil", "box\nHost *"])
+def test_a_hostile_host_name_is_refused_before_any_change(tmp_path, host):
+    play = tmp_path / "check.yml"
+    play.write_text(json.dumps([{"hosts": "all", "gather_facts": False,
+                                 "tasks": [{"devbox_check_inputs": {"roles": ["python_env"]}}]}]))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {host: {"ansible_connection": "local"}}}}))
+    run = run_ansible("ansible-playbook", "-i", str(inventory), str(play),
+                      "-e", json.dumps({"python_env_lock_copy_dir": str(tmp_path / "locks")}))
+    assert run.returncode != 0, run.stdout[-2000:]
+    assert f"the inventory host name {host!r} cannot become a file name" in " ".join(run.stdout.split()).replace(
+        "\\\\", "\\"), run.stdout[-2000:]
+
+
+def test_the_lock_copy_stays_in_its_folder(tmp_path):
+    """The action itself, given a host name with ../ (the input check skipped): refused, nothing created."""
+    locks, host = tmp_path / "deep" / "locks", "../../outside/evil"
+    play = tmp_path / "copy.yml"
+    play.write_text(json.dumps([{"hosts": "all", "gather_facts": False, "tasks": [{"devbox_lock_copy": {
+        "content": "six==1.16.0\n", "dir": str(locks), "host": "{{ inventory_hostname }}"}}]}]))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {host: {"ansible_connection": "local"}}}}))
+    run = run_ansible("ansible-playbook", "-i", str(inventory), str(play))
+    assert run.returncode != 0 and "cannot become a file name" in run.stdout, run.stdout[-2000:]
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "deep").exists()

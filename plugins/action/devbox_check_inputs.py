@@ -28,16 +28,16 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout impor
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     AccountError, checked_home, is_login_name)
 
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import name_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import control_problem, mask_credentials
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import facts, role_defaults, templated_value
 
 # plugins/action/ -> the top of the repository or of the installed collection, where roles/ is.
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Jupyter strips what is not URL-safe, and the token travels in the URL; long enough not to be guessed.
-# The launcher (roles/jupyter/files/devbox_jupyter_launcher.py) applies the same rule to the token file.
+# The launcher (plugins/module_utils/devbox_launcher.py) applies the same rule to the token file.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{32,}")
-# An index URL may carry a password: only this masked form is ever shown.
-PASSWORD_IN_URL = re.compile(r"(://[^/:@]+:)[^/@]+@")
 
 
 def is_home(value) -> bool:
@@ -76,7 +76,7 @@ def shown(value) -> str:
 
 
 def masked(url: str) -> str:
-    return PASSWORD_IN_URL.sub(r"\1********@", url)
+    return mask_credentials(url)
 
 
 def dev_user(v: dict, _all: dict) -> list[str]:
@@ -106,7 +106,17 @@ def swap(v: dict, _all: dict) -> list[str]:
     return [f"swap_min_mb={v['swap_min_mb']} must be 0 or more"] if v["swap_min_mb"] < 0 else []
 
 
-def python_env(v: dict, _all: dict) -> list[str]:
+def lock_file_problems(path: str) -> list[str]:
+    """A lock line with a control character is refused here too, shown escaped (devbox_venv's rule)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as lock:
+            problem = control_problem(lock.read(), f"python_env_lock_file={path}")
+    except (OSError, UnicodeDecodeError) as error:
+        problem = f"python_env_lock_file={path}: cannot be read as UTF-8 text ({error})"
+    return [mask_credentials(problem)] if problem else []
+
+
+def python_env(v: dict, everything: dict) -> list[str]:
     problems = [
         f"python_env_packages: {shown(spec)} is not a requirement specifier pip can parse (e.g. 'numpy', 'torch==2.5.1')"
         for spec in v["python_env_platform_packages"] + v["python_env_packages"]
@@ -129,11 +139,18 @@ def python_env(v: dict, _all: dict) -> list[str]:
     if v["python_env_lock_file"] and not os.path.isfile(v["python_env_lock_file"]):
         problems.append(f"python_env_lock_file={v['python_env_lock_file']}: no such file on the controller"
                         " (a machine's lock is kept in locks/<machine>.requirements.lock)")
+    elif v["python_env_lock_file"]:
+        problems += lock_file_problems(v["python_env_lock_file"])
     if v["python_env_sync"] and not v["python_env_lock_file"]:
         problems.append("python_env_sync=true needs python_env_lock_file: the lock says what to keep, everything else is removed")
     if v["python_env_lock_copy_dir"] and not os.path.isabs(v["python_env_lock_copy_dir"]):
         problems.append(f"python_env_lock_copy_dir={v['python_env_lock_copy_dir']} must be an absolute path on the"
                         " controller, or \"\" to keep no copy")
+    # The copy is <python_env_lock_copy_dir>/<host>.requirements.lock: the host's name becomes a file name.
+    host_problem = name_problem(everything.get("inventory_hostname"), "the inventory host name")
+    if v["python_env_lock_copy_dir"] and host_problem:
+        problems.append(f"{host_problem} (python_env_lock_copy_dir keeps a copy of its lock under that name;"
+                        " or set python_env_lock_copy_dir: \"\")")
     return problems
 
 
@@ -226,7 +243,8 @@ class ActionModule(ActionBase):
                 defaults.update(self._role_file(role, "defaults/main.yml", trusted_as_template=True) or {})
         # The play's values win over the roles' defaults, as when the role runs.
         templar = self._templar.copy_with_new_env(available_variables=combine_vars(defaults, task_vars or {}))
-        everything = {}
+        # The host's inventory name: python_env makes a file name of it.
+        everything = {"inventory_hostname": (task_vars or {}).get("inventory_hostname")}
         problems = [f"{name} is no longer read: set {RETIRED[name]} instead (it is the one setting for every role)"
                     for name in sorted(RETIRED) if name in (task_vars or {})]
         for role in roles:

@@ -18,6 +18,11 @@ description:
     to open a shell there instead.
   - Checks that a certificate names the dev user and reports how long it stays valid.
   - The file is rewritten only when its text or its mode differ.
+  - "Names from the inventory (host names, C(ansible_host), the Fly app, the inventory file's name, the dev user)
+    become the file's name and its words only through one check (plugins/module_utils/devbox_names.py):
+    1-128 letters, digits, '.', '_', '-' or ':', no '..'. Any other name fails the task, naming it with its
+    control characters escaped, before anything is written; it is never rewritten. A line holding a control
+    character (a newline in a path or an option) fails the same way."
 extends_documentation_fragment:
   - devbox.machine.common
 options:
@@ -119,9 +124,9 @@ def main() -> None:
     directory, entries = module.params["directory"], module.params["hosts"]
     try:
         text, names, notes = render(entries)
+        name = file_name(entries)
     except SshConfigError as error:
         module.fail_json(msg=str(error))
-    name = file_name(entries)
     path = os.path.join(directory, name)
     changed = True if module.check_mode else write(directory, name, text)
     include = f"Include {os.path.join(directory, 'devbox_*.conf')}"
