@@ -4,11 +4,6 @@
 ARG BASE_IMAGE=ubuntu:22.04
 FROM ${BASE_IMAGE}
 
-# Name of the non-root user; fly.toml passes it ([build.args] NONROOT_USER). The boot step
-# looks for the account record on the volume at /home/<NONROOT_USER>.
-ARG NONROOT_USER=pythonuser
-ENV DEVBOX_HOME=/home/${NONROOT_USER}
-
 # No acl and no sudo: Ansible logs in as root and the modules drop to the dev user themselves.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -16,10 +11,19 @@ RUN apt-get update \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
 
+# Name of the non-root user, no default: every build passes it (fly.toml's [build.args], `make up`
+# and `make image` from the facts' dev_user_name). DEVBOX_HOME is where the boot step looks for the
+# account record on the volume; `docker run --env DEVBOX_HOME=<home>` (make up) overrides this fallback.
+# After the packages: another user rebuilds only what follows.
+ARG NONROOT_USER
+ENV DEVBOX_HOME=/home/${NONROOT_USER}
+
+RUN test -n "${NONROOT_USER}" || { echo "build with --build-arg NONROOT_USER=<dev_user_name>" >&2; exit 1; }
+
 # Root runs these at boot: root-owned, not writable by anyone else, outside the volume.
 COPY boot/devbox_boot.py /usr/local/sbin/devbox-boot
 # Its libraries keep the collection's layout, so it imports them by the collection's name as all the code does.
-COPY plugins/module_utils/devbox_account.py plugins/module_utils/devbox_address.py plugins/module_utils/devbox_idle.py \
+COPY plugins/module_utils/devbox_records.py plugins/module_utils/devbox_address.py plugins/module_utils/devbox_idle.py \
      plugins/module_utils/devbox_launcher.py plugins/module_utils/devbox_run_as.py plugins/module_utils/devbox_service.py \
      /usr/local/lib/devbox/ansible_collections/devbox/machine/plugins/module_utils/
 RUN chmod 0755 /usr/local/sbin/devbox-boot \

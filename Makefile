@@ -11,8 +11,10 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: venv up check down destroy test lint unit molecule engine browser image bench clean status ssh-config
 
-# Variables for the playbook, as YAML/JSON: make up VARS='{"python_env_packages": ["numpy"]}'
-# (make hands VARS to tools/local_machine.py in the environment, quotes intact).
+# Variables for the playbook, as YAML/JSON, a mapping: make up VARS='{"python_env_packages": ["numpy"]}'
+# (make hands VARS to tools/local_machine.py in the environment, quotes intact; it checks them and
+# passes them on as JSON). The user, the home and the services' ports they name are what make up
+# mounts and publishes.
 up: $(BIN)/.installed engine
 	$(BIN)/python tools/local_machine.py up
 
@@ -53,8 +55,10 @@ engine: $(BIN)/.installed
 browser: $(BIN)/.installed
 	$(BIN)/python tools/ensure_browser.py
 
+# The test image, built as `make up` builds its own (the dev user of the facts as NONROOT_USER; kept
+# when its inputs did not change).
 image: engine
-	base=$$($(BIN)/python tools/base_image.py) && $(DOCKER) build -q --build-arg BASE_IMAGE=$$base -t devbox:test .
+	DEVBOX_IMAGE=$(or $(DEVBOX_TEST_IMAGE),devbox:test) VARS= $(BIN)/python tools/local_machine.py image
 
 lint: $(BIN)/.installed
 	$(BIN)/yamllint --strict .

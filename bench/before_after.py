@@ -27,7 +27,7 @@ from figures import Bench  # noqa: E402
 from machines import BENCH, CONNECTIONS, ROOT, BenchError, say  # noqa: E402
 from report import at_rtt, machine_description, profile_lines, spread  # noqa: E402
 from run import measure_then_clean_up, write_report  # noqa: E402
-from devbox_testkit import docker_output  # noqa: E402
+from docker_machines import docker_output  # noqa: E402
 
 OUTPUT = os.path.join(BENCH, "results", "before-after.md")
 

@@ -16,11 +16,12 @@ import time
 
 import yaml
 
-from machines import BENCH, CONNECTIONS, HOME, ROOT, VENV, BenchError, DockerConnection, Machine, say
+from machines import (BENCH, CONNECTIONS, HOME, JUPYTER_PORT, ROOT, USER, VENV, BenchError, DockerConnection, Machine,
+                      say)
 from report import (COLD_TARGET, Row, add_row, at_rtt, compare_row, first_up_rows, image_row, multi_row, noop_row,
                     up_row, warm_row)
 # machines put tools/ on the path.
-from devbox_testkit import USER, base_image, build_devbox_image, build_image, docker, docker_output, free_port
+from docker_machines import base_image, build_devbox_image, build_image, docker, docker_output, free_port
 from docker_host import CA_IN_CONTAINER, host_ca_bundle
 
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
@@ -127,8 +128,8 @@ class Bench:
         template.update(next(iter(group["hosts"].values())) or {})
         hosts = {}
         for machine in machines:
-            hostvars = dict(template, jupyter_ip=machine.name, jupyter_lab_spec=self.args.package_set,
-                            devbox_browser_url=f"http://127.0.0.1:{machine.host_port()}")
+            hostvars = dict(template, devbox_private_ip=machine.name, jupyter_lab_spec=self.args.package_set,
+                            devbox_address_here="127.0.0.1", devbox_ports_here={JUPYTER_PORT: machine.host_port()})
             hostvars.update(connection.hostvars(machine))
             if self.ca_bundle:
                 hostvars["python_env_ca_bundle"] = CA_IN_CONTAINER
@@ -205,7 +206,7 @@ class Bench:
         say(f"building {self.images['seed']} on {self.base_image}")
         build_image(self.images["seed"], os.path.join(BENCH, "seed"), BASE_IMAGE=self.base_image, NONROOT_USER=USER)
         say(f"building {self.images['ours']} on {self.base_image}")
-        build_devbox_image(self.images["ours"], self.tree, self.base_image)
+        build_devbox_image(self.images["ours"], USER, self.tree, self.base_image)
         self.connection.prepare(self.tree)
 
     def figure_image(self) -> Row:
@@ -357,7 +358,7 @@ class Bench:
                  sum(self.make("venv", venv, env, venv_made=False)[0].values())}
         say("first-up: ours' image without the layer cache")
         started = time.monotonic()
-        build_devbox_image(image, self.tree, self.base_image, no_cache=True)
+        build_devbox_image(image, USER, self.tree, self.base_image, no_cache=True)
         steps[f"image: docker build --no-cache on the kept base `{self.base_image}`"] = time.monotonic() - started
         say("first-up: `make up` on a new volume")
         up_steps, _ = self.make("up", venv, env)

@@ -1,6 +1,6 @@
 """The bench's machines and how ansible-playbook reaches them.
 
-A Machine is a local machine (tools/devbox_testkit.py) of one side, the seed's or ours, with
+A Machine is a local machine (tools/docker_machines.py) of one side, the seed's or ours, with
 Jupyter published on a free port of 127.0.0.1. A connection (--connection) says how the
 playbook runs reach ours: `docker exec`, or OpenSSH to an sshd added on top of ours'
 image, through bench/latency_relay.py when a round trip is set.
@@ -23,16 +23,14 @@ import urllib.request
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-sys.path.insert(0, os.path.join(ROOT, "playbooks", "collections"))
-from devbox_testkit import (LocalMachine, build_image, docker,  # noqa: E402
-                            docker_output, ssh_banner, wait_until)
+from docker_machines import (LocalMachine, build_image, docker, docker_output, local_facts,  # noqa: E402
+                             ssh_banner, wait_until)
 from docker_host import CA_IN_CONTAINER, DOCKER  # noqa: E402
-from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine  # noqa: E402
 
-# The machine's facts as the roles' defaults say (one home for each).
-FACTS = machine()
+# The machine measured is the local machine of the defaults: its facts, read once.
+FACTS = local_facts()
 USER, HOME = FACTS["user"], FACTS["home"]
-VENV = f"{HOME}/{FACTS['venv_dir']}"
+VENV = os.path.join(HOME, FACTS["venv_dir"])
 JUPYTER_PORT = next(service["port"] for service in FACTS["services"] if service["name"] == "jupyter")
 SSH_READY_TIMEOUT_S = 60
 ANSWER_TIMEOUT_S = 300

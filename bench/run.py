@@ -59,7 +59,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from figures import FIGURES, OPT_IN_FIGURES, Bench  # noqa: E402
 from machines import BENCH, CONNECTIONS, ROOT, BenchError, say  # noqa: E402
 from report import machine_description, render  # noqa: E402
-from devbox_testkit import docker_output  # noqa: E402
+from docker_machines import docker_output  # noqa: E402
 
 FULL_OUTPUT = os.path.join(BENCH, "results", "latest.md")
 PARTIAL_OUTPUT = os.path.join(BENCH, "results", "partial.md.tmp")

@@ -22,8 +22,8 @@ import threading
 import time
 
 sys.path.insert(0, "/usr/local/lib/devbox")
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (  # noqa: E402
-    AccountError, ensure_account, ensure_home, load_record)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (  # noqa: E402
+    LIBRARY_DIR, RECORD_DIR, AccountError, ensure_account, ensure_home, load_record)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (  # noqa: E402
     IdleClock, jupyter_activity, load_minutes, user_sessions)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as  # noqa: E402
@@ -31,7 +31,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_service impo
     JUPYTER, load_all, probe, service_pids)
 
 # The one launcher, kept on the volume by the devbox_services module as root's own file; run as the user.
-LAUNCHER = ".devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py"
+LAUNCHER = f"{RECORD_DIR}/{LIBRARY_DIR}/devbox_launcher.py"
 
 # How often PID 1 looks whether the machine is in use (tests shorten it).
 IDLE_POLL_S = float(os.environ.get("DEVBOX_IDLE_POLL_S", "60"))

@@ -13,7 +13,7 @@ import threading
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOUBLE_DIR = os.path.join(ROOT, "tests", "fly_double")
 DOUBLE = os.path.join(DOUBLE_DIR, "fly")
-PROXY_HELPER = os.path.join(ROOT, "plugins", "fly_proxy_command.py")
+PROXY_HELPER = os.path.join(ROOT, "plugins", "plugin_utils", "fly_proxy_command.py")
 ORG = "test-org"
 
 

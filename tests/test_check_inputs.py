@@ -12,11 +12,6 @@ from test_jupyter_settings import run_ansible
 ALL_ROLES = ["dev_user", "gpu", "swap", "python_env", "jupyter", "tensorboard", "services", "idle_stop"]
 
 
-def known_bug(reason):
-    """A wanted behaviour the input check does not have yet (reported to the lead); strict, so the fix shows."""
-    return pytest.mark.xfail(strict=True, reason=f"bug in plugins/action/devbox_check_inputs.py: {reason}")
-
-
 STREAMLIT = {"name": "streamlit", "port": 8501, "packages": ["streamlit"],
              "command": ["streamlit", "hello", "--server.port", "{port}", "--server.address", "{ip}"]}
 
@@ -45,8 +40,7 @@ def test_the_defaults_pass(tmp_path):
 @pytest.mark.parametrize("variables, expected", [
     ({"dev_user_name": "Bad Name"}, 'dev_user_name="Bad Name" must be 1-32 characters'),
     ({"dev_user_gid": 0}, "dev_user_gid=0 must be 1-60000"),
-    pytest.param({"dev_user_uid": "abc"}, "dev_user: argument 'dev_user_uid' is of type str", marks=known_bug(
-        'the services rule runs although dev_user\'s types failed: facts() calls int(\'abc\') and the task fails with "Task failed: invalid literal for int() with base 10: \'abc\'" instead of the problem')),
+    ({"dev_user_uid": "abc"}, "dev_user: argument 'dev_user_uid' is of type str"),
     ({"dev_user_home": "/etc/alice"}, 'dev_user_home="/etc/alice" must be an absolute path'),
     ({"gpu_required": "maybe"}, 'gpu_required="maybe" is not one of: auto, true, false'),
     ({"swap_min_mb": -5}, "swap_min_mb=-5 must be 0 or more"),
@@ -57,14 +51,10 @@ def test_the_defaults_pass(tmp_path):
     ({"python_env_requirements_file": "no/such/file.txt"}, "no/such/file.txt: no such file on the controller"),
     ({"python_env_sync": True}, "python_env_sync=true needs python_env_lock_file"),
     ({"python_env_lock_copy_dir": "locks"}, "python_env_lock_copy_dir=locks must be an absolute path"),
-    pytest.param({"jupyter_ip": "0.0.0.0"}, "jupyter_ip=0.0.0.0 must be a loopback or private address", marks=known_bug(
-        "reported twice: the services rule adds 'service jupyter: ip=0.0.0.0 ...'")),
-    pytest.param({"jupyter_ip": "8.8.8.8"}, "jupyter_ip=8.8.8.8 must be", marks=known_bug(
-        "reported twice: the services rule adds 'service jupyter: ip=8.8.8.8 ...'")),
-    pytest.param({"jupyter_port": 80}, "jupyter_port=80 must be a number from 1024 to 65535", marks=known_bug(
-        "reported twice: the services rule adds \"devbox_services entry 'jupyter': port=80\"")),
-    pytest.param({"jupyter_lab_spec": "jupyterlab>>"}, 'jupyter_lab_spec="jupyterlab>>" must be a requirement specifier', marks=known_bug(
-        'reported twice: the services rule adds \'service jupyter: packages: "jupyterlab>>" ...\'')),
+    ({"jupyter_ip": "0.0.0.0"}, "jupyter_ip=0.0.0.0 must be a loopback or private address"),
+    ({"jupyter_ip": "8.8.8.8"}, "jupyter_ip=8.8.8.8 must be"),
+    ({"jupyter_port": 80}, "jupyter_port=80 must be a number from 1024 to 65535"),
+    ({"jupyter_lab_spec": "jupyterlab>>"}, 'jupyter_lab_spec="jupyterlab>>" must be a requirement specifier'),
     ({"jupyter_server_settings": {"ServerApp": {"disable_check_xsrf": True}}}, "disable_check_xsrf=True would open"),
     ({"tensorboard_ip": "::"}, "tensorboard_ip=:: must be"),
     ({"tensorboard_enabled": True, "tensorboard_port": 8888},
@@ -85,8 +75,6 @@ def test_a_bad_value_is_named_with_the_fix(tmp_path, variables, expected):
     assert not passed and len(problems) == 1 and expected in problems[0], output[-2000:]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: jupyter_port=80 is reported twice, the second time by the services rule "
-                                       "as \"devbox_services entry 'jupyter'\"")
 def test_every_problem_is_reported_at_once(tmp_path):
     passed, problems, _ = check(tmp_path, {"dev_user_gid": 0, "swap_min_mb": -1, "jupyter_port": 80, "idle_stop_minutes": -1})
     assert not passed
@@ -125,3 +113,48 @@ def test_a_user_service_passes_and_a_disabled_one_may_share_a_port(tmp_path):
 def test_an_unknown_role_is_refused(tmp_path):
     passed, problems, _ = check(tmp_path, {}, roles=["jupyter", "nginx"])
     assert not passed and "roles must be a list of dev_user, gpu" in problems[0]
+
+
+@pytest.mark.parametrize("url", ["ftp://sometoken:@mirror/simple", "ftp://sometoken@mirror/simple"])
+def test_a_token_only_index_url_is_never_shown(tmp_path, url):
+    passed, problems, output = check(tmp_path, {"python_env_index_url": url})
+    assert not passed and "ftp://********" in problems[0]
+    assert "sometoken" not in output
+
+
+def test_a_lock_line_with_control_characters_is_refused_on_the_controller(tmp_path):
+    lock = tmp_path / "shared.lock"
+    lock.write_text("six==1.16.0\nevil @ https://sometoken@evil.example/evil.tar.gz#\x1b[2K\x1b[1A\n")
+    passed, problems, output = check(tmp_path, {"python_env_lock_file": str(lock)})
+    assert not passed and len(problems) == 1, output[-2000:]
+    assert f"python_env_lock_file={lock} line 2: " in problems[0] and "control character" in problems[0]
+    assert "\\\\x1b[2K\\\\x1b[1A" in output and "\x1b" not in output, "the line is shown escaped"
+    assert "sometoken" not in output
+
+
+# Issue 24, finding 6: the lock copy is <python_env_lock_copy_dir>/<host>.requirements.lock.
+@pytest.mark.parametrize("host", ["../../outside/evil", "box\nHost *"])
+def test_a_hostile_host_name_is_refused_before_any_change(tmp_path, host):
+    play = tmp_path / "check.yml"
+    play.write_text(json.dumps([{"hosts": "all", "gather_facts": False,
+                                 "tasks": [{"devbox_check_inputs": {"roles": ["python_env"]}}]}]))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {host: {"ansible_connection": "local"}}}}))
+    run = run_ansible("ansible-playbook", "-i", str(inventory), str(play),
+                      "-e", json.dumps({"python_env_lock_copy_dir": str(tmp_path / "locks")}))
+    assert run.returncode != 0, run.stdout[-2000:]
+    assert f"the inventory host name {host!r} cannot become a file name" in " ".join(run.stdout.split()).replace(
+        "\\\\", "\\"), run.stdout[-2000:]
+
+
+def test_the_lock_copy_stays_in_its_folder(tmp_path):
+    """The action itself, given a host name with ../ (the input check skipped): refused, nothing created."""
+    locks, host = tmp_path / "deep" / "locks", "../../outside/evil"
+    play = tmp_path / "copy.yml"
+    play.write_text(json.dumps([{"hosts": "all", "gather_facts": False, "tasks": [{"devbox_lock_copy": {
+        "content": "six==1.16.0\n", "dir": str(locks), "host": "{{ inventory_hostname }}"}}]}]))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {host: {"ansible_connection": "local"}}}}))
+    run = run_ansible("ansible-playbook", "-i", str(inventory), str(play))
+    assert run.returncode != 0 and "cannot become a file name" in run.stdout, run.stdout[-2000:]
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "deep").exists()

@@ -3,9 +3,9 @@ repository, `ansible-galaxy collection install` of that artifact into an empty c
 (offline: it declares no dependencies), then a three-line playbook naming its roles by full name
 turns a fresh machine into one where Jupyter answers with its token.
 
-The playbook runs outside the repository, without its ansible.cfg (no library, module_utils,
-action or test plugin paths) and with only the temporary collections path, so every module,
-module_utils file, action and Jinja test the roles use must come from the installed artifact.
+The playbook runs outside the repository, without its ansible.cfg (no library or action plugin
+paths) and with only the temporary collections path, so every module, module_utils file and action
+the roles use must come from the installed artifact.
 """
 import glob
 import json
@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, free_port, fresh, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, free_port, fresh, tagged
 from docker_host import CA_IN_CONTAINER
 
 BIN = os.path.dirname(sys.executable)
@@ -63,9 +63,9 @@ def test_the_artifact_holds_the_roles_and_plugins_and_nothing_of_the_repository(
     root = os.path.join(installed, "ansible_collections", "devbox", "machine")
     files = json.load(open(os.path.join(root, "FILES.json")))["files"]
     names = {entry["name"] for entry in files if entry["name"] != "."}  # "." is the collection itself
-    assert {"roles/jupyter/tasks/main.yml", "plugins/modules/devbox_services.py",
-            "plugins/action/devbox_services.py", "plugins/plugin_utils/devbox_machine.py", "roles/services/tasks/main.yml", "plugins/action/devbox_lock_copy.py",
-            "plugins/test/devbox_requirement.py", "meta/runtime.yml"} <= names
+    assert {"roles/jupyter/tasks/main.yml", "plugins/modules/devbox_services.py", "plugins/action/devbox_services.py",
+            "plugins/plugin_utils/devbox_machine.py", "roles/services/tasks/main.yml", "plugins/action/devbox_lock_copy.py",
+            "plugins/module_utils/devbox_records.py", "plugins/plugin_utils/fly_proxy_command.py", "meta/runtime.yml"} <= names
     tops = {name.split("/")[0] for name in names}
     assert tops <= {"README.md", "CHANGELOG.md", "meta", "plugins", "roles"}, tops
 

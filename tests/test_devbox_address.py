@@ -1,10 +1,8 @@
-"""Where Jupyter may listen, the token's form, the home's place: the rules and their Jinja tests."""
+"""Where Jupyter may listen, the token's form, the home's place: the rules, on the machine and in the input check."""
 import pytest
 
-import devbox_address
-from devbox_home import is_home
-from devbox_jupyter_token import is_jupyter_token
-from devbox_listen_address import is_listen_address
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_address
+from ansible_collections.devbox.machine.plugins.action.devbox_check_inputs import is_home, is_jupyter_token, is_listen_address
 
 WILDCARDS = ["", "0", "0x0", "00", "0.0.0.0", "::", "[::]", "::ffff:0.0.0.0", "0:0:0:0:0:0:0:0", "*", 0]
 NOT_OURS = ["8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8", "224.0.0.1", "255.255.255.255", "ff02::1",

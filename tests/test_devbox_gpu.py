@@ -1,6 +1,6 @@
 import pytest
 
-from devbox_gpu import device_groups_needed, parse_cuda_version, parse_query
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import device_groups_needed, parse_cuda_version, parse_query
 
 # As printed by `nvidia-smi --query-gpu=index,name,memory.total,driver_version,uuid --format=csv,noheader,nounits`
 QUERY_OUTPUT = """0, NVIDIA A100-SXM4-80GB, 81920, 550.54.15, GPU-5b7d5e2a-1c3f-4d1e-9a2b-1234567890ab

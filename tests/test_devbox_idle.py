@@ -1,7 +1,7 @@
 """Idle stop's judgement: what counts as use, and since when the machine is quiet."""
 import os
 
-from devbox_idle import IdleClock, in_use, timestamp, user_sessions
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import IdleClock, in_use, timestamp, user_sessions
 
 USER = 1000
 # pid: (parent, uid, name): PID 1, Jupyter (detached, child of PID 1) with a kernel and a

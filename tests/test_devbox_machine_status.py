@@ -1,17 +1,7 @@
 """What status reads and concludes: requested packages, the next run, swap, the volume."""
 import os
 
-import pytest
-
-try:
-    from devbox_machine_status import next_run, swap, unmet, volume
-    IMPORT_PROBLEM = None
-except ImportError as error:  # reported to the lead; strict, so the fix shows
-    next_run = swap = unmet = volume = None
-    IMPORT_PROBLEM = str(error)
-
-pytestmark = pytest.mark.xfail(IMPORT_PROBLEM is not None, strict=True,
-                               reason=f"bug: plugins/module_utils/devbox_machine_status.py does not import: {IMPORT_PROBLEM}")
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import next_run, swap, unmet, volume
 
 
 def test_unmet_names_absent_packages_and_pins_that_differ():
@@ -23,13 +13,12 @@ def test_unmet_names_absent_packages_and_pins_that_differ():
 def facts(**overrides):
     base = {"user_exists": True,
             "python_env": {"health": "ok", "reason": "", "missing": []},
-            "jupyter": {"installed": True, "healthy": True, "settings": {"ip": "devbox-local", "port": 8888}},
             "provisioned": {"record": {"commit": "abc1234", "time": "t", "tags": []}}}
     base.update(overrides)
     return base
 
 
-WANTED = {"user": "pythonuser", "jupyter_port": 8888, "jupyter_ip": "devbox-local", "commit": "abc1234"}
+WANTED = {"user": "alice", "commit": "abc1234"}
 
 
 def test_a_converged_machine_owes_nothing():
@@ -38,17 +27,13 @@ def test_a_converged_machine_owes_nothing():
 
 def test_next_run_lists_each_difference():
     changes = next_run(facts(python_env={"health": "broken", "reason": "Python 3.10 is gone", "missing": ["rich"]},
-                             jupyter={"installed": True, "healthy": False, "settings": {"ip": "127.0.0.1", "port": 9999}},
                              provisioned={"record": {"commit": "0ld0ld0"}}), WANTED)
     assert changes == ["rebuild the venv: Python 3.10 is gone", "install rich",
-                       "move Jupyter to port 8888 (now 9999)", "make Jupyter listen on devbox-local (now 127.0.0.1)",
-                       "start Jupyter", "apply this checkout (abc1234; the last run used 0ld0ld0)"]
+                       "apply this checkout (abc1234; the last run used 0ld0ld0)"]
 
 
-def test_an_auto_address_is_not_compared_and_a_missing_user_says_all():
-    assert next_run(facts(jupyter={"installed": True, "healthy": True, "settings": {"ip": "fly-local-6pn", "port": 8888}}),
-                    dict(WANTED, jupyter_ip="auto")) == []
-    assert next_run(facts(user_exists=False), WANTED) == ["create the user pythonuser and everything in the home"]
+def test_a_missing_user_says_all():
+    assert next_run(facts(user_exists=False), WANTED) == ["create the user alice and everything in the home"]
 
 
 def test_swap_reads_meminfo(tmp_path):
@@ -68,11 +53,31 @@ def test_another_venv_dir_is_read_and_named_in_the_status_line(tmp_path):
     import subprocess
     import sys
 
-    from devbox_machine_status import python_env
-    from test_module_docs import ROOT, load
-    status = load(os.path.join(ROOT, "plugins", "modules", "devbox_status.py"))
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import python_env
+    from ansible_collections.devbox.machine.plugins.modules import devbox_status as status
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / ".venvs" / "main")], check=True)
     found = python_env(str(tmp_path), [], ".venvs/main")
     assert found["path"] == f"{tmp_path}/.venvs/main" and found["health"] != "absent"
     assert status.venv_line(found).startswith(f"Venv: {tmp_path}/.venvs/main, Python ")
     assert status.venv_line(python_env(str(tmp_path), [])) == f"Venv: {tmp_path}/project-venv does not exist"
+
+
+def test_services_lists_every_record_with_its_probe(tmp_path):
+    import socket
+
+    from devbox_machine_status import services
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import normalize, record, register
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        for name, listening in (("streamlit", port), ("app", 1024 if port != 1024 else 1025)):
+            entry = normalize({"name": name, "port": listening, "command": ["x"], "url_path": "/x"})
+            register(str(tmp_path), record(entry, str(tmp_path), "project-venv", "project"))
+        (tmp_path / ".devbox" / "service-broken.json").write_text("{}")
+        found = services(str(tmp_path), os.getuid())
+    assert found["services"] == [{"name": "app", "port": 1024 if port != 1024 else 1025, "url_path": "/x",
+                                  "healthy": False},
+                                 {"name": "streamlit", "port": port, "url_path": "/x", "healthy": True}]
+    assert len(found["problems"]) == 1 and "service-broken.json" in found["problems"][0]
+    assert services(str(tmp_path), None)["services"][1]["healthy"] is False, "no user: nothing of theirs listens"

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from devbox_provision_record import RecordError, load, record_path, save
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import RecordError, load, record_path, save
 
 RECORD = {"time": "2026-11-29T03:00:00+00:00", "commit": "5968c51-dirty", "tags": []}
 

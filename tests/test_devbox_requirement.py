@@ -1,7 +1,6 @@
 import pytest
 
-from devbox_requirement import TestModule as RequirementTests
-from devbox_requirement import is_requirement
+from ansible_collections.devbox.machine.plugins.action.devbox_check_inputs import is_requirement
 
 
 @pytest.mark.parametrize("spec", ["numpy", "torch==2.5.1", "jupyterlab>=4,<5", "requests[socks]", "pkg; python_version>'3.8'"])
@@ -12,7 +11,3 @@ def test_valid_specifiers(spec):
 @pytest.mark.parametrize("spec", ["", "  ", "numpy===", "torch=2.5", "-r requirements.txt", "not a package", 42, None])
 def test_invalid_specifiers(spec):
     assert not is_requirement(spec)
-
-
-def test_registered_as_jinja_test():
-    assert RequirementTests().tests()["devbox_requirement"] is is_requirement

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from devbox_run_as import RunAsError, run_as
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as
 
 USER = "devbox-runas-test"
 

@@ -5,7 +5,7 @@ import sys
 
 import yaml
 
-from devbox_shell_init import BEGIN_PREFIX as BEGIN, block, ensure_block, with_block
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import BEGIN_PREFIX as BEGIN, block, ensure_block, with_block
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The layout's defaults are python_env's own (the module takes them from the role); the block is built from them.

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from devbox_ssh_config import SshConfigError, alias, file_name, options_from_args, render, write
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_ssh_config import SshConfigError, alias, file_name, options_from_args, render, write
 
 ARGS = ("-o 'ProxyCommand=/usr/bin/python3 /p/fly_proxy_command.py --fly /bin/fly --app app --port %p %h' "
         "-o ControlMaster=auto -o ControlPersist=120s -o StrictHostKeyChecking=no -o 'CertificateFile={cert}'")
@@ -59,7 +59,9 @@ def test_a_docker_machine_gets_no_host_but_a_reason():
 
 def test_file_names_follow_the_app_or_the_inventory(certificate):
     assert file_name([fly_entry(certificate)]) == "devbox_fly-app.conf"
-    assert alias({"inventory_name": "gpu box", "fly_app": ""}) == "devbox-gpu-box"
+    assert alias({"inventory_name": "gpu-box", "fly_app": ""}) == "devbox-gpu-box"
+    with pytest.raises(SshConfigError, match="'gpu box' cannot become a file name"):  # refused, never rewritten
+        alias({"inventory_name": "gpu box", "fly_app": ""})
     assert file_name([{"inventory_file": "/x/inventory/ssh_hosts.yml"}]) == "devbox_ssh_hosts.conf"
 
 
@@ -79,3 +81,30 @@ def test_openssh_accepts_the_file(certificate, tmp_path):
     settings = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
     assert settings["hostname"] == "m1.vm.app.internal" and settings["user"] == "pythonuser"
     assert settings["proxycommand"].endswith("--port %p %h") and settings["certificatefile"] == certificate
+
+
+# Issue 24, finding 6: a host name with newlines would put `Host *` with a ProxyCommand into the file
+# Included at the top of the operator's ~/.ssh/config.
+EVIL_NAME = "box\nHost *\n    ProxyCommand touch /tmp/devbox-pwned"
+
+
+@pytest.mark.parametrize("field, value", [("inventory_name", EVIL_NAME), ("fly_app", EVIL_NAME),
+                                          ("address", EVIL_NAME), ("user", "pythonuser\nHost *"),
+                                          ("key_file", "/k\nHost *\n    ProxyCommand x")])
+def test_a_name_with_newlines_never_reaches_the_config(certificate, field, value):
+    with pytest.raises(SshConfigError) as refused:
+        render([fly_entry(certificate, **{field: value})])
+    assert "\\n" in str(refused.value) and "\n" not in str(refused.value), "the name is shown escaped"
+
+
+def test_the_playbook_refuses_a_hostile_inventory_name_and_writes_nothing(tmp_path):
+    from test_jupyter_settings import run_ansible
+    inventory = tmp_path / "hostile.yml"
+    inventory.write_text('all:\n  hosts:\n    "box\\nHost *\\n    ProxyCommand touch /tmp/devbox-pwned":\n'
+                         "      ansible_connection: ssh\n      ansible_host: 127.0.0.1\n")
+    result = run_ansible("ansible-playbook", "-i", str(inventory), "playbooks/ssh_config.yml",
+                         "-e", f"ssh_config_dir={tmp_path / 'ssh'}")
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "cannot become a file name or an ssh config word" in result.stdout
+    written = list((tmp_path / "ssh").glob("*")) if (tmp_path / "ssh").exists() else []
+    assert written == [], [path.read_text() for path in written]

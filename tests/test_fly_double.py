@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from devbox_testkit import wait_until
+from docker_machines import wait_until
 from fly_testkit import (DOUBLE, ORG, ca_path, echo_server, fingerprint, fly_env, load_source, make_state, process_gone,
                          signing_ca)
 

@@ -14,7 +14,6 @@ from ansible.errors import AnsibleParserError
 from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
-from ansible.template import Templar
 
 import devbox_boot
 from ansible_collections.devbox.machine.plugins.module_utils import devbox_launcher
@@ -188,7 +187,8 @@ def test_started_machines_become_hosts_with_their_vars_and_region_groups():
     assert host_vars["fly_mounts"][0]["path"] == "/home/pythonuser"
     assert (host_vars["dev_user_name"], host_vars["dev_user_home"], host_vars["swap_min_mb"]) == \
         ("pythonuser", "/home/pythonuser", 32768)
-    assert rendered(host_vars["devbox_open_hint"]) == "fly proxy 8888 -a myapp"
+    assert host_vars["dev_user_home_is_volume"] is True
+    assert host_vars["devbox_open_hint"] == "fly proxy 8888 -a myapp (jupyter)"
     assert host_vars["ansible_ssh_private_key_file"] == "/p/.fly/ssh/id_fly_myapp"
     args = host_vars["ansible_ssh_common_args"]
     assert "fly_proxy_command.py --fly /usr/local/bin/fly --app myapp --ready-timeout 50 --port %p %h'" in args
@@ -202,21 +202,38 @@ def test_with_several_machines_the_open_hint_names_each_machine():
     second = dict(MACHINES[0], id="148e21d4b2d389", name="bold-sea-7")
     settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml")) | {"app": "myapp"}
     plugin.add_hosts(settings, "fly", "/k", [MACHINES[0], second])
-    assert rendered(plugin.inventory.get_host("bold-sea-7").get_vars()["devbox_open_hint"]) == \
-        "fly proxy 8888 148e21d4b2d389.vm.myapp.internal -a myapp"
+    assert plugin.inventory.get_host("bold-sea-7").get_vars()["devbox_open_hint"] == \
+        "fly proxy 8888 148e21d4b2d389.vm.myapp.internal -a myapp (jupyter)"
 
 
-def rendered(template, **variables):
-    return Templar(loader=DataLoader(), variables=variables).template(template)
-
-
-def test_the_open_hint_follows_the_jupyter_port_in_use():
+def test_the_open_hint_names_every_services_port_from_the_facts():
     plugin = plugin_with({})
-    settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml")) | {"app": "myapp"}
+    given = {"jupyter_port": 9000, "tensorboard_enabled": True,
+             "devbox_services": [{"name": "streamlit", "port": 8501, "command": ["streamlit", "hello"]}]}
+    settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml"), given) | {"app": "myapp"}
     plugin.add_hosts(settings, "fly", "/k", MACHINES[:1])
-    hint = plugin.inventory.get_host("aged-wind-2649").get_vars()["devbox_open_hint"]
-    assert rendered(hint, jupyter_port=9000, jupyter_port_in_use=9001) == "fly proxy 9001 -a myapp"
-    assert rendered(hint, jupyter_port=9000) == "fly proxy 9000 -a myapp"
+    assert plugin.inventory.get_host("aged-wind-2649").get_vars()["devbox_open_hint"] == (
+        "fly proxy 9000 -a myapp (jupyter); fly proxy 6006 -a myapp (tensorboard); fly proxy 8501 -a myapp (streamlit)")
+
+
+def test_the_facts_must_agree_with_fly_toml_before_anything_is_created(tmp_path):
+    path = write(tmp_path, FLY_TOML)
+    with pytest.raises(fly.FlyInventoryError, match=r"dev_user_name is 'bob', but .* NONROOT_USER = 'alice': set "
+                                                    r'\[build.args\] NONROOT_USER = "bob"'):
+        fly.read_fly_toml(path, {"dev_user_name": "bob"})
+    with pytest.raises(fly.FlyInventoryError, match=r"the home is /data \(dev_user_name 'alice'\) and \[mounts\] has "
+                                                    r'/home/alice. Set \[mounts\] destination = "/data"'):
+        fly.read_fly_toml(path, {"dev_user_home": "/data"})
+    moved = write(tmp_path, FLY_TOML.replace('destination = "/home/alice"', 'destination = "/data"'), "moved.toml")
+    assert fly.read_fly_toml(moved, {"dev_user_home": "/data"})["home"] == "/data"
+    with pytest.raises(fly.FlyInventoryError, match="needs a port"):
+        fly.read_fly_toml(path, {"devbox_services": [{"name": "streamlit", "command": ["x"]}]})
+    assert fly.read_fly_toml(path)["facts"]["home_is_volume"] is True
+
+
+def test_a_fly_toml_without_nonroot_user_says_what_to_add(tmp_path):
+    with pytest.raises(fly.FlyInventoryError, match="no NONROOT_USER"):
+        fly.read_fly_toml(write(tmp_path, FLY_TOML.replace('NONROOT_USER = "alice"', "")))
 
 
 def test_only_the_apps_own_process_group_machines_are_hosts(monkeypatch):
@@ -457,8 +474,8 @@ def test_a_failed_issue_is_an_error_and_leaves_no_files(tmp_path, monkeypatch):
                                          ("-x", False), ("", False)])
 def test_one_login_name_rule_for_fly_toml_the_role_check_and_the_module(tmp_path, user, valid):
     """NONROOT_USER, dev_user_name's check on the controller and the account module agree."""
-    from devbox_account import AccountError, validate
-    from devbox_home import TestModule
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import AccountError, validate
+    from ansible_collections.devbox.machine.plugins.action.devbox_check_inputs import RULES
 
     path = write(tmp_path, FLY_TOML.replace('NONROOT_USER = "alice"', f'NONROOT_USER = "{user}"')
                  .replace('destination = "/home/alice"', f'destination = "/home/{user}"'))
@@ -473,4 +490,6 @@ def test_one_login_name_rule_for_fly_toml_the_role_check_and_the_module(tmp_path
         module_accepts = True
     except AccountError:
         module_accepts = False
-    assert (fly_accepts, TestModule().tests()["devbox_login_name"](user), module_accepts) == (valid, valid, valid)
+    check_accepts = not RULES["dev_user"]({"dev_user_name": user, "dev_user_uid": 1000, "dev_user_gid": 1000,
+                                           "dev_user_home": "/home/alice"}, {})
+    assert (fly_accepts, check_accepts, module_accepts) == (valid, valid, valid)

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from devbox_testkit import wait_until
+from docker_machines import wait_until
 from fly_testkit import DOUBLE, ORG, PROXY_HELPER, calls, echo_server, fly_env, load_source, make_state, process_gone
 
 helper = load_source("fly_proxy_command", PROXY_HELPER)

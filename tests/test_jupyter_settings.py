@@ -92,7 +92,44 @@ def test_the_role_refuses_them_on_the_controller_with_the_same_message(tmp_path)
     assert accepted.returncode == 0, accepted.stdout[-2000:]
 
 
-def test_the_filter_is_documented():
-    result = run_ansible("ansible-doc", "-t", "filter", "devbox.machine.devbox_jupyter_settings_problem")
-    assert result.returncode == 0 and "WARNING" not in result.stderr, result.stderr
-    assert "allow_origin_pat" in result.stdout
+# The attack of issue 24, finding 1: a public file as the cookie secret signs a login cookie without the
+# token; tornado_settings is merged over the server's own (cookie_secret, xsrf_cookies, ...).
+@pytest.mark.parametrize("settings, setting", [
+    ({"ServerApp": {"cookie_secret_file": "/etc/os-release"}}, "ServerApp.cookie_secret_file='/etc/os-release'"),
+    ({"ServerApp": {"cookie_secret": "known"}}, "ServerApp.cookie_secret='known'"),
+    ({"ServerApp": {"tornado_settings": {"cookie_secret": "known"}}}, "ServerApp.tornado_settings={'cookie_secret': 'known'}"),
+    ({"ServerApp": {"tornado_settings": {"xsrf_cookies": False}}}, "ServerApp.tornado_settings={'xsrf_cookies': False}"),
+    ({"ServerApp": {"tornado_settings": {"disable_check_xsrf": True}}}, "tornado_settings={'disable_check_xsrf': True} would open"),
+    ({"ServerApp": {"tornado_settings": {"headers": {"X-Frame-Options": "x"}}}}, "ServerApp.tornado_settings="),
+    ({"NotebookApp": {"webapp_settings": {"static_url_prefix": "/x"}}}, "NotebookApp.webapp_settings="),
+    ({"LabApp": {"deep": {"deeper": [{"cookie_secret_file": "/etc/os-release"}]}}},
+     "LabApp.deep.deeper[0].cookie_secret_file='/etc/os-release'"),
+    ({"ServerApp.tornado_settings": {"cookie_secret": "known"}}, "ServerApp.tornado_settings"),
+    ({"IdentityProvider": {"cookie_options": {"max_age_days": 3650}}}, "IdentityProvider.cookie_options="),
+    ({"IdentityProvider": {"get_secure_cookie_kwargs": {"min_version": 1}}}, "get_secure_cookie_kwargs="),
+    ({"ServerApp": {"logout_handler_class": "my.Handler"}}, "ServerApp.logout_handler_class='my.Handler'"),
+    ({"Session": {"key": b"".decode()}}, "Session.key=''"),
+    ({"Session": {"keyfile": "/etc/os-release"}}, "Session.keyfile='/etc/os-release'"),
+    ({"ServerApp": {"Cookie_Secret_File": "/etc/os-release"}}, "ServerApp.Cookie_Secret_File="),
+    ({"LabApp": {"extra": {"token": ""}}}, "LabApp.extra.token='' is set by the role: set jupyter_token"),
+    ({"MyApp": {"my_xsrf_switch": False}}, "MyApp.my_xsrf_switch=False would open Jupyter"),
+    ({"KernelManager": {"options": [{"ip": "0.0.0.0"}]}}, "KernelManager.options[0].ip='0.0.0.0' would open"),
+    ({"ServerApp": {"tornado_settings": {}}}, "merges it over its own settings"),
+])
+def test_settings_that_replace_the_login_are_refused_at_any_depth(settings, setting):
+    problem = settings_problem(settings)
+    assert problem and setting in problem, problem
+    assert any(fix in problem for fix in ("drop this setting", "set jupyter_token", "use a private address")), problem
+
+
+def test_the_cookie_secret_attack_is_refused_by_the_controllers_check_before_any_change(tmp_path):
+    play = tmp_path / "validate.yml"
+    play.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                    "    - ansible.builtin.include_role: {name: jupyter, tasks_from: validate}\n"
+                    "    - ansible.builtin.file: {path: " + str(tmp_path / "changed") + ", state: touch, mode: '0600'}\n")
+    refused = run_ansible("ansible-playbook", "-i", "localhost,", "-c", "local", str(play), "-e",
+                          json.dumps({"jupyter_server_settings": {"ServerApp": {"cookie_secret_file": "/etc/os-release"}}}))
+    assert refused.returncode != 0
+    assert "jupyter_server_settings.ServerApp.cookie_secret_file='/etc/os-release'" in refused.stdout
+    assert "drop this setting" in refused.stdout
+    assert not (tmp_path / "changed").exists()

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, tagged
+from docker_machines import TEST_IMAGE, LocalMachine, tagged
 from local_machine import engine_info, gpu_request
 
 

@@ -4,8 +4,11 @@ import shutil
 
 import pytest
 
-from devbox_testkit import ROOT, base_image, docker, docker_output, tagged
+from docker_machines import ROOT, base_image, docker, docker_output, local_facts, tagged
 from local_machine import INPUTS_LABEL, build_files, build_image, build_inputs, image_label
+
+# The image is built for the dev user of the facts (the build argument NONROOT_USER).
+USER = local_facts()["user"]
 
 
 @pytest.fixture
@@ -19,34 +22,38 @@ def tree(tmp_path):
 
 
 def test_the_digest_follows_the_build_inputs_only(tree):
-    first = build_inputs("sha256:base", str(tree))
-    assert build_inputs("sha256:base", str(tree)) == first
+    first = build_inputs("sha256:base", USER, str(tree))
+    assert build_inputs("sha256:base", USER, str(tree)) == first
     (tree / "README.md").write_text("changed, and still not in the context\n")
-    assert build_inputs("sha256:base", str(tree)) == first
-    assert build_inputs("sha256:another-base", str(tree)) != first
+    assert build_inputs("sha256:base", USER, str(tree)) == first
+    assert build_inputs("sha256:another-base", USER, str(tree)) != first
     with open(tree / "boot" / "devbox_boot.py", "a") as boot:
         boot.write("# changed\n")
-    changed = build_inputs("sha256:base", str(tree))
+    changed = build_inputs("sha256:base", USER, str(tree))
     assert changed != first
     (tree / "boot" / "devbox_boot.py").chmod(0o600)
-    assert build_inputs("sha256:base", str(tree)) != changed
+    assert build_inputs("sha256:base", USER, str(tree)) != changed
     (tree / "boot" / "devbox_boot.py").chmod(0o644)
     with open(tree / "Dockerfile", "a") as dockerfile:
         dockerfile.write("# changed\n")
-    assert build_inputs("sha256:base", str(tree)) not in (first, changed)
+    assert build_inputs("sha256:base", USER, str(tree)) not in (first, changed)
+
+
+def test_the_digest_follows_the_dev_user(tree):
+    assert build_inputs("sha256:base", "alice", str(tree)) != build_inputs("sha256:base", USER, str(tree))
 
 
 def test_an_unchanged_image_is_not_built_again(capsys):
     image = f"{tagged('devbox-skip')}:latest"
     try:
-        build_image(image)  # built (from the cache of the test image's layers), labelled
+        build_image(image, USER)  # built (from the cache of the test image's layers), labelled
         built = docker_output("image", "inspect", "--format", "{{.Id}}", image)
         assert image_label(image, INPUTS_LABEL) and "building" in capsys.readouterr().out
-        build_image(image)
+        build_image(image, USER)
         assert f"keeping {image}" in capsys.readouterr().out
         assert docker_output("image", "inspect", "--format", "{{.Id}}", image) == built
         docker("image", "tag", base_image(), image)  # an image without the label (an older make up's)
-        build_image(image)
+        build_image(image, USER)
         assert "building" in capsys.readouterr().out
     finally:
         docker("image", "rm", "-f", image, check=False)

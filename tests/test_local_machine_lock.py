@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, tagged
 from local_machine import machine_lock
 
 NAME, VOLUME = tagged("devbox-browser-lock"), tagged("devbox-browser-lock-home")
@@ -17,7 +17,7 @@ NAME, VOLUME = tagged("devbox-browser-lock"), tagged("devbox-browser-lock-home")
 CONTENDER = f"""
 import os, sys, time
 sys.path.insert(0, {os.path.join(ROOT, "tools")!r})
-from devbox_testkit import LocalMachine
+from docker_machines import LocalMachine
 from local_machine import machine_lock
 machine = LocalMachine(name={NAME!r}, volume={VOLUME!r}, image={TEST_IMAGE!r})
 with machine_lock(machine.name, lock_dir=sys.argv[1]):

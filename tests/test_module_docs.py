@@ -5,7 +5,6 @@ required, elements); EXAMPLES and RETURN exist; `ansible-doc` renders each plugi
 warning."""
 import glob
 import importlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,20 +19,9 @@ COMPARED = ("type", "default", "choices", "required", "elements")
 
 
 def load(path):
-    """The module file, with its `ansible.module_utils.devbox_*` imports served from plugins/module_utils (those
-    by the collection's name come through playbooks/collections, on the path from conftest.py). A library that
-    does not import is left out here: the module needing it fails on its own import, naming it."""
-    for util in glob.glob(os.path.join(ROOT, "plugins", "module_utils", "devbox_*.py")):
-        name = os.path.basename(util)[:-3]
-        if f"ansible.module_utils.{name}" not in sys.modules:
-            try:
-                sys.modules[f"ansible.module_utils.{name}"] = importlib.import_module(name)
-            except ImportError:
-                continue
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The plugin file (plugins/<kind>/<name>.py), imported by the collection's name as Ansible imports it."""
+    relative = os.path.relpath(path, ROOT)[:-len(".py")]
+    return importlib.import_module("ansible_collections.devbox.machine." + relative.replace(os.sep, "."))
 
 
 def documented(docs: dict, section: str) -> dict:
@@ -43,9 +31,7 @@ def documented(docs: dict, section: str) -> dict:
     for fragment in docs.get("extends_documentation_fragment", []):
         namespace, collection, name = fragment.split(".")
         assert (namespace, collection) == ("devbox", "machine"), fragment
-        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "plugins", "doc_fragments", f"{name}.py"))
-        source = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(source)
+        source = load(os.path.join(ROOT, "plugins", "doc_fragments", f"{name}.py"))
         merged.update(yaml.safe_load(source.ModuleDocFragment.DOCUMENTATION).get(section, {}))
     return dict(merged, **docs.get(section, {}))
 
@@ -58,21 +44,7 @@ def normalised(option: dict) -> dict:
     return clean
 
 
-# Bugs of the modules these tests found (reported to the lead): strict, so a fix shows as an unexpected pass.
-KNOWN_BUGS = {
-    ("options", "devbox_status.py"): "devbox_status imports VENV_DIR, which devbox_layout no longer has",
-    ("examples", "devbox_status.py"): "devbox_status imports VENV_DIR, which devbox_layout no longer has",
-    ("options", "devbox_user.py"): "DOCUMENTATION gives shell the default /bin/bash; ARGUMENT_SPEC makes it required",
-}
-
-
-def modules(test: str) -> list:
-    return [pytest.param(path, id=os.path.basename(path), marks=[pytest.mark.xfail(
-        strict=True, reason=f"bug: {KNOWN_BUGS[test, os.path.basename(path)]}")]
-        if (test, os.path.basename(path)) in KNOWN_BUGS else []) for path in MODULES]
-
-
-@pytest.mark.parametrize("path", modules("options"))
+@pytest.mark.parametrize("path", MODULES, ids=os.path.basename)
 def test_documented_options_equal_the_argument_spec(path):
     module = load(path)
     options = documented(yaml.safe_load(module.DOCUMENTATION), "options")
@@ -90,7 +62,7 @@ def test_documented_options_equal_the_argument_spec(path):
     assert all(option.get("description") for option in options.values())
 
 
-@pytest.mark.parametrize("path", modules("examples"))
+@pytest.mark.parametrize("path", MODULES, ids=os.path.basename)
 def test_examples_return_and_attributes(path):
     module = load(path)
     docs = yaml.safe_load(module.DOCUMENTATION)
@@ -102,9 +74,8 @@ def test_examples_return_and_attributes(path):
 
 
 @pytest.mark.parametrize("plugin", [("module", os.path.basename(path)[:-3]) for path in MODULES]
-                         + [("test", os.path.basename(path)[:-4]) for path in glob.glob(os.path.join(ROOT, "plugins", "test", "*.yml"))]
-                         + [("filter", "devbox.machine.devbox_jupyter_settings_problem"), ("inventory", "fly"),
-                            ("strategy", "mitogen_linear"), ("lookup", "devbox_machine")], ids=lambda plugin: plugin[1])
+                         + [("inventory", "fly"), ("strategy", "mitogen_linear"), ("lookup", "devbox_machine")],
+                         ids=lambda plugin: plugin[1])
 def test_ansible_doc_renders_without_a_warning(plugin):
     kind, name = plugin
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))

@@ -95,15 +95,7 @@ def mentions(value, literal) -> bool:
     return isinstance(value, str) and re.search(rf"(?<![\w-]){re.escape(str(literal))}(?![\w-])", value) is not None
 
 
-# Restated defaults this test found outside tests/ (reported to the lead); strict, so the fix shows.
-RESTATED = {("dev_user", "dev_user_name"): "plugins/inventory/fly.py, tools/devbox_testkit.py, Dockerfile",
-            ("jupyter", "jupyter_port"): "plugins/modules/devbox_status.py, plugins/inventory/fly.py, "
-                                         "tools/local_machine.py, tools/devbox_testkit.py"}
-
-
-@pytest.mark.parametrize("role,variable", [
-    pytest.param(*pair, marks=pytest.mark.xfail(strict=True, reason=f"bug: restated in {RESTATED[pair]}"))
-    if pair in RESTATED else pair for pair in map(tuple, CHECKED)])
+@pytest.mark.parametrize("role,variable", CHECKED)
 def test_a_default_is_spelled_only_in_its_role_defaults(role, variable):
     literal = default(role, variable)
     copies = [f"{os.path.relpath(path, ROOT)}:{line}: {value!r}"

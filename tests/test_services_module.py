@@ -67,8 +67,6 @@ def test_a_launcher_answer_with_a_field_of_the_wrong_type_is_an_error(tmp_path, 
     assert answer == {"error": f"the launcher's answer has fields of the wrong type: {stdout!r}"}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: devbox_services.launcher takes pid=false (False is an int and only "
-                                       "`is True` is refused)")
 def test_a_pid_of_false_is_of_the_wrong_type(tmp_path):
     answering(tmp_path, '{"action": "started", "pid": false}')
     assert "error" in services.launcher(str(tmp_path), "web", "start")

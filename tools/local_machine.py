@@ -5,9 +5,14 @@
   check    a dry run of playbooks/site.yml against the running container (--check --diff)
   down     stop and remove the container; the volume (venv, notebooks, token) stays
   destroy  remove the container and the volume
+  image    build the image (DEVBOX_IMAGE) unless its inputs are unchanged (`make image`)
 
 Like a Fly Machine, the container's root FS is thrown away by `down` and only the volume
-survives. Jupyter's port is published on 127.0.0.1 only. The tests drive the same class.
+survives. Every fact comes from the machine's facts (the roles' defaults, inventory/local.yml,
+VARS): the volume is mounted at the home they name, every service's port is published on
+127.0.0.1 only (DEVBOX_PORT moves Jupyter's to another port of this computer; the printed URL
+follows), the image is built for their user. A container that differs from them is replaced,
+the volume kept. The tests drive the same class (tools/docker_machines.py).
 
 Where the Docker engine has the NVIDIA runtime the container gets the GPUs (`--gpus all`;
 DEVBOX_GPUS=none turns that off, another value is passed to --gpus as it is). One action per
@@ -25,7 +30,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from devbox_testkit import ROOT, USER, LocalMachine, base_image, build_devbox_image, docker, docker_output
+from docker_machines import (OWN_PORTS, ROOT, LocalMachine, MachineError, base_image, build_devbox_image, docker,
+                             docker_output, parse_vars)
 
 LOCK_DIR = os.path.join(ROOT, ".cache")
 
@@ -45,9 +51,10 @@ def build_files(tree: str = ROOT) -> list[str]:
     return ["Dockerfile", ".dockerignore", *sorted(let_in)]
 
 
-def build_inputs(base: str, tree: str = ROOT) -> str:
-    """A digest of the build files (with their modes) and the base image: what `docker build` would read."""
-    digest = hashlib.sha256(f"{base}\n{USER}\n".encode())
+def build_inputs(base: str, user: str, tree: str = ROOT) -> str:
+    """A digest of the build files (with their modes), the base image and the dev user (the build argument
+    NONROOT_USER): what `docker build` would read."""
+    digest = hashlib.sha256(f"{base}\n{user}\n".encode())
     for relative in build_files(tree):
         with open(os.path.join(tree, relative), "rb") as source:
             mode = os.fstat(source.fileno()).st_mode & 0o7777
@@ -61,14 +68,16 @@ def image_label(image: str, label: str) -> str | None:
     return (json.loads(found.stdout) or {}).get(label) if found.returncode == 0 else None
 
 
-def build_image(image: str) -> None:
+def build_image(image: str, user: str) -> None:
+    """Build the image for the dev user `user` (the facts' "user") unless its label says it was built from the
+    same inputs."""
     base = base_image()
-    inputs = build_inputs(f"{base} {docker_output('image', 'inspect', '--format', '{{.Id}}', base)}")
+    inputs = build_inputs(f"{base} {docker_output('image', 'inspect', '--format', '{{.Id}}', base)}", user)
     if image_label(image, INPUTS_LABEL) == inputs:
-        say(f"keeping {image}: the Dockerfile, its files and {base} have not changed")
+        say(f"keeping {image}: the Dockerfile, its files, {base} and the user {user} have not changed")
         return
-    say(f"building {image} on {base}")
-    build_devbox_image(image, base=base, labels={INPUTS_LABEL: inputs})
+    say(f"building {image} on {base} for the user {user}")
+    build_devbox_image(image, user, base=base, labels={INPUTS_LABEL: inputs})
 
 
 def engine_info() -> dict:
@@ -118,23 +127,34 @@ def machine_lock(name: str, lock_dir: str = LOCK_DIR) -> Iterator[None]:
         yield
 
 
+def published_in_words(machine: LocalMachine) -> str:
+    ports = machine.wanted_ports()
+    return ", ".join(f"{name} on 127.0.0.1:{host or 'any free port'}" for _, (host, name) in sorted(ports.items())) \
+        or "no port published"
+
+
 def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
-    """One of up, check, down, destroy; the caller holds the machine's lock."""
-    extra = (["-e", os.environ["VARS"]] if os.environ.get("VARS") else []) + playbook_args
+    """One of up, check, down, destroy, image; the caller holds the machine's lock and has put the user's
+    variables in machine.given (they reach ansible-playbook as JSON)."""
     if action == "check":
         if machine.state() != "running":
             sys.exit(f"{machine.name} is not running: a dry run needs the machine up (`make up`)")
         say("dry run of playbooks/site.yml: nothing changes; `changed` marks what the next `make up` would change")
-        if machine.provision("--check", "--diff", *extra).returncode != 0:
+        if machine.provision("--check", "--diff", *playbook_args).returncode != 0:
             sys.exit("failed: the dry run did not finish; see the error above")
+    elif action == "image":
+        build_image(machine.image, machine.facts()["user"])
     elif action == "up":
-        build_image(machine.image)
+        facts = machine.facts()  # the variables are checked before anything is built or created
+        build_image(machine.image, facts["user"])
         machine.gpus, gpus_in_words = gpu_request(engine_info(), os.environ.get("DEVBOX_GPUS"))
-        say(f"starting {machine.name}: volume {machine.volume} at /home/{USER}, "
-            f"Jupyter on 127.0.0.1:{machine.port}, GPUs: {gpus_in_words}")
-        machine.start()
+        say(f"starting {machine.name}: volume {machine.volume} at {facts['home']}, "
+            f"{published_in_words(machine)}, GPUs: {gpus_in_words}")
+        replaced = machine.start()
+        if replaced:
+            say(f"replaced the container (the volume stays): {'; '.join(replaced)}")
         say("provisioning with playbooks/site.yml")
-        if machine.provision(*extra).returncode != 0:
+        if machine.provision(*playbook_args).returncode != 0:
             sys.exit("failed: ansible-playbook playbooks/site.yml did not finish; the volume is intact, "
                      "fix the error above and run `make up` again")
     else:
@@ -147,19 +167,43 @@ def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
             say(f"volume {machine.volume} kept: `make up` brings everything back")
 
 
+def jupyter_host_port(setting: str | None) -> int | str:
+    """Where Jupyter is published on this computer: DEVBOX_PORT when set, else its own port (every other
+    service is always on its own)."""
+    if not setting:
+        return OWN_PORTS
+    if not setting.isdigit() or not 0 < int(setting) < 65536:
+        raise MachineError(f"DEVBOX_PORT={setting!r} must be a port number (1-65535) of this computer")
+    return int(setting)
+
+
+def local_machine(environ=os.environ) -> LocalMachine:
+    """The local machine the environment names (DEVBOX_NAME, DEVBOX_VOLUME, DEVBOX_IMAGE, DEVBOX_PORT, VARS);
+    MachineError when VARS or DEVBOX_PORT cannot be used."""
+    return LocalMachine(name=environ.get("DEVBOX_NAME", "devbox-local"),
+                        volume=environ.get("DEVBOX_VOLUME", "devbox-home"),
+                        image=environ.get("DEVBOX_IMAGE", "devbox:latest"),
+                        port=jupyter_host_port(environ.get("DEVBOX_PORT")),
+                        given=parse_vars(environ.get("VARS")))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["up", "check", "down", "destroy"])
+    parser.add_argument("action", choices=["up", "check", "down", "destroy", "image"])
     parser.add_argument("playbook_args", nargs="*",
-                        help="extra arguments for ansible-playbook (after --); $VARS adds `-e $VARS`")
+                        help="extra arguments for ansible-playbook (after --); $VARS (YAML or JSON, a mapping) adds "
+                             "the playbook's variables")
     args = parser.parse_args()
-    machine = LocalMachine(name=os.environ.get("DEVBOX_NAME", "devbox-local"),
-                           volume=os.environ.get("DEVBOX_VOLUME", "devbox-home"),
-                           image=os.environ.get("DEVBOX_IMAGE", "devbox:latest"),
-                           port=int(os.environ.get("DEVBOX_PORT", "8888")))
     try:
-        with machine_lock(machine.name):
+        machine = local_machine()
+        machine.facts()  # VARS that do not make a machine stop here, before anything is created
+        if args.action == "image":  # no container involved: no lock
             act(machine, args.action, args.playbook_args)
+        else:
+            with machine_lock(machine.name):
+                act(machine, args.action, args.playbook_args)
+    except MachineError as error:
+        sys.exit(f"failed: {error}")
     except subprocess.CalledProcessError as error:
         sys.exit(f"failed: {' '.join(map(str, error.cmd))} exited with {error.returncode}: {error.stderr or ''}")
 

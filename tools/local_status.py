@@ -3,18 +3,23 @@
 
 A missing or stopped container is said plainly (with the command that brings it back); a
 running one gets playbooks/status.yml over the docker connection (one module run, nothing
-installed or restarted). The Jupyter URL carries its token only with --show-token
+installed or restarted), which lists every registered service, up or down, with its URL on this
+computer: http://127.0.0.1:<the port docker publishes it on><its path>, built on the controller
+from the port status checked. The Jupyter URL carries its token only with --show-token
 (`make status SHOW_TOKEN=1`): `make up` prints it once, but status output is the kind that
-gets pasted into chats and issues.
+gets pasted into chats and issues. VARS as for `make up`.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-from devbox_testkit import LocalMachine, docker
+from docker_machines import LocalMachine, MachineError, docker
+from local_machine import local_machine
+
+# docker_machines put playbooks/collections on the path: the same escaping as the report's own.
+from ansible_collections.devbox.machine.plugins.action.devbox_status_report import escaped  # noqa: E402
 
 
 def volume_exists(volume: str) -> bool:
@@ -23,15 +28,11 @@ def volume_exists(volume: str) -> bool:
 
 def playbook_blocks(machine: LocalMachine, show_token: bool) -> tuple[int, list[str]]:
     """Run status.yml with the JSON callback; (exit status, the lines to print)."""
+    published = {str(port): here for port, here in machine.published_ports().items()}  # what `make up` published
     extra = ["-e", json.dumps({"status_show_token": show_token,
-                               "status_token_hint": "`make status SHOW_TOKEN=1` prints the URL with it"})]
-    if os.environ.get("VARS"):  # the same variables as `make up VARS=...`: what would the next run change?
-        extra += ["-e", os.environ["VARS"]]
-    address = machine.published_address()  # what `make up` published
-    if address:
-        extra += ["-e", f"devbox_browser_url=http://{address}"]
-    else:
-        extra += ["-e", "devbox_open_hint=no port is published on this computer: `make up` publishes it"]
+                               "status_token_hint": "`make status SHOW_TOKEN=1` prints the URL with it",
+                               "devbox_address_here": "127.0.0.1", "devbox_ports_here": published,
+                               "status_unpublished_hint": "`make up` publishes every service's port"})]
     run = machine.provision(*extra, playbook="status.yml", capture=True,
                             env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
     try:
@@ -53,9 +54,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--show-token", action="store_true", help="print the Jupyter URL with its token")
     args = parser.parse_args()
-    machine = LocalMachine(name=os.environ.get("DEVBOX_NAME", "devbox-local"),
-                           volume=os.environ.get("DEVBOX_VOLUME", "devbox-home"),
-                           image=os.environ.get("DEVBOX_IMAGE", "devbox:latest"))
+    try:
+        machine = local_machine()  # VARS as for `make up`: what would the next run change?
+        machine.facts()
+    except MachineError as error:
+        print(f"failed: {error}", file=sys.stderr)
+        return 2
     if docker("info", check=False).returncode != 0:
         print(f"{machine.name}: unknown: the Docker engine does not answer (`make engine` starts it)")
         return 1
@@ -71,7 +75,7 @@ def main() -> int:
         return 0
     status, lines = playbook_blocks(machine, args.show_token)
     for line in lines:
-        print(f"  {line}")
+        print(f"  {escaped(line)}")
     return status
 
 

@@ -5,15 +5,14 @@ defaults/main.yml, templated) are validated against the role's `main` entry poin
 meta/argument_specs.yml, as Ansible does when the role starts, and then against the rules a
 type cannot say (addresses, ranges, requirement specifiers, files on the controller). Every
 problem of every role is reported at once, each naming the variable, its value and the fix;
-a secret's value is never shown. The rules are the Jinja tests' (plugins/test/) and
-module_utils' own, which the modules apply again on the machine.
+a secret's value is never shown. The rules are module_utils' own, which the modules apply
+again on the machine, and the few that only the controller needs (below).
 
     - devbox_check_inputs:
         roles: [dev_user, jupyter]
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,31 +20,56 @@ import re
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars
+from packaging.requirements import InvalidRequirement, Requirement
 
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import spelling_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import settings_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import dir_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    AccountError, checked_home, is_login_name)
+
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import name_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
-from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import facts, role_defaults, templated_value
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import control_problem, mask_credentials
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
+    BUILT_IN, facts, role_defaults, templated_value)
 
 # plugins/action/ -> the top of the repository or of the installed collection, where roles/ is.
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Jupyter strips what is not URL-safe, and the token travels in the URL; long enough not to be guessed.
+# The launcher (plugins/module_utils/devbox_launcher.py) applies the same rule to the token file.
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{32,}")
 
 
-def _plugin(relative: str):
-    """A plugin file of this tree, loaded by its path: the same file in the repository and the collection."""
-    spec = importlib.util.spec_from_file_location(os.path.basename(relative)[:-3], os.path.join(TOP, relative))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def is_home(value) -> bool:
+    """A path root may hand to the user as a home (checked_home, as the devbox_user module and the boot step)."""
+    try:
+        checked_home(value)
+    except AccountError:
+        return False
+    return True
 
 
-_home = _plugin("plugins/test/devbox_home.py")
-_address = _plugin("plugins/test/devbox_listen_address.py")
-_token = _plugin("plugins/test/devbox_jupyter_token.py")
-_requirement = _plugin("plugins/test/devbox_requirement.py")
-_settings = _plugin("plugins/module_utils/devbox_jupyter_settings.py")
-_layout = _plugin("plugins/module_utils/devbox_layout.py")
+def is_listen_address(value) -> bool:
+    """What the text of a listening address tells; names resolve on the machine, where the module judges them."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # jupyter_ip: 0 in YAML is the number, and still a wildcard
+    return spelling_problem(value) is None
 
-# An index URL may carry a password: only this masked form is ever shown.
-PASSWORD_IN_URL = re.compile(r"(://[^/:@]+:)[^/@]+@")
+
+def is_jupyter_token(value) -> bool:
+    return isinstance(value, str) and TOKEN_PATTERN.fullmatch(value) is not None
+
+
+def is_requirement(value) -> bool:
+    """A requirement specifier pip can parse (packaging: pip's parser, and a dependency of ansible-core)."""
+    if not isinstance(value, str) or not value.strip():
+        return False
+    try:
+        Requirement(value)
+    except InvalidRequirement:
+        return False
+    return True
 
 
 def shown(value) -> str:
@@ -53,18 +77,18 @@ def shown(value) -> str:
 
 
 def masked(url: str) -> str:
-    return PASSWORD_IN_URL.sub(r"\1********@", url)
+    return mask_credentials(url)
 
 
 def dev_user(v: dict, _all: dict) -> list[str]:
     problems = []
-    if (not _home.devbox_account.is_login_name(v["dev_user_name"])
+    if (not is_login_name(v["dev_user_name"])
             or not 1 <= v["dev_user_uid"] <= 60000 or not 1 <= v["dev_user_gid"] <= 60000):
         problems.append(
             f"dev_user_name={shown(v['dev_user_name'])} must be 1-32 characters of lower-case letters, digits, '_'"
             f" or '-', starting with a letter or '_'; dev_user_uid={v['dev_user_uid']} and"
             f" dev_user_gid={v['dev_user_gid']} must be 1-60000.")
-    if not _home.is_home(v["dev_user_home"]):
+    if not is_home(v["dev_user_home"]):
         problems.append(
             f"dev_user_home={shown(v['dev_user_home'])} must be an absolute path without '..' that is a directory"
             " of its own, such as /home/<user>: root hands its top to the user, so /, /home and the system trees"
@@ -83,18 +107,28 @@ def swap(v: dict, _all: dict) -> list[str]:
     return [f"swap_min_mb={v['swap_min_mb']} must be 0 or more"] if v["swap_min_mb"] < 0 else []
 
 
-def python_env(v: dict, _all: dict) -> list[str]:
+def lock_file_problems(path: str) -> list[str]:
+    """A lock line with a control character is refused here too, shown escaped (devbox_venv's rule)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as lock:
+            problem = control_problem(lock.read(), f"python_env_lock_file={path}")
+    except (OSError, UnicodeDecodeError) as error:
+        problem = f"python_env_lock_file={path}: cannot be read as UTF-8 text ({error})"
+    return [mask_credentials(problem)] if problem else []
+
+
+def python_env(v: dict, everything: dict) -> list[str]:
     problems = [
         f"python_env_packages: {shown(spec)} is not a requirement specifier pip can parse (e.g. 'numpy', 'torch==2.5.1')"
         for spec in v["python_env_platform_packages"] + v["python_env_packages"]
-        if not _requirement.is_requirement(spec)]
+        if not is_requirement(spec)]
     urls = ([v["python_env_index_url"]] if v["python_env_index_url"] else []) + v["python_env_extra_index_urls"]
     problems += [
         f"python_env_index_url / python_env_extra_index_urls: {shown(masked(url))}"
         " is not an http(s):// or file:// URL"
         for url in urls if not re.match(r"^(https?|file)://", url)]
     for name in ("python_env_venv_dir", "python_env_project_dir"):
-        if _layout.dir_problem(v[name]):
+        if dir_problem(v[name]):
             problems.append(
                 f"{name}={shown(v[name])} must be a plain path relative to the home, such as 'venv' or"
                 " 'work/venv' (letters, digits, '.', '_', '-'; no '..', no leading '/')")
@@ -106,16 +140,23 @@ def python_env(v: dict, _all: dict) -> list[str]:
     if v["python_env_lock_file"] and not os.path.isfile(v["python_env_lock_file"]):
         problems.append(f"python_env_lock_file={v['python_env_lock_file']}: no such file on the controller"
                         " (a machine's lock is kept in locks/<machine>.requirements.lock)")
+    elif v["python_env_lock_file"]:
+        problems += lock_file_problems(v["python_env_lock_file"])
     if v["python_env_sync"] and not v["python_env_lock_file"]:
         problems.append("python_env_sync=true needs python_env_lock_file: the lock says what to keep, everything else is removed")
     if v["python_env_lock_copy_dir"] and not os.path.isabs(v["python_env_lock_copy_dir"]):
         problems.append(f"python_env_lock_copy_dir={v['python_env_lock_copy_dir']} must be an absolute path on the"
                         " controller, or \"\" to keep no copy")
+    # The copy is <python_env_lock_copy_dir>/<host>.requirements.lock: the host's name becomes a file name.
+    host_problem = name_problem(everything.get("inventory_hostname"), "the inventory host name")
+    if v["python_env_lock_copy_dir"] and host_problem:
+        problems.append(f"{host_problem} (python_env_lock_copy_dir keeps a copy of its lock under that name;"
+                        " or set python_env_lock_copy_dir: \"\")")
     return problems
 
 
 def listen_problems(name: str, value, reached: str) -> list[str]:
-    if _address.is_listen_address(value):
+    if is_listen_address(value):
         return []
     return [f"{name}={value} must be a loopback or private address, or a host name (auto, fly-local-6pn, the"
             " container's name); never all interfaces (0, 0.0.0.0, ::, [::], ::ffff:0.0.0.0, *, empty) and never"
@@ -127,16 +168,16 @@ def jupyter(v: dict, _all: dict) -> list[str]:
                                "Jupyter is reached through fly proxy, an SSH tunnel or a port published on 127.0.0.1.")
     if not 1024 <= v["jupyter_port"] <= 65535:
         problems.append(f"jupyter_port={v['jupyter_port']} must be a number from 1024 to 65535.")
-    if v["jupyter_token"] and not _token.is_jupyter_token(v["jupyter_token"]):
+    if v["jupyter_token"] and not is_jupyter_token(v["jupyter_token"]):
         problems.append(
             "jupyter_token must be empty (one is generated and kept on the volume) or at least 32 URL-safe"
             " characters: letters, digits, '.', '_', '~' or '-' (Jupyter strips spaces and quotes, and the token"
             " travels in the URL).")
-    if not _requirement.is_requirement(v["jupyter_lab_spec"]):
+    if not is_requirement(v["jupyter_lab_spec"]):
         problems.append(f"jupyter_lab_spec={shown(v['jupyter_lab_spec'])} must be a requirement specifier pip can"
                         " parse (e.g. 'jupyterlab==4.2.5')")
-    settings_problem = _settings.settings_problem(v["jupyter_server_settings"])
-    return problems + ([settings_problem] if settings_problem else [])
+    problem = settings_problem(v["jupyter_server_settings"])
+    return problems + ([problem] if problem else [])
 
 
 def tensorboard(v: dict, _all: dict) -> list[str]:
@@ -144,7 +185,7 @@ def tensorboard(v: dict, _all: dict) -> list[str]:
                                "TensorBoard is reached through the same fly proxy or SSH tunnel as Jupyter.")
     if not 1024 <= v["tensorboard_port"] <= 65535:
         problems.append(f"tensorboard_port={v['tensorboard_port']} must be a number from 1024 to 65535.")
-    if not _requirement.is_requirement(v["tensorboard_spec"]):
+    if not is_requirement(v["tensorboard_spec"]):
         problems.append(f"tensorboard_spec={shown(v['tensorboard_spec'])} must be a requirement specifier pip can"
                         " parse (e.g. 'tensorboard==2.20.0')")
     return problems
@@ -152,17 +193,20 @@ def tensorboard(v: dict, _all: dict) -> list[str]:
 
 def services(_v: dict, _all: dict, value) -> list[str]:
     """Every service together (the built-in ones and devbox_services): the entry's shape, a port each,
-    the listening-address rule for every service, requirement specifiers for every package."""
+    the listening-address rule and requirement specifiers for the user's own services (the built-in
+    ones' jupyter_* and tensorboard_* values have their roles' own rules, which spoke first)."""
     try:
         entries = facts(value)["services"]
     except ServiceError as error:
         return [str(error)]
     problems = []
     for service in entries:
+        if service["name"] in BUILT_IN:
+            continue
         problems += listen_problems(f"service {service['name']}: ip", service["ip"],
                                    "every service is reached through a tunnel or a port published on 127.0.0.1.")
         problems += [f"service {service['name']}: packages: {shown(spec)} is not a requirement specifier pip can parse"
-                     for spec in service["packages"] if not _requirement.is_requirement(spec)]
+                     for spec in service["packages"] if not is_requirement(spec)]
     return problems
 
 
@@ -203,7 +247,8 @@ class ActionModule(ActionBase):
                 defaults.update(self._role_file(role, "defaults/main.yml", trusted_as_template=True) or {})
         # The play's values win over the roles' defaults, as when the role runs.
         templar = self._templar.copy_with_new_env(available_variables=combine_vars(defaults, task_vars or {}))
-        everything = {}
+        # The host's inventory name: python_env makes a file name of it.
+        everything = {"inventory_hostname": (task_vars or {}).get("inventory_hostname")}
         problems = [f"{name} is no longer read: set {RETIRED[name]} instead (it is the one setting for every role)"
                     for name in sorted(RETIRED) if name in (task_vars or {})]
         for role in roles:
@@ -215,6 +260,8 @@ class ActionModule(ActionBase):
                 problems += [f"{role}: {message}" for message in checked.error_messages]
                 continue
             everything.update(checked.validated_parameters)
+            if role == "services" and problems:
+                continue  # the services are built from the values above: their own problems come first
             if role == "services":  # every service at once, from every role's variables
                 problems += services(checked.validated_parameters, everything, templated_value(
                     templar.copy_with_new_env(available_variables=combine_vars(role_defaults(self._loader),

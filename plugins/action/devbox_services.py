@@ -20,10 +20,10 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_address impo
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import STATE_DIR
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER, ServiceError
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
-    TOP, facts, role_defaults, templated_value)
+    TOP, facts, role_defaults, service_url, templated_value)
 
 # What the launcher imports, by file name: the launcher itself and the libraries it needs on the machine.
-LIBRARIES = ("devbox_account.py", "devbox_address.py", "devbox_launcher.py", "devbox_service.py")
+LIBRARIES = ("devbox_records.py", "devbox_address.py", "devbox_launcher.py", "devbox_service.py")
 
 
 class ActionModule(ActionBase):
@@ -60,8 +60,11 @@ class ActionModule(ActionBase):
 def report(machine: dict, result: dict, value, task_vars: dict) -> list[str]:
     """How to reach each service, built here from the facts checked above and the names the module
     resolved (never from what a launcher printed): a URL per service, and how to open the tunnel."""
-    # devbox_browser_url: where this computer reaches the machine's ports (make up: http://127.0.0.1).
-    base = str(value("devbox_browser_url", "http://localhost")).rstrip("/")
+    # Where this computer reaches the machine's ports: devbox_address_here (make up: 127.0.0.1), and
+    # devbox_ports_here when a port arrives here under another number (the machine's port -> this one's).
+    address_here, ports_here = str(value("devbox_address_here", "localhost")), value("devbox_ports_here", None)
+    if isinstance(ports_here, dict):
+        ports_here = {int(port): int(here) for port, here in ports_here.items()}
     lines, forwards = [], []
     for service in machine["services"]:
         port, name = service["port"], service["name"]
@@ -69,7 +72,8 @@ def report(machine: dict, result: dict, value, task_vars: dict) -> list[str]:
         if spelling_problem(listen):
             raise ServiceError(f"{name}: the machine answered with the listening name {listen!r}: {spelling_problem(listen)}")
         query = f"?token={result['token']}" if name == JUPYTER and result.get("token") else ""
-        lines.append(f"{name}: {base}:{port}{service['url_path']}{query}")
+        url = service_url(service, address_here, ports_here)
+        lines.append(f"{name}: {url}{query}" if url else f"{name}: listens on port {port}, not published here")
         forwards += ["-L", f"{port}:{listen}:{port}"]
     login = f"{task_vars.get('ansible_user', 'root')}@{task_vars.get('ansible_host', task_vars.get('inventory_hostname'))}"
     tunnel = shlex.join(["ssh", "-N", *forwards, login])

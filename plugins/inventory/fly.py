@@ -1,8 +1,11 @@
 """Ansible inventory plugin: the started Machines of the Fly app named in fly.toml.
 
-fly.toml is the single source of truth: the app, the dev user (build arg NONROOT_USER), the
-volume mounted as the user's home, the swap the Machines should have. Each started Machine
-becomes a host reached over OpenSSH through `fly proxy` (plugins/fly_proxy_command.py) with a
+fly.toml is the single source of truth for the app, the image's dev user (build arg NONROOT_USER),
+the volume mounted as the user's home, the swap the Machines should have; the machine's facts
+(plugins/plugin_utils/devbox_machine.py: the roles' defaults, these, the extra variables) must
+agree with it (the facts' user is NONROOT_USER, their home is the [mounts] destination), checked
+before anything is created, and name the services whose ports the "open it" hint forwards. Each started Machine
+becomes a host reached over OpenSSH through `fly proxy` (plugins/plugin_utils/fly_proxy_command.py) with a
 certificate from `fly ssh issue`, kept in a git-ignored folder and renewed before it expires.
 """
 from __future__ import annotations
@@ -15,7 +18,10 @@ description:
   - Runs C(fly machines list -a APP --json); every started Machine of the app's own process groups (C(app),
     or those in C([processes])) becomes a host reached as root over OpenSSH through C(fly proxy), with a
     certificate from C(fly ssh issue). C(fly console) and release-command Machines are left out.
-  - Sets dev_user_name, dev_user_home, swap_min_mb and devbox_open_hint from fly.toml.
+  - Sets dev_user_name, dev_user_home, dev_user_home_is_volume (true), swap_min_mb and devbox_open_hint from
+    fly.toml and the machine's facts (the roles' defaults with these and the extra variables over them); fails
+    before anything is created when the facts' user is not C(NONROOT_USER) or their home is not the C([mounts])
+    destination. The hint is one C(fly proxy <port>) per service of the facts.
   - Stopped Machines are reported; with O(start_stopped) they are started first. Machines whose host Fly
     cannot reach (C(host_status) not C(ok)) are reported and left out.
 options:
@@ -66,7 +72,6 @@ start_stopped: false
 """
 
 import datetime
-import importlib.util
 import json
 import os
 import re
@@ -78,29 +83,28 @@ import tempfile
 import time
 import tomllib
 
-from ansible.errors import AnsibleParserError
+from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
-from ansible.template import trust_as_template
 from ansible.utils.display import Display
+from ansible.utils.vars import combine_vars, load_extra_vars
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ssh_public_identity
+
+# The login-name rule of the devbox_user module and the boot step.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import LOGIN_NAME_RULE, is_login_name
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine
 
 display = Display()
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PROXY_HELPER = os.path.join(PROJECT_ROOT, "plugins", "fly_proxy_command.py")
-# The login-name rule lives in module_utils (the devbox_user module needs it); load that very file.
-_SPEC = importlib.util.spec_from_file_location(
-    "devbox_account", os.path.join(PROJECT_ROOT, "plugins", "module_utils", "devbox_account.py"))
-devbox_account = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(devbox_account)
+# Run as a script (python3 PROXY_HELPER --app ...): ssh starts it as the ProxyCommand.
+PROXY_HELPER = os.path.join(PROJECT_ROOT, "plugins", "plugin_utils", "fly_proxy_command.py")
 GPU_PRESETS = {"a100-40gb", "a100-80gb", "l40s", "a10"}
 STARTABLE_STATES = {"created", "stopped", "suspended"}
 GONE_STATES = {"destroyed", "destroying"}
 # fly-go's MachineProcessGroupApp: the group of a fly.toml without [processes].
 DEFAULT_PROCESS_GROUP = "app"
-# Evaluated when the hint is shown: the port the jupyter role really used (jupyter_port).
-JUPYTER_PORT_TEMPLATE = "{{ jupyter_port_in_use | default(jupyter_port | default(8888)) }}"
 # A certificate is renewed when it would expire within this margin (a run must not outlive it).
 MIN_REMAINING = datetime.timedelta(hours=1)
 # valid_before of a certificate that never expires (`ssh-keygen -V forever`, the OpenSSH format's maximum).
@@ -117,8 +121,9 @@ class FlyInventoryError(Exception):
 
 # ---- fly.toml -----------------------------------------------------------------------------
 
-def read_fly_toml(path: str) -> dict:
-    """The settings the roles need, checked; GPU sizes give warnings (returned, not raised)."""
+def read_fly_toml(path: str, given: dict | None = None) -> dict:
+    """The settings the roles need, checked, with the facts (`given`: the extra variables) checked against
+    them; GPU sizes give warnings (returned, not raised)."""
     try:
         with open(path, "rb") as handle:
             config = tomllib.load(handle)
@@ -131,19 +136,16 @@ def read_fly_toml(path: str) -> dict:
     if not isinstance(app, str) or not app:
         raise FlyInventoryError(f"{path} names no app: add `app = \"<name>\"` (the name `fly launch` gave the app)")
     build_args = (config.get("build") or {}).get("args") or {}
-    user = str(build_args.get("NONROOT_USER", "pythonuser"))
-    if not devbox_account.is_login_name(user):
+    if "NONROOT_USER" not in build_args:
+        raise FlyInventoryError(f"{path}: [build.args] has no NONROOT_USER, the image's dev user: add "
+                                "NONROOT_USER = \"<dev_user_name>\" (and the [mounts] destination /home/<it>)")
+    user = str(build_args["NONROOT_USER"])
+    if not is_login_name(user):
         raise FlyInventoryError(f"{path}: [build.args] NONROOT_USER = {user!r} is not a valid login name: "
-                                f"use {devbox_account.LOGIN_NAME_RULE}")
-    home = f"/home/{user}"
+                                f"use {LOGIN_NAME_RULE}")
     mounts = config.get("mounts")
     mount_list = mounts if isinstance(mounts, list) else [mounts] if isinstance(mounts, dict) else []
     destinations = [m.get("destination") for m in mount_list if isinstance(m, dict)]
-    if home not in destinations:
-        found = ", ".join(map(str, destinations)) or "no [mounts] section"
-        raise FlyInventoryError(
-            f"{path}: the volume must be the dev user's home, but NONROOT_USER is {user!r} and [mounts] has "
-            f"{found}. Set [mounts] destination = \"{home}\" (or change NONROOT_USER to match), then `fly deploy`.")
     misplaced = [key for key, table in config.items() if key != "swap_size_mb" and tables_with(table, "swap_size_mb")]
     if misplaced and "swap_size_mb" not in config:
         raise FlyInventoryError(
@@ -154,8 +156,38 @@ def read_fly_toml(path: str) -> dict:
         raise FlyInventoryError(f"{path}: swap_size_mb = {swap!r} must be a whole number of MB")
     processes = config.get("processes")
     groups = sorted(processes) if isinstance(processes, dict) and processes else [DEFAULT_PROCESS_GROUP]
-    return {"app": app, "user": user, "home": home, "swap_mb": swap, "process_groups": groups,
-            "warnings": gpu_warnings(path, config)}
+    settings = {"app": app, "user": user, "mounts": destinations, "swap_mb": swap, "process_groups": groups,
+                "warnings": gpu_warnings(path, config)}
+    facts = fly_facts(path, settings, given)
+    return dict(settings, home=facts["home"], facts=facts)
+
+
+def fly_facts(path: str, settings: dict, given: dict | None = None) -> dict:
+    """The facts of the app's Machines: the roles' defaults, what fly.toml says (the user; the home is the
+    volume), the extra variables `given` over them; FlyInventoryError unless they agree with fly.toml."""
+    try:
+        facts = machine(combine_vars({"dev_user_name": settings["user"], "dev_user_home_is_volume": True}, given or {}))
+    except (ServiceError, KeyError, ValueError, TypeError, AnsibleError) as error:
+        raise FlyInventoryError(f"the variables do not describe a machine: {error}") from None
+    user, home = facts["user"], facts["home"]
+    if user != settings["user"]:
+        raise FlyInventoryError(
+            f"dev_user_name is {user!r}, but {path} builds the image for NONROOT_USER = {settings['user']!r}: set "
+            f"[build.args] NONROOT_USER = \"{user}\" and [mounts] destination = \"{home}\", then `fly deploy` "
+            "(or drop dev_user_name)")
+    if home not in settings["mounts"]:
+        found = ", ".join(map(str, settings["mounts"])) or "no [mounts] section"
+        raise FlyInventoryError(
+            f"{path}: the volume must be the dev user's home, but the home is {home} (dev_user_name {user!r}) and "
+            f"[mounts] has {found}. Set [mounts] destination = \"{home}\" (or change NONROOT_USER to match), "
+            "then `fly deploy`.")
+    return facts
+
+
+def open_hint(facts: dict, app: str, target: str = "") -> str:
+    """How to reach every service from here: one `fly proxy <port>` per service, each in a terminal of its own."""
+    return "; ".join(" ".join(filter(None, ["fly proxy", str(service["port"]), target, "-a", app]))
+                     + f" ({service['name']})" for service in facts["services"])
 
 
 def tables_with(value, key: str) -> bool:
@@ -421,7 +453,7 @@ class InventoryModule(BaseInventoryPlugin):
         return os.path.join(PROJECT_ROOT, os.path.expanduser(value or default))
 
     def populate(self) -> None:
-        settings = read_fly_toml(self.project_path(self.get_option("fly_toml"), "fly.toml"))
+        settings = read_fly_toml(self.project_path(self.get_option("fly_toml"), "fly.toml"), load_extra_vars(self.loader))
         for warning in settings["warnings"]:
             display.warning(warning)
         app = settings["app"]
@@ -521,10 +553,9 @@ class InventoryModule(BaseInventoryPlugin):
                 ansible_ssh_common_args=ssh_common_args(fly, app, key + "-cert.pub"),
                 dev_user_name=settings["user"],
                 dev_user_home=settings["home"],
+                dev_user_home_is_volume=True,
                 swap_min_mb=settings["swap_mb"],
-                # A template (trusted: only this plugin's own text; app and id are [a-z0-9-]).
-                devbox_open_hint=trust_as_template(" ".join(filter(None, ["fly proxy", JUPYTER_PORT_TEMPLATE, target,
-                                                                          "-a", app]))),
+                devbox_open_hint=open_hint(settings["facts"], app, target),
             )
             for name, value in host_vars.items():
                 self.inventory.set_variable(host, name, value)

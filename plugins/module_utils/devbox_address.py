@@ -2,10 +2,11 @@
 interfaces, never public.
 
 One rule, used in two places: on the controller for what can be judged from the text alone
-(plugins/test/devbox_listen_address.py, before anything changes) and on the machine for names,
-which only resolve there (the service modules, before they write or stop anything). The
-launchers on the volume apply it at every start: they import this very file, which their module
-keeps in the home's root-owned ~/.devbox/ (devbox_launcher.resolve). Standard library only.
+(the input check, plugins/action/devbox_check_inputs.py, before anything changes) and on the
+machine for names, which only resolve there (the service modules, before they write or stop
+anything). The launchers on the volume apply it at every start: they import this very file, which
+their module keeps under the home's root-owned ~/.devbox/lib/ (devbox_launcher.resolve). Standard
+library only.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ import json
 import os
 import urllib.request
 
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     AccountError, read_root_file, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LauncherError, Service, healthy, our_server, read_token, url_for)

@@ -1,45 +1,27 @@
 """What a dev machine looks like now, read without changing anything. Standard library only.
 
-The machine-wide facts (swap, the volume, GPUs, the provisioning record) are read as root; what
-lives in the home (Jupyter, the venv) is read by a child that is the user (devbox_run_as), so
-root never runs the user's launcher or interpreter. Everything here is cheap: no installer, no
-network beyond Jupyter's own /api on the machine.
+The machine-wide facts (swap, the volume, GPUs, the provisioning record, the registered services
+and whether each listens) are read as root; what lives in the home (the venv, Jupyter's token)
+is read by a child that is the user (devbox_run_as), so root never runs the user's interpreter.
+Everything here is cheap: no installer, no network. What the user sees (each service's URL, the
+hints) is built on the controller (plugins/action/devbox_status_report.py), not here.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
-    from ansible.module_utils.devbox_layout import VENV_DIR
-    from ansible.module_utils.devbox_provision_record import RecordError, load
-    from ansible.module_utils.devbox_venv import (
-        SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
-            QUERY_ARGS, find_nvidia_smi, parse_query)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import (
-            RecordError, load)
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-            SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
-    except ImportError:  # outside Ansible (the unit tests): the same files, imported by their own names
-        from devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
-        from devbox_layout import VENV_DIR
-        from devbox_provision_record import RecordError, load
-        from devbox_venv import (
-            SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import RecordError, load
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import load_all, probe
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
+    SIMPLE_SPEC, SPEC_NAME, built_for, canonical, installed_distributions, venv_health)
 
-LAUNCHER = os.path.join(".local", "bin", "devbox-jupyter")
-JUPYTER_CONFIG = os.path.join(".jupyter", "jupyter_server_config.json")
+# Jupyter's token, kept on the volume by the jupyter role (0600, the user's).
 TOKEN_FILE = os.path.join(".jupyter", "devbox_token")
-# The launcher waits for its lock while a playbook run starts Jupyter: status must not.
-LAUNCHER_TIMEOUT_S = 15
 NVIDIA_SMI_TIMEOUT_S = 20
+# What the controller gets of each record: enough to build the service's URL and to compare it with the facts.
+SERVICE_KEYS = ("name", "port", "url_path")
 
 
 def swap(meminfo: str = "/proc/meminfo") -> dict:
@@ -87,35 +69,24 @@ def provision_record(home: str) -> dict:
         return {"record": None, "error": str(error)}
 
 
-def jupyter(home: str, show_token: bool) -> dict:
-    """As the user: the launcher's own status (pid and /api probe), the settings, the token if asked."""
-    launcher = os.path.join(home, LAUNCHER)
-    if not os.access(launcher, os.X_OK):
-        return {"installed": False}
-    found = {"installed": True}
+def services(home: str, uid: int | None) -> dict:
+    """As root: every registered service (its record in ~/.devbox) and whether the user's process listens on
+    its port (the health probe); why damaged records were skipped, apart."""
+    found, problems = load_all(home)
+    listed = []
+    for service in found:
+        healthy = probe(service, uid)["healthy"] if uid is not None else False
+        listed.append(dict({key: service[key] for key in SERVICE_KEYS}, healthy=healthy))
+    return {"services": listed, "problems": problems}
+
+
+def token(home: str) -> dict:
+    """As the user: Jupyter's token (only when the user asked to see it)."""
     try:
-        with open(os.path.join(home, JUPYTER_CONFIG)) as config:
-            server = json.load(config).get("ServerApp", {})
-        found["settings"] = {"ip": server.get("ip"), "port": server.get("port")}
-    except (OSError, ValueError) as error:
-        found["settings_error"] = str(error)
-    try:
-        run = subprocess.run([launcher, "status"], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                             timeout=LAUNCHER_TIMEOUT_S)
-        outcome = json.loads(run.stdout)
-    except subprocess.TimeoutExpired:
-        outcome = {"error": f"devbox-jupyter status did not answer within {LAUNCHER_TIMEOUT_S} s "
-                            "(a playbook run may be starting Jupyter)"}
-    except ValueError:
-        outcome = {"error": (run.stdout + run.stderr).strip() or f"exit status {run.returncode}"}
-    found.update({key: outcome.get(key) for key in ("running", "healthy", "url", "pid", "error") if key in outcome})
-    if show_token:
-        try:
-            with open(os.path.join(home, TOKEN_FILE)) as token:
-                found["token"] = token.read().strip()
-        except OSError as error:
-            found["token_error"] = str(error)
-    return found
+        with open(os.path.join(home, TOKEN_FILE)) as kept:
+            return {"token": kept.read().strip()}
+    except OSError as error:
+        return {"token_error": str(error)}
 
 
 def python_env(home: str, requested: list[str], venv_dir: str) -> dict:
@@ -149,30 +120,23 @@ def unmet(requested: list[str], installed: dict[str, str]) -> list[str]:
 
 def user_side(home: str, show_token: bool, requested: list[str], venv_dir: str) -> dict:
     """Runs in the child that is the user (see devbox_run_as)."""
-    return {"jupyter": jupyter(home, show_token), "python_env": python_env(home, requested, venv_dir)}
+    found = {"python_env": python_env(home, requested, venv_dir)}
+    if show_token:
+        found["jupyter_token"] = token(home)
+    return found
 
 
 def next_run(facts: dict, wanted: dict) -> list[str]:
-    """What the next site.yml run would change, as far as the facts tell without running it."""
-    changes = []
+    """What the next site.yml run would change in the user, the venv and the checkout, as far as the facts tell
+    without running it (the services are compared on the controller, with the facts there)."""
     if not facts["user_exists"]:
         return [f"create the user {wanted['user']} and everything in the home"]
+    changes = []
     venv = facts["python_env"]
     if venv["health"] != "ok":
         changes.append(f"rebuild the venv: {venv['reason']}" if venv["health"] != "absent" else "create the venv")
     if venv.get("missing"):
         changes.append("install " + ", ".join(venv["missing"]))
-    found = facts["jupyter"]
-    if not found["installed"]:
-        changes.append("install and start JupyterLab")
-    else:
-        settings = found.get("settings") or {}
-        if settings.get("port") != wanted["jupyter_port"]:
-            changes.append(f"move Jupyter to port {wanted['jupyter_port']} (now {settings.get('port')})")
-        if wanted["jupyter_ip"] != "auto" and settings.get("ip") != wanted["jupyter_ip"]:
-            changes.append(f"make Jupyter listen on {wanted['jupyter_ip']} (now {settings.get('ip')})")
-        if not found.get("healthy"):
-            changes.append("start Jupyter")
     record = facts["provisioned"].get("record")
     if record and wanted.get("commit") and record.get("commit") != wanted["commit"]:
         changes.append(f"apply this checkout ({wanted['commit']}; the last run used {record.get('commit')})")

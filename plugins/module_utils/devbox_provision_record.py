@@ -1,6 +1,6 @@
 """The record of the last playbook run on a machine: when, and from which commit of this project.
 
-Kept beside the account record in the home's root-owned ~/.devbox/ (devbox_account makes and
+Kept beside the account record in the home's root-owned ~/.devbox/ (devbox_records makes and
 checks that directory), as a root-owned file the user cannot alter: `status` reads it back with
 the same checks, so a user-planted file is never taken for the truth. Standard library only.
 """
@@ -9,15 +9,9 @@ from __future__ import annotations
 import json
 import os
 
-# Absolute names, not relative ones: Mitogen ships only the module_utils it finds by name.
-try:  # in Ansible, run from this repository (ansible.cfg's module_utils path)
-    from ansible.module_utils.devbox_account import RECORD_DIR, AccountError, read_root_json, write_root_file
-except ImportError:
-    try:  # installed as the devbox.machine collection
-        from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-            RECORD_DIR, AccountError, read_root_json, write_root_file)
-    except ImportError:  # outside Ansible (the unit tests): the same file, imported by its own name
-        from devbox_account import RECORD_DIR, AccountError, read_root_json, write_root_file
+# The project's own libraries by the collection's name, the one import style of this tree.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    RECORD_DIR, AccountError, read_root_json, write_root_file)
 
 RECORD_FILE = "provisioned.json"
 FIELDS = ("time", "commit", "tags")

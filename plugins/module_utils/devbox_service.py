@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     RECORD_DIR, AccountError, read_root_file, remove_root_file, root_file_names, write_root_file_if_changed)
 
 PREFIX, SUFFIX = "service-", ".json"
@@ -105,13 +105,14 @@ def normalize(entry, where: str = "devbox_services entry") -> dict:
     return clean
 
 
-def normalize_all(entries) -> list[dict]:
-    """Every enabled entry, normalized, or ServiceError for the first problem: names and ports are unique."""
+def normalize_all(entries, labels: list[str] | None = None) -> list[dict]:
+    """Every enabled entry, normalized, or ServiceError for the first problem: names and ports are unique.
+    labels name where each entry comes from (jupyter_service, ...) in the messages."""
     if not isinstance(entries, list):
         raise ServiceError(f"devbox_services must be a list of entries, not {entries!r}")
     services, names, ports = [], {}, {}
-    for entry in entries:
-        service = normalize(entry)
+    for number, entry in enumerate(entries):
+        service = normalize(entry, labels[number] if labels and number < len(labels) else "devbox_services entry")
         if service["name"] in names:
             raise ServiceError(f"two services are named {service['name']!r}: each name once")
         names[service["name"]] = service

@@ -13,6 +13,7 @@ import shlex
 import subprocess
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import FLY_PRIVATE_NAME
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import BadName, checked_name
 
 # Ansible's connection sharing: its ControlPath is Ansible's own; a user's ssh gets none.
 LEFT_OUT = {"controlmaster", "controlpersist", "controlpath"}
@@ -24,13 +25,25 @@ class SshConfigError(Exception):
     """Input that cannot become a config; the message says which host and why."""
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+def name(value, what: str) -> str:
+    """A name from the inventory as a file name or a config word: checked (devbox_names), never rewritten."""
+    try:
+        return checked_name(value, what)
+    except BadName as error:
+        raise SshConfigError(str(error)) from error
 
 
 def alias(entry: dict) -> str:
-    parts = ["devbox", entry.get("fly_app") or "", entry["inventory_name"]]
-    return safe_name("-".join(part for part in parts if part))
+    parts = ["devbox", name(entry["fly_app"], "the Fly app") if entry.get("fly_app") else "",
+             name(entry["inventory_name"], "the inventory host name")]
+    return "-".join(part for part in parts if part)
+
+
+def line(text: str) -> str:
+    """One config line, refused when it holds a control character (a newline would add lines of its own)."""
+    if not text.isprintable():
+        raise SshConfigError(f"the ssh config line {text!r} holds a control character: fix the inventory value in it")
+    return text
 
 
 def options_from_args(args: str) -> list[tuple[str, str]]:
@@ -71,13 +84,13 @@ def certificate_facts(path: str) -> dict:
 
 def host_block(entry: dict) -> tuple[list[str], list[str]]:
     """(config lines, notes for the user) for one machine reached over SSH."""
-    name, notes = alias(entry), []
+    host, notes = alias(entry), []
     lines = [f"# {entry['inventory_name']}" + (f" (Fly app {entry['fly_app']})" if entry.get("fly_app") else ""),
-             f"Host {name}",
-             f"    HostName {entry['address']}"]
+             f"Host {host}",
+             f"    HostName {name(entry['address'], 'the address (ansible_host)')}"]
     if entry.get("port"):
         lines.append(f"    Port {int(entry['port'])}")
-    lines.append(f"    User {entry['user']}")
+    lines.append(f"    User {name(entry['user'], 'the dev user (dev_user_name)')}")
     if entry.get("key_file"):
         lines.append(f"    IdentityFile {quoted('IdentityFile', os.path.abspath(entry['key_file']))}")
     for key, value in options_from_args(" ".join(filter(None, [entry.get("common_args"), entry.get("extra_args")]))):
@@ -87,17 +100,17 @@ def host_block(entry: dict) -> tuple[list[str], list[str]]:
         if key.lower() == "certificatefile":
             facts = certificate_facts(value)
             if "error" in facts:
-                notes.append(f"{name}: the certificate {value} is unreadable: {facts['error']}")
+                notes.append(f"{host}: the certificate {value} is unreadable: {facts['error']}")
             elif entry["user"] not in facts["principals"]:
-                notes.append(f"{name}: the certificate {value} names {', '.join(facts['principals']) or 'nobody'}, "
+                notes.append(f"{host}: the certificate {value} names {', '.join(facts['principals']) or 'nobody'}, "
                              f"not {entry['user']}: logging in as {entry['user']} will be refused")
             else:
-                notes.append(f"{name}: certificate valid {facts['valid']}; rerun this to renew it")
+                notes.append(f"{host}: certificate valid {facts['valid']}; rerun this to renew it")
     for service in entry.get("services", []):
-        lines.append(f"    LocalForward {forward_line(name, service, bool(entry.get('fly_app')))}")
+        lines.append(f"    LocalForward {forward_line(host, service, bool(entry.get('fly_app')))}")
     if not entry.get("fly_app"):
-        notes.append(f"{name}: logs in as {entry['user']} with your own SSH key (in ~{entry['user']}/.ssh/authorized_keys)")
-    return lines + [""], notes
+        notes.append(f"{host}: logs in as {entry['user']} with your own SSH key (in ~{entry['user']}/.ssh/authorized_keys)")
+    return [line(text) for text in lines] + [""], notes
 
 
 # A service's listening address as the machine's sshd reaches it: a literal address or a host name.
@@ -144,12 +157,12 @@ def render(entries: list[dict]) -> tuple[str, list[str], list[str]]:
 def file_name(entries: list[dict]) -> str:
     apps = {entry.get("fly_app") for entry in entries}
     if len(apps) == 1 and None not in apps and "" not in apps:
-        stem = f"fly-{apps.pop()}"
+        stem = f"fly-{name(apps.pop(), 'the Fly app')}"
     else:
         inventories = sorted({os.path.splitext(os.path.basename(entry.get("inventory_file") or "hosts"))[0]
                               for entry in entries})
-        stem = "-".join(inventories)
-    return f"{FILE_PREFIX}{safe_name(stem)}.conf"
+        stem = "-".join(name(inventory, "the inventory file's name") for inventory in inventories)
+    return f"{FILE_PREFIX}{stem}.conf"
 
 
 def write(directory: str, name: str, text: str) -> bool:

@@ -250,12 +250,41 @@ def installer_env(settings: dict) -> dict:
     return env
 
 
-CREDENTIALS = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")
+# The user information of a URL anywhere in a text: `scheme://user[:password]@`.
+CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^/@\s:]*)(?P<colon>:?)(?P<password>[^/@\s]*)@")
+MASK = "********"
+
+
+def _secret(match: re.Match) -> str | None:
+    """The secret of one URL's user information: the password, or a user name alone (a token, the form
+    Gemfury and Azure use: https://TOKEN@host, https://TOKEN:@host), but an ssh login name (git+ssh://git@)."""
+    if match.group("password"):
+        return match.group("password")
+    if match.group("user") and not match.group("scheme").lower().rstrip(":/").endswith("ssh"):
+        return match.group("user")
+    return None
+
+
+def _masked(match: re.Match) -> str:
+    if match.group("password"):
+        return f"{match.group('scheme')}{match.group('user')}:{MASK}@"
+    if _secret(match):
+        return f"{match.group('scheme')}{MASK}{match.group('colon')}@"
+    return match.group(0)
 
 
 def mask_credentials(text: str) -> str:
-    """https://user:secret@host -> https://user:********@host."""
-    return CREDENTIALS.sub(r"\1********@", text)
+    """Every URL's secret in text masked: https://user:secret@host -> https://user:********@host,
+    https://TOKEN@host -> https://********@host, https://TOKEN:@host -> https://********:@host.
+
+    The one masking rule for what is shown or written: the input check, --diff, the lock on the machine and its
+    copy on the controller, error messages."""
+    return CREDENTIALS.sub(_masked, text)
+
+
+def credentials_in(text: str) -> list[str]:
+    """The secrets mask_credentials hides in text (for Ansible's no_log_values)."""
+    return [secret for match in CREDENTIALS.finditer(text or "") if (secret := _secret(match))]
 
 
 def install_command(venv: str, installer: str, requirements: list[str], requirement_files: list[str],
@@ -373,7 +402,10 @@ def reinstall_owed(venv: str, installer: str, settings: dict, owed: dict[str, st
 LOCK_FILE = "requirements.lock"
 # The names the playbook asked for over time (the roots; their dependencies follow from the
 # metadata): whatever else is installed came by hand, from a notebook or a terminal.
-REQUESTED_FILE = "devbox-requested.json"
+REQUESTED_FILE = "devbox-requested.json"  # where the list was kept before it moved to root's ~/.devbox
+# The requested packages (name -> extras) that decide what is `by hand`: root's own file in the home's
+# ~/.devbox (the devbox_venv module reads and writes it as root, plugins/module_utils/devbox_records.py).
+REQUESTED_RECORD = "requested-packages.json"
 # python_env_sync never removes the installers themselves.
 INSTALLERS = {"pip", "uv"}
 BY_HAND = "# by hand"
@@ -526,14 +558,33 @@ def lock_text(venv: str, settings: dict, requested: dict[str, list[str]], distri
     ]
     for name in sorted(distributions):
         line = lock_line(distributions[name])
+        if not line.isprintable():  # the venv's metadata is the user's: never a hidden line in the lock
+            lines.append(f"# not locked: {line!r} holds a control character")
+            continue
         lines.append(line if name in by_playbook else f"{line}  {BY_HAND}")
     return "\n".join(lines) + "\n"
 
 
+def control_problem(text: str, label: str) -> str | None:
+    """Why a lock's text cannot be used: its first line holding a control character (a terminal escape such
+    as \\x1b[8m hides the line in `cat`; any C0 or C1 control, DEL, or other unprintable character but the
+    newline), shown escaped; None when there is none."""
+    for number, raw in enumerate(text.split("\n"), start=1):
+        if not raw.isprintable():
+            return (f"{label} line {number}: {raw!r} holds a control character, which can hide the line on a "
+                    "terminal: nothing was installed. Take the lock again from a machine (~/project/requirements.lock) "
+                    "or remove the line")
+    return None
+
+
 def parse_lock(text: str, label: str) -> dict:
-    """{python, entries: [{line, text, name, version, by_hand}]}; VenvError names a bad line."""
+    """{python, entries: [{line, text, name, version, by_hand}]}; VenvError names a bad line (a control
+    character: before any other check)."""
+    problem = control_problem(text, label)
+    if problem:
+        raise VenvError(problem)
     lock = {"python": None, "entries": []}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
         body, _, comment = raw.partition(" #")
         body = body.strip()
         if body.startswith("#") or not body:
@@ -626,8 +677,35 @@ def not_in_lock(lock: dict, installed: dict[str, str]) -> list[str]:
     return sorted(set(installed) - {entry["name"] for entry in lock["entries"]} - INSTALLERS)
 
 
-def load_requested(venv: str) -> dict[str, list[str]]:
-    return load_json(os.path.join(venv, REQUESTED_FILE))
+def valid_requested(data) -> dict[str, list[str]]:
+    """The requested-package list read as untrusted data: names and their extras, anything else dropped."""
+    if not isinstance(data, dict):
+        return {}
+    return {canonical(name): sorted(extra for extra in extras if isinstance(extra, str) and SPEC_NAME.fullmatch(extra))
+            for name, extras in data.items()
+            if isinstance(name, str) and SPEC_NAME.fullmatch(name) and isinstance(extras, list)}
+
+
+def load_requested(venv: str, params: dict) -> dict[str, list[str]]:
+    """The requested packages so far: root's record, passed in by the module (params["requested"]); on a
+    machine that has none yet, the list the venv kept before (moved over by this run)."""
+    if params.get("requested") is not None:
+        return valid_requested(params["requested"])
+    return valid_requested(load_json(os.path.join(venv, REQUESTED_FILE)))
+
+
+def forget_old_requested(venv: str, params: dict) -> None:
+    """Once root keeps the list, the venv's old copy goes (it is never read again)."""
+    if params.get("requested") is not None:
+        try:
+            os.remove(os.path.join(venv, REQUESTED_FILE))
+        except FileNotFoundError:
+            pass
+
+
+def url_requirements(lock: dict | None) -> list[str]:
+    """The lock's direct references (name @ url), masked: their build code runs on the machine."""
+    return [mask_credentials(entry["text"]) for entry in (lock["entries"] if lock else []) if entry["version"] is None]
 
 
 def merge_requested(before: dict[str, list[str]], more: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -648,7 +726,7 @@ def playbook_roots(params: dict, lock: dict | None, requirement_text: str) -> di
 def empty_result() -> dict:
     return {"changed": False, "rebuilt": None, "reinstalled": [], "moved": [], "installed": [], "removed": [],
             "upgraded": [], "diff": [], "python_version": None, "distributions": 0,
-            "lock": None, "lock_path": None, "lock_written": False}
+            "lock": None, "lock_path": None, "lock_written": False, "url_requirements": [], "requested": None}
 
 
 def keep_lock(params: dict, venv: str, settings: dict, requested: dict, result: dict, dry_run: bool = False,
@@ -667,6 +745,7 @@ def plan(params: dict) -> dict:
     venv = params["path"]
     lock = load_lock(params)
     result = empty_result()
+    result["url_requirements"] = url_requirements(lock)
     _, result["changed"] = write_project_files(params, dry_run=True)
     settings = load_settings(venv) if params["settings"] is None else params["settings"]
     installer = params["installer"] or settings.get("installer") or "uv"
@@ -697,7 +776,7 @@ def plan(params: dict) -> dict:
             files = [requirements_file.name] if text else []
             if would_install(venv, installer, settings, params["requirements"], files):
                 result["changed"] = True
-    requested_roots = merge_requested(load_requested(venv), playbook_roots(params, lock, text))
+    requested_roots = merge_requested(load_requested(venv, params), playbook_roots(params, lock, text))
     keep_lock(params, venv, settings, requested_roots, result, dry_run=True)
     return result
 
@@ -725,6 +804,7 @@ def converge(params: dict) -> dict:
     # finished by the next run instead of being forgotten.
     pending_path = venv + ".pending.json"
     result = empty_result()
+    result["url_requirements"] = url_requirements(lock)
     # The lock lives beside the venv, whose folder may be nested (python_env_venv_dir: .venvs/main).
     os.makedirs(os.path.dirname(venv), mode=0o755, exist_ok=True)
     with Lock(venv + ".lock", params["lock_timeout"]):
@@ -732,7 +812,7 @@ def converge(params: dict) -> dict:
         settings = load_settings(venv) if params["settings"] is None else params["settings"]
         installer = params["installer"] or settings.get("installer") or "uv"
         pending = load_json(pending_path)
-        requested_before = load_requested(venv)  # read before a rebuild empties the venv
+        requested_before = load_requested(venv, params)  # read before a rebuild empties the venv
         health, reason = venv_health(venv, base_python)
         before = installed_distributions(venv)
         if health != "ok":
@@ -782,7 +862,8 @@ def converge(params: dict) -> dict:
             os.remove(pending_path)
         requested_roots = merge_requested(requested_before,
                                           playbook_roots(params, lock, params.get("requirements_file_text") or ""))
-        write_if_changed(os.path.join(venv, REQUESTED_FILE), json.dumps(requested_roots, indent=2, sort_keys=True) + "\n")
+        result["requested"] = requested_roots  # root keeps it (the devbox_venv module), not the user's venv
+        forget_old_requested(venv, params)
         distributions = read_distributions(venv)
         after = {name: dist["version"] for name, dist in distributions.items()}
         result.update(diff(before, after))

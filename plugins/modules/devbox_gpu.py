@@ -91,18 +91,11 @@ import os
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_account import (ALLOWED_GROUPS, AccountError, current_groups,
-                                                       ensure_account, load_record, save_record)
-    from ansible.module_utils.devbox_gpu import (QUERY_ARGS, cuda_smoke_test, device_groups_needed, find_nvidia_smi,
-                                                   parse_cuda_version, parse_query)
-    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
-        ALLOWED_GROUPS, AccountError, current_groups, ensure_account, load_record, save_record)
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
-        QUERY_ARGS, cuda_smoke_test, device_groups_needed, find_nvidia_smi, parse_cuda_version, parse_query)
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    ALLOWED_GROUPS, AccountError, current_groups, ensure_account, load_record, save_record)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
+    QUERY_ARGS, cuda_smoke_test, device_groups_needed, find_nvidia_smi, parse_cuda_version, parse_query)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 
 
 def device_nodes() -> list[tuple[str, int, str]]:

@@ -38,12 +38,8 @@ minutes:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_account import AccountError
-    from ansible.module_utils.devbox_idle import MAX_MINUTES, save_minutes
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import AccountError
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import MAX_MINUTES, save_minutes
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import AccountError
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import MAX_MINUTES, save_minutes
 
 ARGUMENT_SPEC = {
     "home": {"type": "path", "required": True},

@@ -7,9 +7,11 @@ DOCUMENTATION = r"""
 module: devbox_lock_copy
 short_description: Keep a machine's lock on the controller, from the text its module returned
 description:
-  - Writes O(content) to O(dest) on the controller, atomically and only when the text changed, so a rerun that
-    changed nothing costs one local file read.
+  - Writes O(content) to O(dir)/<host>.requirements.lock on the controller, atomically and only when the text
+    changed, so a rerun that changed nothing costs one local file read.
   - An action plugin; it runs inside ansible-playbook, with no module run, no file transfer and no process started.
+  - The text comes from the machine, so it is treated as data, masked again (passwords and tokens in URLs) and
+    refused when a line holds a control character (the line shown escaped).
 extends_documentation_fragment:
   - devbox.machine.common
 options:
@@ -17,9 +19,17 @@ options:
     description: The lock's text, as the devbox_venv module returned it (RV(devbox_venv.lock)).
     type: str
     required: true
-  dest:
-    description: Absolute path of the copy on the controller; its folder is made when missing.
+  dir:
+    description: Absolute path of the copies' folder on the controller; made when missing (nothing under it is).
     type: path
+    required: true
+  host:
+    description:
+      - The machine's inventory name; the copy is O(dir)/<host>.requirements.lock.
+      - "Checked by the one rule for names that become file names (plugins/module_utils/devbox_names.py):
+        1-128 letters, digits, '.', '_', '-' or ':', no '..'. Any other name fails the task, naming it with its
+        control characters escaped, before anything is written."
+    type: str
     required: true
 attributes:
   check_mode:
@@ -33,7 +43,8 @@ EXAMPLES = r"""
 - name: Keep a copy of the machine's lock on the controller
   devbox_lock_copy:
     content: "{{ python_env_result.lock }}"
-    dest: "{{ playbook_dir }}/../locks/{{ inventory_hostname }}.requirements.lock"
+    dir: "{{ playbook_dir | dirname }}/locks"
+    host: "{{ inventory_hostname }}"
 """
 
 RETURN = r"""

@@ -63,10 +63,7 @@ record:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_provision_record import RecordError, save
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import RecordError, save
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import RecordError, save
 
 
 ARGUMENT_SPEC = {

@@ -92,16 +92,16 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_sett
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LOCK_TIMEOUT_S, START_TIMEOUT_S, TOKEN_FILE)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import AccountError, write_root_file_if_changed
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    LIBRARY_DIR, AccountError, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
     JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, unregister, validate_record)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
     VenvError, converge, plan, write_if_changed)
 
-# Where the launcher and its libraries are kept, in ~/.devbox: the collection's own tree, so they
-# import each other by the collection's name as everywhere else.
-LIBRARY_DIR = "lib/ansible_collections/devbox/machine/plugins/module_utils"
+# The launcher, kept with its libraries in ~/.devbox under the collection's own tree (LIBRARY_DIR), so
+# they import each other by the collection's name as everywhere else.
 LAUNCHER = f"{LIBRARY_DIR}/devbox_launcher.py"
 # JupyterLab asks every new user whether to fetch Jupyter's news from the internet; ours says no
 # by default. overrides.d/ holds defaults (Settings can still turn news on) and leaves
@@ -143,7 +143,7 @@ def launcher(home: str, name: str, command: str) -> dict:
     if not isinstance(answer, dict):
         return {"error": f"the launcher exited with {run.returncode}: {(run.stdout + run.stderr).strip()[-2000:]!r}"}
     expected = {"error": str, "url": str, "action": str, "pid": (int, type(None)), "healthy": bool}
-    if any(key in answer and (not isinstance(answer[key], kind) or answer[key] is True and kind is not bool)
+    if any(key in answer and (not isinstance(answer[key], kind) or (isinstance(answer[key], bool) and kind is not bool))
            for key, kind in expected.items()):
         return {"error": f"the launcher's answer has fields of the wrong type: {run.stdout.strip()[:500]!r}"}
     return answer

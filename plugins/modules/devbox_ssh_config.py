@@ -18,6 +18,11 @@ description:
     to open a shell there instead.
   - Checks that a certificate names the dev user and reports how long it stays valid.
   - The file is rewritten only when its text or its mode differ.
+  - "Names from the inventory (host names, C(ansible_host), the Fly app, the inventory file's name, the dev user)
+    become the file's name and its words only through one check (plugins/module_utils/devbox_names.py):
+    1-128 letters, digits, '.', '_', '-' or ':', no '..'. Any other name fails the task, naming it with its
+    control characters escaped, before anything is written; it is never rewritten. A line holding a control
+    character (a newline in a path or an option) fails the same way."
 extends_documentation_fragment:
   - devbox.machine.common
 options:
@@ -58,7 +63,7 @@ EXAMPLES = r"""
         home: /home/pythonuser
         key_file: /home/me/devbox/.fly/ssh/id_fly_my-devbox
         common_args: >-
-          -o 'ProxyCommand=/usr/bin/python3 /home/me/devbox/plugins/fly_proxy_command.py --app my-devbox --port %p %h'
+          -o 'ProxyCommand=/usr/bin/python3 /home/me/devbox/plugins/plugin_utils/fly_proxy_command.py --app my-devbox --port %p %h'
           -o CertificateFile=/home/me/devbox/.fly/ssh/id_fly_my-devbox-cert.pub
         extra_args: ""
         fly_app: my-devbox
@@ -104,11 +109,8 @@ lines:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_ssh_config import SshConfigError, file_name, render, write
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_ssh_config import (
-        SshConfigError, file_name, render, write)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_ssh_config import (
+    SshConfigError, file_name, render, write)
 
 
 ARGUMENT_SPEC = {
@@ -122,9 +124,9 @@ def main() -> None:
     directory, entries = module.params["directory"], module.params["hosts"]
     try:
         text, names, notes = render(entries)
+        name = file_name(entries)
     except SshConfigError as error:
         module.fail_json(msg=str(error))
-    name = file_name(entries)
     path = os.path.join(directory, name)
     changed = True if module.check_mode else write(directory, name, text)
     include = f"Include {os.path.join(directory, 'devbox_*.conf')}"

@@ -1,5 +1,5 @@
 #!/usr/bin/python
-"""Ansible module: a read-only look at a dev machine, as one readable block."""
+"""Ansible module: a read-only look at a dev machine; its action plugin makes it one readable block."""
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -7,15 +7,16 @@ DOCUMENTATION = r"""
 module: devbox_status
 short_description: Report a dev machine's state without changing anything
 description:
-  - Runs as the login user (root), in one pipelined exec. Reads swap, the home's volume, GPUs (C(nvidia-smi))
-    and the record of the last playbook run as root; reads Jupyter (the launcher's own status) and the venv
-    in a child process that is the dev user, so root never runs the user's files.
+  - Runs as the login user (root), in one pipelined exec. Reads swap, the home's volume, GPUs (C(nvidia-smi)),
+    the record of the last playbook run and every registered service (its record in C(~/.devbox)) with its
+    health probe (does a process of the user listen on its port) as root; reads the venv, and Jupyter's token
+    when asked for, in a child process that is the dev user, so root never runs the user's files.
   - Never installs, starts or restarts anything, and always reports changed=false. The token is returned
     only with O(show_token=true).
-  - Lists in RV(next_run) what the next playbook run would change where that is known cheaply (the user
-    or the venv missing or broken, requested packages not installed, Jupyter settings that differ,
-    Jupyter down, another commit).
-  - RV(lines) is the whole report as readable lines, one per part, for a C(debug) task.
+  - The action M(devbox_status_report) (plugins/action/devbox_status_report.py) runs it, fills O(user), O(home) and
+    O(venv_dir) from the machine's facts and builds, on the controller, each service's line and URL from the
+    port it checked, and what the next run would change about the services.
+  - RV(lines) is the rest of the report as readable lines (venv, GPU, swap, volume, last run).
 extends_documentation_fragment:
   - devbox.machine.common
   - devbox.machine.home
@@ -36,14 +37,6 @@ options:
     description: The venv, relative to the home (python_env_venv_dir).
     type: str
     default: project-venv
-  jupyter_port:
-    description: The wanted Jupyter port, compared with the server settings.
-    type: int
-    default: 8888
-  jupyter_ip:
-    description: The wanted Jupyter address, compared with the server settings; V(auto) is not compared.
-    type: str
-    default: auto
   swap_min_mb:
     description: The wanted swap in MB; the swap line says so when there is less.
     type: int
@@ -55,22 +48,10 @@ options:
         that comparison.
     type: str
     default: ""
-  browser_url:
-    description: Where the browser reaches Jupyter; empty means C(http://localhost:<port>).
-    type: str
-    default: ""
-  open_hint:
-    description: How to open that URL (a tunnel command), shown as is while Jupyter is up.
-    type: str
-    default: ""
   show_token:
-    description: Read the token and put it in the URL (the user asked for it).
+    description: Read Jupyter's token (the user asked for it).
     type: bool
     default: false
-  token_hint:
-    description: How to get the URL with the token, shown when it is hidden.
-    type: str
-    default: ""
 attributes:
   check_mode:
     support: full
@@ -78,45 +59,75 @@ attributes:
 """
 
 EXAMPLES = r"""
+# Usually through devbox_status_report (playbooks/status.yml), which fills user, home and venv_dir from the
+# machine's facts and adds each service's line and URL.
 - name: Read the machine's state
   devbox_status:
     user: pythonuser
     home: /home/pythonuser
     packages: [numpy, pandas==2.2.3]
-    jupyter_port: 8888
     commit: "{{ lookup('ansible.builtin.pipe', 'git describe --always --dirty') }}"
-    token_hint: "`make status SHOW_TOKEN=1` prints the URL with it"
   register: status_result
-# Then show status_result.lines with ansible.builtin.debug: the whole report, one line per part.
 """
 
 RETURN = r"""
 lines:
   description:
-    - The report, one readable line per part (Jupyter, how to open it, venv, GPU, swap, volume, last run,
-      next run).
+    - The report, one readable line per part (venv, GPU, swap, volume, last run); the action plugin puts a
+      line per service and the next run around them.
   returned: success
   type: list
   elements: str
   sample:
-    - "Jupyter: up, http://localhost:8888/lab (server on http://172.17.0.3:8888/, pid 4242); token hidden"
     - "Venv: /home/pythonuser/project-venv, Python 3.12, 58 packages"
     - "GPU: none (no nvidia-smi)"
     - "Swap: 2048 MB, 2048 MB free"
     - "Volume: /home/pythonuser: 9.8 GB, 21% used, 7.7 GB free"
     - "Provisioned: 2025-06-01T12:00:00+00:00 from commit 44e12cd"
-    - "Next run: nothing to change, as far as status can tell"
 next_run:
-  description: What the next playbook run would change, as far as status can tell; empty when nothing.
+  description: What the next playbook run would change in the user, the venv and the checkout; empty when nothing.
   returned: success
   type: list
   elements: str
-  sample: ["install pandas==2.2.3 (installed: 2.2.2)", "start Jupyter"]
+  sample: ["install pandas==2.2.3 (installed: 2.2.2)"]
 user_exists:
   description: Whether the dev user exists on the machine.
   returned: success
   type: bool
   sample: true
+services:
+  description: Every registered service (sorted by name), from its record, with its health probe.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The service's name.
+      type: str
+      sample: jupyter
+    port:
+      description: The port it listens on, on the machine.
+      type: int
+      sample: 8888
+    url_path:
+      description: The path its URL opens.
+      type: str
+      sample: /lab
+    healthy:
+      description: Whether a process of the dev user listens on the port.
+      type: bool
+      sample: true
+service_problems:
+  description: Why a damaged service record was skipped, one line each.
+  returned: success
+  type: list
+  elements: str
+  sample: []
+jupyter_token:
+  description: Jupyter's token (C(token)) or why it could not be read (C(token_error)).
+  returned: with O(show_token=true), when the dev user exists
+  type: dict
+  sample: {token: 4f0c2a9d8e1b7c6a5f4e3d2c1b0a9f8e7d6c5b4a39281706}
 swap:
   description: Swap, from C(/proc/meminfo).
   returned: success
@@ -190,51 +201,6 @@ provisioned:
       description: Why the record was not trusted or not readable; present only then.
       type: str
       sample: "/home/pythonuser/.devbox/provisioned.json is not a root-owned file: not trusted"
-jupyter:
-  description: The Jupyter server, as its launcher reports it.
-  returned: when the dev user exists
-  type: dict
-  contains:
-    installed:
-      description: Whether the launcher is installed; the other keys are present only when it is.
-      type: bool
-      sample: true
-    settings:
-      description: The address and port in the server settings; absent when the settings are unreadable.
-      type: dict
-      sample: {ip: fly-local-6pn, port: 8888}
-    settings_error:
-      description: Why the server settings could not be read; present only then.
-      type: str
-      sample: "[Errno 2] No such file or directory: '/home/pythonuser/.jupyter/jupyter_server_config.json'"
-    running:
-      description: Whether the launcher's server process runs.
-      type: bool
-      sample: true
-    healthy:
-      description: Whether the server answers an authenticated API call.
-      type: bool
-      sample: true
-    url:
-      description: Where the server listens (no token).
-      type: str
-      sample: http://172.17.0.3:8888/
-    pid:
-      description: The server's process id; null when it does not run.
-      type: int
-      sample: 4242
-    error:
-      description: Why the launcher could not tell, or found the server broken; present only then.
-      type: str
-      sample: devbox-jupyter status did not answer within 15 s (a playbook run may be starting Jupyter)
-    token:
-      description: The token; present only with O(show_token=true).
-      type: str
-      sample: 4f0c2a9d8e1b7c6a5f4e3d2c1b0a9f8e7d6c5b4a39281706
-    token_error:
-      description: Why the token could not be read; present only with O(show_token=true) and then.
-      type: str
-      sample: "[Errno 2] No such file or directory: '/home/pythonuser/.jupyter/devbox_token'"
 python_env:
   description: The venv (O(venv_dir) in the home).
   returned: when the dev user exists
@@ -268,33 +234,14 @@ python_env:
       sample: ["pandas==2.2.3 (installed: 2.2.2)"]
 """
 
+import pwd
+
 from ansible.module_utils.basic import AnsibleModule
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_machine_status import (gpus, next_run, provision_record, swap,
-                                                            user_side, volume)
-    from ansible.module_utils.devbox_layout import VENV_DIR, options_problem
-    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import (
-        gpus, next_run, provision_record, swap, user_side, volume)
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import VENV_DIR, options_problem
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import (
-        RunAsError, run_as, user_exists)
 
-
-def jupyter_line(found: dict, params: dict) -> str:
-    if not found.get("installed"):
-        return "Jupyter: not installed"
-    port = (found.get("settings") or {}).get("port") or params["jupyter_port"]
-    url = (params["browser_url"] or f"http://localhost:{port}").rstrip("/") + "/lab"
-    if not found.get("healthy"):
-        why = found.get("error") or ("running but not answering" if found.get("running") else "not running")
-        return f"Jupyter: DOWN ({why}); the next run (or ~/.local/bin/devbox-jupyter start) starts it"
-    served = f"(server on {found.get('url')}, pid {found.get('pid')})"
-    if params["show_token"] and found.get("token"):
-        return f"Jupyter: up, {url}?token={found['token']} {served}"
-    hint = f": {params['token_hint']}" if params["token_hint"] else ""
-    return f"Jupyter: up, {url} {served}; token hidden{hint}"
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import options_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import (
+    gpus, next_run, provision_record, services, swap, user_side, volume)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 
 
 def venv_line(venv: dict) -> str:
@@ -334,15 +281,10 @@ ARGUMENT_SPEC = {
     "user": {"type": "str", "required": True},
     "home": {"type": "path", "required": True},
     "packages": {"type": "list", "elements": "str", "default": []},
-    "venv_dir": {"type": "str", "default": VENV_DIR},
-    "jupyter_port": {"type": "int", "default": 8888},
-    "jupyter_ip": {"type": "str", "default": "auto"},
+    "venv_dir": {"type": "str", "required": True},
     "swap_min_mb": {"type": "int", "default": 0},
     "commit": {"type": "str", "default": ""},
-    "browser_url": {"type": "str", "default": ""},
-    "open_hint": {"type": "str", "default": ""},
     "show_token": {"type": "bool", "default": False},
-    "token_hint": {"type": "str", "default": ""},
 }
 
 
@@ -353,33 +295,26 @@ def main() -> None:
     problem = options_problem(params)
     if problem:
         module.fail_json(msg=problem)
-    facts = {"user_exists": user_exists(user), "swap": swap(), "volume": volume(home), "gpu": gpus(),
+    exists = user_exists(user)
+    registered = services(home, pwd.getpwnam(user).pw_uid if exists else None)
+    facts = {"user_exists": exists, "swap": swap(), "volume": volume(home), "gpu": gpus(),
              "provisioned": provision_record(home)}
-    if facts["user_exists"]:
+    if exists:
         try:
-            facts.update(run_as(user, user_side, home, params["show_token"], params["packages"],
-                                params["venv_dir"]))
+            facts.update(run_as(user, user_side, home, params["show_token"], params["packages"], params["venv_dir"]))
         except RunAsError as error:
-            module.fail_json(msg=f"reading Jupyter and the venv as {user} failed: {error}")
-    wanted = {"user": user, "jupyter_port": params["jupyter_port"], "jupyter_ip": params["jupyter_ip"],
-              "commit": params["commit"]}
-    changes = next_run(facts, wanted)
-    lines = []
-    if facts["user_exists"]:
-        lines.append(jupyter_line(facts["jupyter"], params))
-        if params["open_hint"] and facts["jupyter"].get("healthy"):
-            lines.append(f"Open it: {params['open_hint']}")
-        lines.append(venv_line(facts["python_env"]))
-    else:
-        lines.append(f"Not provisioned: no user {user} on this machine (run playbooks/site.yml)")
+            module.fail_json(msg=f"reading the venv as {user} failed: {error}")
+    changes = next_run(facts, {"user": user, "commit": params["commit"]})
+    lines = [venv_line(facts["python_env"])] if exists else [
+        f"Not provisioned: no user {user} on this machine (run playbooks/site.yml)"]
     lines.append(gpu_line(facts["gpu"]))
     wanted_swap = f" (wanted {params['swap_min_mb']} MB)" if facts["swap"]["total_mb"] < params["swap_min_mb"] else ""
     lines.append(f"Swap: {facts['swap']['total_mb']} MB, {facts['swap']['free_mb']} MB free{wanted_swap}")
     lines.append(volume_line(facts["volume"], home))
     lines.append(provisioned_line(facts["provisioned"]))
-    lines.append("Next run: " + ("; ".join(changes) if changes else "nothing to change, as far as status can tell"))
     # The token is in the result only when asked for; it is never logged by Ansible's own invocation record.
-    module.exit_json(changed=False, lines=lines, next_run=changes, **facts)
+    module.exit_json(changed=False, lines=lines, next_run=changes, services=registered["services"],
+                     service_problems=registered["problems"], **facts)
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ options:
     type: str
     required: true
   shell:
-    description: Login shell, an absolute path.
+    description: Login shell, an absolute path (the role passes dev_user_shell).
     type: str
-    default: /bin/bash
+    required: true
   groups:
     description: Supplementary groups, among V(video) and V(render) (the groups that own GPU device nodes).
     type: list
@@ -121,7 +121,7 @@ import os
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import (
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     ALLOWED_GROUPS, AccountError, current_groups, ensure_account, ensure_home, save_record, validate)
 
 
@@ -148,7 +148,7 @@ def volume_problem(home: str, points: list[str]) -> str | None:
     home = os.path.normpath(home)
     if home in points:
         return None
-    volumes = sorted(point for point in points if point.startswith("/home/") or point.startswith("/data"))
+    volumes = sorted(point for point in points if point.startswith("/home/"))
     found = f"mounted under /home: {', '.join(volumes)}" if volumes else "nothing is mounted under /home"
     return (f"dev_user_home={home} is not a mount point, and dev_user_home_is_volume says the home must be the "
             f"persistent volume ({found}): the venv, the notebooks and the token would be lost with the root "

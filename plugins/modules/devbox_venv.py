@@ -12,7 +12,7 @@ description:
   - Creates the venv when absent or left unfinished; rebuilds it with the same distributions at the
     same versions when its interpreter is missing or is another Python version than O(base_python).
   - Persists the index URLs and CA bundle in the venv's C(pip.conf) (mode 0600) so the user's own pip
-    uses them. Passwords in index URLs never reach a command line (uv gets them in its environment),
+    uses them. Passwords and tokens in index URLs never reach a command line (uv gets them in its environment),
     the output (masked) or a file others can read.
   - Installs requirements with uv (default) or pip; reports changed only when distributions were
     installed, removed or upgraded, or the venv, its settings or its lock were written.
@@ -21,12 +21,26 @@ description:
     playbook asked for marked C(# by hand)), read from the venv's metadata (no installer, no network),
     and returns its text. O(lock_text) installs such a lock exactly; O(sync) also removes what it does
     not list. A lock from another Python version fails before anything changes.
+  - A line of O(lock_text) holding a control character (a terminal escape such as C(\\x1b[8m), any C0 or C1
+    control but the newline) fails the run before anything is installed, the line shown escaped; the lock's
+    URL requirements (C(name @ url), whose build code runs on the machine) are listed in RV(url_requirements).
+    A line of the machine's own lock that would hold one is written as an escaped comment.
+  - Passwords and tokens in URLs (C(https://user:secret@host), C(https://TOKEN@host), C(https://TOKEN:@host))
+    are masked in the output, the C(--diff), the lock and the messages.
 extends_documentation_fragment:
   - devbox.machine.common
 options:
   user:
     description: The user who owns the venv; the module does its work as this user (as itself when unset).
     type: str
+  home:
+    description:
+      - The user's home. Root keeps there, in its own C(~/.devbox/requested-packages.json) (root-owned, written
+        from directory descriptors), the packages playbooks asked for, which decide what the lock marks
+        C(# by hand); it is read back as data. A machine that kept the list in the venv
+        (C(devbox-requested.json)) moves it over on its next run. Default, O(user)'s home from the system;
+        without either, nothing is kept between runs.
+    type: path
   path:
     description: The venv directory.
     type: path
@@ -89,7 +103,7 @@ attributes:
     details: The installer's own dry run decides for requirements the installed metadata cannot settle.
   diff_mode:
     support: partial
-    details: Shows the settings files (pip.conf, devbox-installer.json) that change, passwords masked.
+    details: Shows the settings files (pip.conf, devbox-installer.json) that change, passwords and tokens masked.
 """
 
 EXAMPLES = r"""
@@ -159,6 +173,12 @@ lock_path:
   returned: success
   type: str
   sample: /home/pythonuser/project/requirements.lock
+url_requirements:
+  description: The direct references (name @ url) of O(lock_text), passwords and tokens masked.
+  returned: success
+  type: list
+  elements: str
+  sample: ["mypkg @ https://files.example.org/mypkg-1.0.tar.gz"]
 lock_written:
   description: Whether this run wrote the lock.
   returned: success
@@ -166,24 +186,21 @@ lock_written:
   sample: false
 """
 
-import re
-from urllib.parse import urlsplit
+import json
+import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:  # run from the repository (ansible.cfg's module_utils path) or the unit tests
-    from ansible.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible.module_utils.devbox_venv import VenvError, converge, empty_result, mask_credentials, plan
-except ImportError:  # installed as the devbox.machine collection
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
-    from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-        VenvError, converge, empty_result, mask_credentials, plan)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    AccountError, read_root_json, write_root_file_if_changed)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
+    REQUESTED_RECORD, VenvError, converge, credentials_in, empty_result, mask_credentials, plan)
 
-
-PASSWORD_IN_URL = re.compile(r"://[^/:@\s]+:([^/@\s]+)@")
 
 ARGUMENT_SPEC = {
     "user": {"type": "str"},
+    "home": {"type": "path"},
     "path": {"type": "path", "required": True},
     "project_dir": {"type": "path"},
     "base_python": {"type": "str", "default": "python3"},
@@ -205,14 +222,9 @@ ARGUMENT_SPEC = {
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = dict(module.params)
-    for url in [params["index_url"] or ""] + params["extra_index_urls"]:
-        password = urlsplit(url).password
-        if password:
-            module.no_log_values.add(password)
-    # An index line in the requirements file or the lock may carry one too.
-    for text in (params["requirements_file_text"], params["lock_text"]):
-        for match in PASSWORD_IN_URL.finditer(text or ""):
-            module.no_log_values.add(match.group(1))
+    # The index URLs' passwords and tokens, and those of an index line in the requirements file or the lock.
+    for text in [params["index_url"], *params["extra_index_urls"], params["requirements_file_text"], params["lock_text"]]:
+        module.no_log_values.update(credentials_in(text or ""))
     ca_bundle = params["ca_bundle"]
     if ca_bundle and not _readable(ca_bundle):
         module.fail_json(msg=f"python_env_ca_bundle={ca_bundle!r}: no readable file there on the target")
@@ -223,8 +235,10 @@ def main() -> None:
         params["settings"] = {"index_url": params["index_url"], "ca_bundle": ca_bundle,
                               "extra_index_urls": params["extra_index_urls"],
                               "installer": params["installer"] or "uv"}
-    work = plan if module.check_mode else converge
     user = params["user"]
+    home = params["home"] or (pwd.getpwnam(user).pw_dir if user and user_exists(user) else None)
+    params["requested"] = requested_record(home) if home else None
+    work = plan if module.check_mode else converge
     try:
         if user and module.check_mode and not user_exists(user):
             result = dict(empty_result(), changed=True)  # a fresh machine: everything is still to do
@@ -234,13 +248,28 @@ def main() -> None:
             result = work(params)
     except (VenvError, OSError, RunAsError) as error:
         module.fail_json(msg=mask_credentials(str(error)))
+    requested = result.pop("requested", None)
+    if home and requested is not None and not module.check_mode:
+        try:
+            write_root_file_if_changed(home, REQUESTED_RECORD, json.dumps(requested, indent=2, sort_keys=True) + "\n")
+        except (AccountError, OSError) as error:
+            module.fail_json(msg=f"cannot keep the requested packages in {home}/.devbox: {error}")
     # The lock file on the machine counts as a change; the server restart that follows a changed
     # venv (devbox_jupyter) does not depend on it.
     result["changed"] = result["changed"] or result["lock_written"]
     diffs = result.pop("diff")
-    if module._diff:
-        result["diff"] = diffs
+    if module._diff:  # the settings files hold the index URLs: shown masked
+        result["diff"] = [{key: mask_credentials(value) for key, value in change.items()} for change in diffs]
     module.exit_json(**result)
+
+
+def requested_record(home: str) -> dict | None:
+    """Root's list of requested packages (~/.devbox, root-owned), read as data; None when there is none yet
+    (the venv's old list is moved over), {} when it is there but not root's own (nothing is taken from it)."""
+    try:
+        return read_root_json(home, REQUESTED_RECORD)
+    except (AccountError, OSError):
+        return {}
 
 
 def _readable(path: str) -> bool:

@@ -57,7 +57,7 @@ def facts(value) -> dict:
     the machine decides (fly-local-6pn on a Fly Machine, 127.0.0.1 elsewhere).
     ServiceError when the services are not a usable list (the input check words it for the user).
     """
-    services = normalize_all(service_entries(value))
+    services = normalize_all(service_entries(value), list(BUILT_IN.values()))
     private = value("devbox_private_ip", None)
     if private:
         services = [dict(service, ip=private) if service["ip"] == "auto" else service for service in services]
@@ -93,3 +93,9 @@ def machine(given: dict | None = None) -> dict:
     loader = DataLoader()
     templar = Templar(loader=loader, variables=combine_vars(role_defaults(loader), given or {}))
     return facts(templated_value(templar))
+
+
+def service_url(service: dict, address_here: str, ports_here: dict | None) -> str | None:
+    """Where the user reaches the service: http://<address_here>:<port here><url_path>; None when not published."""
+    port = service["port"] if ports_here is None else ports_here.get(service["port"])
+    return f"http://{address_here}:{port}{service['url_path']}" if port else None

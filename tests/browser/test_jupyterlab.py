@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from jupyterlab_page import JupyterLab, chromium
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, fresh, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, fresh, tagged
 from local_machine import engine_info, gpu_request
 
 NAME, VOLUME, PORT = tagged("devbox-browser"), tagged("devbox-browser-home"), 18870

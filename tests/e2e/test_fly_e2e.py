@@ -18,7 +18,8 @@ import urllib.request
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, TEST_TAG, base_image, build_image, docker, ssh_banner, wait_until
+from docker_machines import (TEST_IMAGE, TEST_TAG, base_image, build_image, docker, local_facts, ssh_banner,
+                             wait_until)
 from fly_testkit import ORG, ROOT, ca_path, calls, fly_env, fly_proxy_pids, load_source, make_state, process_gone
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +37,7 @@ RECAP = re.compile(r"^(\S+)\s*: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+fai
 def build_images():
     subprocess.run([sys_python(), os.path.join(ROOT, "tools", "ensure_docker.py")], check=True)
     if docker("image", "inspect", TEST_IMAGE, check=False).returncode != 0:  # what `make image` builds
-        build_image(TEST_IMAGE, ROOT, BASE_IMAGE=base_image())
+        build_image(TEST_IMAGE, ROOT, BASE_IMAGE=base_image(), NONROOT_USER=local_facts()["user"])
     build_image(MACHINE_IMAGE, os.path.join(ROOT, "tests", "fly_machine"), DEVBOX_IMAGE=TEST_IMAGE)
 
 

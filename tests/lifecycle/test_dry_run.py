@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, fresh, tagged
+from docker_machines import TEST_IMAGE, LocalMachine, fresh, tagged
 
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}

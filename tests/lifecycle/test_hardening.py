@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from docker_host import DOCKER
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, tagged
 
 HOME = "/home/pythonuser"
 # The one launcher, as the module keeps it (root's own file) and PID 1 runs it, for Jupyter.
@@ -43,11 +43,12 @@ print(swaps, flush=True)
 """
 
 # Run as root: the record writer of the devbox_user module and the boot step (the image's copy
-# of plugins/module_utils/devbox_account.py), a record that changes at every iteration.
+# of plugins/module_utils/devbox_records.py), a record that changes at every iteration.
 RECORD_WRITER = r"""
 import json, sys
 sys.path.insert(0, "/usr/local/lib/devbox")
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import AccountError, ensure_home, load_record, save_record, validate
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    AccountError, ensure_home, load_record, save_record, validate)
 account = validate({"name": "pythonuser", "uid": 1000, "gid": 1000, "home": sys.argv[1]})
 written = refused = runs = 0
 for i in range(int(sys.argv[2])):
@@ -174,7 +175,7 @@ def test_rename_exchange_race_against_the_record_writer_leaves_nothing_outside_t
     setup = machine.exec(
         "mkdir -p /srv/decoy && chown daemon:daemon /srv/decoy && chmod 0755 /srv/decoy && "
         "PYTHONDONTWRITEBYTECODE=1 python3 -c 'import sys; sys.path.insert(0, \"/usr/local/lib/devbox\"); "
-        "from ansible_collections.devbox.machine.plugins.module_utils.devbox_account import *; a = validate({\"name\": \"pythonuser\", \"uid\": 1000, \"gid\": 1000, "
+        "from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import *; a = validate({\"name\": \"pythonuser\", \"uid\": 1000, \"gid\": 1000, "
         f"\"home\": \"{HOME}\"}}); ensure_account(a); ensure_home(a); save_record(a)'")
     assert setup.returncode == 0, setup.stderr
     before = file_table(machine)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged
+from docker_machines import TEST_IMAGE, LocalMachine, docker, fresh, tagged
 
 HOME = "/home/pythonuser"
 IDLE_S = 60

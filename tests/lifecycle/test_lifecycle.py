@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
+from docker_machines import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
 
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
@@ -217,7 +217,7 @@ def test_two_runs_at_once_do_not_corrupt_the_venv(machine):
 
 
 def test_root_runs_nothing_the_user_can_write(machine):
-    for path in ("/usr/local/sbin/devbox-boot", f"{LIBRARIES}/devbox_account.py", f"{LIBRARIES}/devbox_launcher.py",
+    for path in ("/usr/local/sbin/devbox-boot", f"{LIBRARIES}/devbox_records.py", f"{LIBRARIES}/devbox_launcher.py",
                  LIBRARIES, "/usr/local/lib/devbox", "/usr/local/sbin", "/usr/local/lib", "/usr/local", "/usr", "/"):
         owner, mode = machine.exec(f"stat -c '%U %a' {path}").stdout.split()
         assert owner == "root" and int(mode, 8) & 0o022 == 0, f"{path}: {owner} {mode}"

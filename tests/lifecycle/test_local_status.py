@@ -14,10 +14,12 @@ import urllib.request
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, fresh, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, fresh, local_facts, tagged
 
 NAME, VOLUME = tagged("devbox-status-test"), tagged("devbox-status-test-home")
-HOME = "/home/pythonuser"
+FACTS = local_facts()
+USER, HOME = FACTS["user"], FACTS["home"]
+JUPYTER_PORT = FACTS["services"][0]["port"]
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
 # The one launcher, as the module keeps it (root's own file) and PID 1 runs it; Jupyter's pidfile.
 LAUNCHER = f"python3 {HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py jupyter"
@@ -26,6 +28,9 @@ PID_FILE = f"{HOME}/.local/state/devbox/jupyter.pid"
 # machine is the inventory's one host, devbox-local, and `make up` or another test writing
 # locks/devbox-local.requirements.lock meanwhile would make a rerun here report a change.
 LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
+STREAMLIT = {"name": "streamlit", "packages": ["streamlit"], "port": 8501,
+             "command": ["streamlit", "hello", "--server.port", "{port}", "--server.address", "{ip}",
+                         "--server.headless", "true"]}
 
 
 def status(*args, name=NAME, volume=VOLUME, **env):
@@ -55,8 +60,8 @@ def test_status_reports_each_part_as_the_machine_has_it(machine):
     token = machine.exec(f"cat {HOME}/.jupyter/devbox_token").stdout.strip()
     assert token and token not in output, "the token is shown only when asked for"
     assert output.startswith(f"{NAME}:\n")
-    assert re.fullmatch(rf"Jupyter: up, http://127\.0\.0\.1:{machine.port}/lab \(server on http://[0-9.]+:8888/, pid \d+\); "
-                        r"token hidden: `make status SHOW_TOKEN=1` prints the URL with it", line(output, "Jupyter:"))
+    assert line(output, "jupyter:") == (f"jupyter: up, http://127.0.0.1:{machine.port}/lab; "
+                                        "token hidden: `make status SHOW_TOKEN=1` prints the URL with it")
     python = machine.exec(f"{HOME}/project-venv/bin/python -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
     count = machine.exec(f"ls -d {HOME}/project-venv/lib/python3*/site-packages/*.dist-info | wc -l").stdout.strip()
     assert line(output, "Venv:") == f"Venv: {HOME}/project-venv, Python {python.stdout.strip()}, {count} packages"
@@ -75,7 +80,7 @@ def test_status_reports_each_part_as_the_machine_has_it(machine):
 def test_the_shown_token_opens_jupyter(machine):
     rc, output = status("--show-token")
     assert rc == 0, output
-    url = re.search(r"Jupyter: up, (\S+)", output).group(1)
+    url = re.search(r"jupyter: up, (\S+)", output).group(1)
     assert url.startswith(f"http://127.0.0.1:{machine.port}/lab?token=")
     api = url.replace("/lab?", "/api/contents?")
     with urllib.request.urlopen(api, timeout=20) as response:
@@ -95,16 +100,36 @@ def test_status_changes_nothing_and_a_rerun_records_without_changing(machine):
         "0:755", "0:644"]
 
 
-def test_next_run_names_missing_packages_and_a_stopped_jupyter(machine):
-    machine.exec(f"{LAUNCHER} stop", user="pythonuser")
+def test_next_run_names_missing_packages_and_a_stopped_service(machine):
+    machine.exec(f"{LAUNCHER} stop", user=USER)
+    rc, output = status(VARS=json.dumps({"python_env_packages": ["six==1.16.0", "tomli-w", "six==1.15.0"]}))
+    assert rc == 0, output
+    assert line(output, "jupyter:").startswith(f"jupyter: DOWN (nothing of the dev user listens on port {JUPYTER_PORT})")
+    assert line(output, "Next run:") == ("Next run: install tomli-w, six==1.15.0 (installed: 1.16.0); "
+                                         "start jupyter")
+    result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_every_service_is_listed_and_a_removed_one_is_not(machine):
+    """A service of the data alone (issue 19's Streamlit entry) is listed with its URL; removed from the list,
+    the next run unregisters it and status no longer lists it."""
+    machine.given = {"devbox_services": [STREAMLIT]}
     try:
-        rc, output = status(VARS=json.dumps({"python_env_packages": ["six==1.16.0", "tomli-w", "six==1.15.0"]}))
-        assert rc == 0, output
-        assert line(output, "Jupyter:").startswith("Jupyter: DOWN (not running)")
-        assert line(output, "Next run:") == ("Next run: install tomli-w, six==1.15.0 (installed: 1.16.0); "
-                                             "start Jupyter")
+        machine.remove()
+        machine.port = 0
+        machine.start()  # publishes streamlit's port too
+        result = machine.provision(capture=True)
+        assert result.returncode == 0, result.stdout[-3000:]
+        rc, output = status(VARS=json.dumps(machine.given))
+        here = machine.published_ports()[STREAMLIT["port"]]
+        assert line(output, "streamlit:") == f"streamlit: up, http://127.0.0.1:{here}/", output
     finally:
-        machine.exec(f"{LAUNCHER} start", user="pythonuser")
+        machine.given = {}
+    result = machine.provision(capture=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    rc, output = status()
+    assert "streamlit" not in output, output
 
 
 def test_a_fresh_machine_is_reported_as_not_provisioned():
@@ -113,9 +138,9 @@ def test_a_fresh_machine_is_reported_as_not_provisioned():
     try:
         rc, output = status(name=fresh.name, volume=fresh.volume)
         assert rc == 0, output
-        assert line(output, "Not provisioned:") == "Not provisioned: no user pythonuser on this machine (run playbooks/site.yml)"
+        assert line(output, "Not provisioned:") == f"Not provisioned: no user {USER} on this machine (run playbooks/site.yml)"
         assert line(output, "Provisioned:").startswith("Provisioned: no record of a run")
-        assert line(output, "Next run:") == "Next run: create the user pythonuser and everything in the home"
+        assert line(output, "Next run:") == f"Next run: create the user {USER} and everything in the home"
     finally:
         fresh.remove()
         fresh.remove_volume()

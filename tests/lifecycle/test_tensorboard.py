@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from devbox_testkit import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, tagged, wait_until
+from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, tagged, wait_until
 
 NAME = tagged("devbox-tensorboard")
 HOME = "/home/pythonuser"

@@ -1,7 +1,12 @@
-"""The non-root account whose home is the volume: validate, create, record, restore.
+"""The root-owned record store in the home's ~/.devbox/, and the account it records.
 
-Shared by the `devbox_user` module (run by Ansible) and the image's boot step (run as PID 1
-without Ansible), so both create the account the same way. Standard library only.
+~/.devbox/ is root's own directory on the volume: the account record (account.json), the
+service records (devbox_service), the provision record (devbox_provision_record), the idle
+setting (devbox_idle) and the launchers' libraries (LIBRARY_DIR) are root's own files there,
+written and read only from directory descriptors (write_root_file, read_root_file). The
+account itself (validate, create, restore) lives here too: the `devbox_user` module (run by
+Ansible) and the image's boot step (run as PID 1 without Ansible) share it, so both create the
+account the same way. Standard library only.
 
 Root works inside a directory the user owns: the user can rename, swap or replace any entry
 there at any moment. So every path under the home is opened from directory descriptors,
@@ -28,6 +33,10 @@ LOGIN_NAME_RULE = "1-32 characters, lower-case letters, digits, '_' or '-', star
 MIN_ID, MAX_ID = 1, 60000
 RECORD_DIR = ".devbox"
 RECORD_FILE = "account.json"
+# The launchers' libraries, under ~/.devbox/: the launchers put ~/.devbox/lib first on sys.path and
+# import them by the collection's name, as every other user of plugins/module_utils does.
+LIBRARY_ROOT = "lib"
+LIBRARY_DIR = LIBRARY_ROOT + "/ansible_collections/devbox/machine/plugins/module_utils"
 # The record lives on the volume, inside the user's home: root grants nothing from it beyond
 # the groups that own GPU device nodes.
 ALLOWED_GROUPS = ("video", "render")
@@ -312,9 +321,49 @@ def _record_dir_for_writing(home: str, home_fd: int) -> int:
     return descriptor
 
 
-def write_root_file(home: str, name: str, text: str) -> None:
-    """Write ~/.devbox/<name> as root's own file (0644), from directory descriptors only; a name with '/'
-    goes into root's own subfolders (0755), made on the way."""
+def _relative_parts(relative: str) -> list[str]:
+    """The plain names of a relative path under ~/.devbox/; AccountError for '', '.', '..' or an absolute path."""
+    parts = relative.split("/") if isinstance(relative, str) else [""]
+    if any(part in ("", ".", "..") or "\0" in part for part in parts):
+        raise AccountError(f"{relative!r} is not a relative path of plain names under {RECORD_DIR}/")
+    return parts
+
+
+def _open_root_subdirs(directory: int, names: list[str], where: str, create: bool) -> int | None:
+    """The descriptor of directory/names[0]/names[1]/..., each root's own directory (0755), never through a
+    link; created where missing when create is true, else None. Consumes directory."""
+    try:
+        for name in names:
+            where = os.path.join(where, name)
+            try:
+                child = os.open(name, _DIRECTORY, dir_fd=directory)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                os.mkdir(name, 0o755, dir_fd=directory)
+                child = os.open(name, _DIRECTORY, dir_fd=directory)
+                os.fchown(child, 0, 0)
+                os.fchmod(child, 0o755)
+            except OSError as error:
+                raise AccountError(f"{where} is a link or not a directory: not trusted") from error
+            os.close(directory)
+            directory = child
+            if not _trusted(os.fstat(directory), stat.S_ISDIR):
+                raise AccountError(f"{where} is not a root-owned directory: not trusted")
+        result, directory = directory, None
+        return result
+    finally:
+        if directory is not None:
+            os.close(directory)
+
+
+def write_root_file(home: str, relative: str, text: str) -> None:
+    """Write ~/.devbox/<relative> as root's own file (0644), from directory descriptors only.
+
+    relative is a name, or a path of plain names whose directories are created root's own (0755)
+    where missing; none of them is ever followed through a link.
+    """
+    *subdirs, name = _relative_parts(relative)
     home_fd = _open_home(home)
     if home_fd is None:
         raise AccountError(f"{home} does not exist: the record goes on the volume")
@@ -322,10 +371,8 @@ def write_root_file(home: str, name: str, text: str) -> None:
         directory = _record_dir_for_writing(home, home_fd)
     finally:
         os.close(home_fd)
-    *folders, name = name.split("/")
+    directory = _open_root_subdirs(directory, subdirs, os.path.join(home, RECORD_DIR), create=True)
     try:
-        for folder in folders:
-            directory = _root_subfolder(directory, folder)
         temporary = f".{name}-{os.getpid()}-{time.time_ns()}"
         with os.fdopen(os.open(temporary, _NEW_FILE, 0o644, dir_fd=directory), "w") as out:
             out.write(text)
@@ -337,25 +384,10 @@ def write_root_file(home: str, name: str, text: str) -> None:
         os.close(directory)
 
 
-def _root_subfolder(parent: int, name: str) -> int:
-    """The subfolder of root's own folder `parent` (closed here), made root's own (0755) when missing."""
-    try:
-        try:
-            os.mkdir(name, 0o755, dir_fd=parent)
-        except FileExistsError:
-            pass
-        descriptor = os.open(name, _DIRECTORY, dir_fd=parent)
-    finally:
-        os.close(parent)
-    if not _trusted(os.fstat(descriptor), stat.S_ISDIR):
-        os.close(descriptor)
-        raise AccountError(f"~/.devbox/.../{name} is not a root-owned folder: not trusted")
-    return descriptor
-
-
-def read_root_file(home: str, name: str) -> str | None:
-    """~/.devbox/<name> when it is root's own file in root's own directory; None when absent."""
-    path = os.path.join(home, RECORD_DIR, name)
+def read_root_file(home: str, relative: str) -> str | None:
+    """~/.devbox/<relative> when it is root's own file in root's own directories; None when absent."""
+    *subdirs, name = _relative_parts(relative)
+    path = os.path.join(home, RECORD_DIR, relative)
     home_fd = _open_home(home)
     if home_fd is None:
         return None
@@ -363,6 +395,9 @@ def read_root_file(home: str, name: str) -> str | None:
         directory = _open_record_dir(home, home_fd)
     finally:
         os.close(home_fd)
+    if directory is None:
+        return None
+    directory = _open_root_subdirs(directory, subdirs, os.path.join(home, RECORD_DIR), create=False)
     if directory is None:
         return None
     try:
@@ -396,15 +431,15 @@ def root_file_names(home: str) -> list[str]:
         os.close(directory)
 
 
-def write_root_file_if_changed(home: str, name: str, text: str, dry_run: bool = False) -> bool:
-    """~/.devbox/<name> as root's own file with this text; True when it differed (or was not root's own)."""
+def write_root_file_if_changed(home: str, relative: str, text: str, dry_run: bool = False) -> bool:
+    """~/.devbox/<relative> as root's own file with this text; True when it differed (or was not root's own)."""
     try:
-        if read_root_file(home, name) == text:
+        if read_root_file(home, relative) == text:
             return False
     except (AccountError, OSError):
         pass  # not root's own file, or unreadable: replaced
     if not dry_run:
-        write_root_file(home, name, text)
+        write_root_file(home, relative, text)
     return True
 
 
@@ -442,6 +477,7 @@ def load_record(home: str) -> dict | None:
 
 def remove_root_file(home: str, name: str, dry_run: bool = False) -> bool:
     """Remove ~/.devbox/<name> (inside root's own directory, never following a link); True when it was there."""
+    _relative_parts(name)
     home_fd = _open_home(home)
     if home_fd is None:
         return False

@@ -8,8 +8,10 @@ import tempfile
 
 import pytest
 
-import devbox_account as account_lib
-from devbox_account import AccountError, conflicts, ensure_home, load_record, save_record, validate
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_records as account_lib
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
+    LIBRARY_DIR, AccountError, conflicts, ensure_home, load_record, read_root_file, save_record, validate,
+    write_root_file, write_root_file_if_changed)
 
 GOOD = {"name": "pythonuser", "uid": 1000, "gid": 1000, "home": "/home/pythonuser"}
 
@@ -203,3 +205,34 @@ def test_a_missing_home_is_created_without_following_links(volume):
     info = os.stat(account["home"])
     assert (info.st_uid, info.st_gid, oct(info.st_mode & 0o777)) == (45678, 45678, "0o750")
     assert os.stat(volume / "data").st_uid == 0
+
+
+def test_a_nested_file_gets_root_owned_directories_on_the_way(volume):
+    relative = f"{LIBRARY_DIR}/devbox_launcher.py"
+    assert write_root_file_if_changed(str(volume), relative, "x = 1\n") is True
+    assert write_root_file_if_changed(str(volume), relative, "x = 1\n") is False
+    assert read_root_file(str(volume), relative) == "x = 1\n"
+    folder = volume / ".devbox"
+    for part in LIBRARY_DIR.split("/"):
+        folder = folder / part
+        info = folder.lstat()
+        assert (info.st_uid, oct(info.st_mode & 0o7777)) == (0, "0o755"), folder
+    assert oct((folder / "devbox_launcher.py").stat().st_mode & 0o777) == "0o644"
+
+
+@pytest.mark.parametrize("relative", ["", "lib/", "/etc/x", "lib/../x", "./x", "lib//x"])
+def test_a_nested_path_is_plain_names_under_devbox(volume, relative):
+    with pytest.raises(AccountError, match="relative path of plain names"):
+        write_root_file(str(volume), relative, "x")
+
+
+def test_a_link_inside_devbox_is_never_followed(tmp_path, volume):
+    write_root_file(str(volume), "account.json", "{}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, volume / ".devbox" / "lib")
+    with pytest.raises(AccountError, match="link or not a directory"):
+        write_root_file(str(volume), "lib/x.py", "x")
+    assert os.listdir(elsewhere) == []
+    with pytest.raises(AccountError, match="link or not a directory"):
+        read_root_file(str(volume), "lib/x.py")
