@@ -59,13 +59,13 @@ def test_another_venv_dir_is_read_and_named_in_the_status_line(tmp_path):
     found = python_env(str(tmp_path), [], ".venvs/main")
     assert found["path"] == f"{tmp_path}/.venvs/main" and found["health"] != "absent"
     assert status.venv_line(found).startswith(f"Venv: {tmp_path}/.venvs/main, Python ")
-    assert status.venv_line(python_env(str(tmp_path), [])) == f"Venv: {tmp_path}/project-venv does not exist"
+    assert status.venv_line(python_env(str(tmp_path), [], "venv")) == f"Venv: {tmp_path}/venv does not exist"
 
 
 def test_services_lists_every_record_with_its_probe(tmp_path):
     import socket
 
-    from devbox_machine_status import services
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import services
     from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import normalize, record, register
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))

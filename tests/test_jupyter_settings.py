@@ -125,7 +125,7 @@ def test_settings_that_replace_the_login_are_refused_at_any_depth(settings, sett
 def test_the_cookie_secret_attack_is_refused_by_the_controllers_check_before_any_change(tmp_path):
     play = tmp_path / "validate.yml"
     play.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
-                    "    - ansible.builtin.include_role: {name: jupyter, tasks_from: validate}\n"
+                    "    - ansible.builtin.include_role: {name: services, tasks_from: validate}\n"
                     "    - ansible.builtin.file: {path: " + str(tmp_path / "changed") + ", state: touch, mode: '0600'}\n")
     refused = run_ansible("ansible-playbook", "-i", "localhost,", "-c", "local", str(play), "-e",
                           json.dumps({"jupyter_server_settings": {"ServerApp": {"cookie_secret_file": "/etc/os-release"}}}))

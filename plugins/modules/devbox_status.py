@@ -36,7 +36,7 @@ options:
   venv_dir:
     description: The venv, relative to the home (python_env_venv_dir).
     type: str
-    default: project-venv
+    required: true
   swap_min_mb:
     description: The wanted swap in MB; the swap line says so when there is less.
     type: int
