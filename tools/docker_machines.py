@@ -193,6 +193,18 @@ def said(output: str) -> str:
     return " ".join(output.replace("''", "'").split())
 
 
+def recap_changed(output: str) -> int:
+    """The changed=N of a playbook's recap (its last play)."""
+    match = re.search(r"changed=(\d+)", output.split("PLAY RECAP")[-1])
+    assert match, output[-2000:]
+    return int(match.group(1))
+
+
+def changed_tasks(output: str) -> list[str]:
+    """The names of the tasks that reported a change: what a failed changed=0 assertion shows."""
+    return re.findall(r"TASK \[([^\]]+)\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?changed: ", output)
+
+
 def tagged(base: str) -> str:
     """A container or volume name for a test, carrying the tag of DEVBOX_TEST_IMAGE."""
     return f"{base}-{TEST_TAG}"

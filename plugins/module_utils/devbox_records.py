@@ -388,16 +388,7 @@ def read_root_file(home: str, relative: str) -> str | None:
     """~/.devbox/<relative> when it is root's own file in root's own directories; None when absent."""
     *subdirs, name = _relative_parts(relative)
     path = os.path.join(home, RECORD_DIR, relative)
-    home_fd = _open_home(home)
-    if home_fd is None:
-        return None
-    try:
-        directory = _open_record_dir(home, home_fd)
-    finally:
-        os.close(home_fd)
-    if directory is None:
-        return None
-    directory = _open_root_subdirs(directory, subdirs, os.path.join(home, RECORD_DIR), create=False)
+    directory = _open_existing_folder(home, subdirs)
     if directory is None:
         return None
     try:
@@ -475,16 +466,10 @@ def load_record(home: str) -> dict | None:
     return account
 
 
-def remove_root_file(home: str, name: str, dry_run: bool = False) -> bool:
-    """Remove ~/.devbox/<name> (inside root's own directory, never following a link); True when it was there."""
-    _relative_parts(name)
-    home_fd = _open_home(home)
-    if home_fd is None:
-        return False
-    try:
-        directory = _open_record_dir(home, home_fd)
-    finally:
-        os.close(home_fd)
+def remove_root_file(home: str, relative: str, dry_run: bool = False) -> bool:
+    """Remove ~/.devbox/<relative> (in root's own directories, never following a link); True when it was there."""
+    *subdirs, name = _relative_parts(relative)
+    directory = _open_existing_folder(home, subdirs)
     if directory is None:
         return False
     try:
@@ -495,3 +480,17 @@ def remove_root_file(home: str, name: str, dry_run: bool = False) -> bool:
         return True
     finally:
         os.close(directory)
+
+
+def _open_existing_folder(home: str, subdirs: list[str]) -> int | None:
+    """The descriptor of ~/.devbox/<subdirs...> when each is root's own directory; None when one is absent."""
+    home_fd = _open_home(home)
+    if home_fd is None:
+        return None
+    try:
+        directory = _open_record_dir(home, home_fd)
+    finally:
+        os.close(home_fd)
+    if directory is None:
+        return None
+    return _open_root_subdirs(directory, subdirs, os.path.join(home, RECORD_DIR), create=False)

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from docker_machines import TEST_IMAGE, LocalMachine, docker, fresh, tagged, wait_until
+from docker_machines import LocalMachine, TEST_IMAGE, changed_tasks, docker, fresh, recap_changed, tagged, wait_until
 
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
@@ -26,17 +26,6 @@ LIBRARIES = "/usr/local/lib/devbox/ansible_collections/devbox/machine/plugins/mo
 # machine is the inventory's one host, devbox-local, and `make up` or another test writing
 # locks/devbox-local.requirements.lock meanwhile would make a rerun here report a change.
 LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
-
-
-def recap_changed(output: str) -> int:
-    match = re.search(r"changed=(\d+)", output.split("PLAY RECAP")[-1])
-    assert match, output[-2000:]
-    return int(match.group(1))
-
-
-def changed_tasks(output: str) -> list[str]:
-    """The names of the tasks that reported a change: what a failed changed=0 assertion shows."""
-    return re.findall(r"TASK \[([^\]]+)\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?changed: ", output)
 
 
 def run(machine, *extra):

@@ -15,19 +15,13 @@ import sys
 
 import pytest
 
-from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, tagged
+from docker_machines import LocalMachine, ROOT, TEST_IMAGE, docker, fresh, recap_changed, tagged
 
 HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
 PACKAGES = ["six==1.16.0", "python-dateutil==2.9.0.post0"]
 BY_HAND = "tabulate==0.9.0"
 EXTRA = "colorama==0.4.6"
-
-
-def recap_changed(output: str) -> int:
-    match = re.search(r"changed=(\d+)", output.split("PLAY RECAP")[-1])
-    assert match, output[-3000:]
-    return int(match.group(1))
 
 
 def one_line(output: str) -> str:

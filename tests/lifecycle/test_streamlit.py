@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from docker_machines import TEST_IMAGE, LocalMachine, docker, free_port, fresh, said, tagged, wait_until
+from docker_machines import LocalMachine, TEST_IMAGE, changed_tasks, docker, free_port, fresh, recap_changed, said, tagged, wait_until
 
 NAME = tagged("devbox-streamlit")
 HOME = "/home/pythonuser"
@@ -38,17 +38,6 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # machine is the inventory's one host, devbox-local, and `make up` or another test writing
 # locks/devbox-local.requirements.lock meanwhile would make a rerun here report a change.
 LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
-
-
-def recap_changed(output: str) -> int:
-    match = re.search(r"changed=(\d+)", output.split("PLAY RECAP")[-1])
-    assert match, output[-2000:]
-    return int(match.group(1))
-
-
-def changed_tasks(output: str) -> list[str]:
-    """The names of the tasks that reported a change: what a failed changed=0 assertion shows."""
-    return re.findall(r"TASK \[([^\]]+)\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?changed: ", output)
 
 
 def run(machine, services=(STREAMLIT,), *extra):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, fresh, said, tagged, wait_until
+from docker_machines import LocalMachine, ROOT, TEST_IMAGE, changed_tasks, docker, fresh, recap_changed, said, tagged, wait_until
 
 NAME = tagged("devbox-tensorboard")
 HOME = "/home/pythonuser"
@@ -26,17 +26,6 @@ SERVICES = ("jupyter", "tensorboard")
 LISTENING = ("python3 -c \"import sys; sys.path.insert(0, '/usr/local/lib/devbox'); "
              "from ansible_collections.devbox.machine.plugins.module_utils import devbox_service; "
              "print(sorted({{address for address, _, _ in devbox_service.listening_sockets({port})}}))\"")
-
-
-def recap_changed(output: str) -> int:
-    match = re.search(r"changed=(\d+)", output.split("PLAY RECAP")[-1])
-    assert match, output[-2000:]
-    return int(match.group(1))
-
-
-def changed_tasks(output: str) -> list[str]:
-    """The names of the tasks that reported a change: what a failed changed=0 assertion shows."""
-    return re.findall(r"TASK \[([^\]]+)\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?changed: ", output)
 
 
 # A Jupyter setting of the user's, merged into the server's settings file.
