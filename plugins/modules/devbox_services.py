@@ -93,7 +93,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher imp
     LOCK_TIMEOUT_S, START_TIMEOUT_S, TOKEN_FILE)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
-    LIBRARY_DIR, AccountError, write_root_file_if_changed)
+    LIBRARY_DIR, AccountError, remove_root_file, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
     JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, unregister, validate_record)
@@ -112,6 +112,8 @@ JUPYTER_CONFIG = ".jupyter/jupyter_server_config.json"
 COMMAND = ".local/bin/devbox-service"
 # The per-service launchers of earlier versions, replaced by the one launcher.
 OLD_LAUNCHERS = {"jupyter": ".local/bin/devbox-jupyter", "tensorboard": ".local/bin/devbox-tensorboard"}
+# Where those launchers imported their libraries from (root's own files), now under LIBRARY_DIR.
+OLD_LIBRARIES = ("devbox_address.py", "devbox_launcher.py")
 
 
 def jupyter_config(project: str, listen: str, port: int, settings: dict) -> dict:
@@ -185,7 +187,8 @@ def provision(params: dict, dry_run: bool) -> dict:
     diffs, outcomes = [], {}
     if not dry_run:
         os.makedirs(os.path.join(home, os.path.dirname(COMMAND)), mode=0o755, exist_ok=True)
-    command_text = f"#!/bin/sh\n# devbox-service NAME start|stop|restart|status\nexec /usr/bin/python3 \"$HOME/.devbox/{LAUNCHER}\" \"$@\"\n"
+    command_text = ("#!/bin/sh\n# devbox-service NAME start|stop|restart|status\n"
+                    f"exec /usr/bin/python3 \"$HOME/.devbox/{LAUNCHER}\" \"$@\"\n")
     changed_command = write_if_changed(os.path.join(home, COMMAND), command_text, 0o755, dry_run)
     if not dry_run:
         retire_old_launchers(home)
@@ -211,17 +214,16 @@ def provision(params: dict, dry_run: bool) -> dict:
             answer = launcher(home, name, "restart" if restart else "start")
             if "error" in answer:
                 raise ServiceError(f"{name}: {answer['error']}")
+        acted = answer.get("action") in ("started", "would start", "would restart")
         outcomes[name] = {"action": answer.get("action"), "url": answer.get("url"), "pid": answer.get("pid"),
                           "listen": params["listen"][name], "installed": installed.get("installed", []),
-                          "upgraded": installed.get("upgraded", []),
-                          "changed": bool(installed["changed"]) or answer.get("action") in ("started", "would start",
-                                                                                            "would restart")}
+                          "upgraded": installed.get("upgraded", []), "changed": bool(installed["changed"]) or acted}
     token = None
     if not dry_run and JUPYTER in outcomes:
         with open(os.path.join(home, TOKEN_FILE)) as token_file:
             token = token_file.read().strip()
-    changed = changed_command or jupyter_changed or any(outcome.get("changed") or outcome.get("action") in ("stopped", "would stop")
-                                     for outcome in outcomes.values())
+    changed = changed_command or jupyter_changed or any(
+        outcome.get("changed") or outcome.get("action") in ("stopped", "would stop") for outcome in outcomes.values())
     return {"services": outcomes, "token": token, "diff": diffs, "changed": changed}
 
 
@@ -266,7 +268,8 @@ def main() -> None:
                          token=None)
     try:
         libraries_changed = any([write_root_file_if_changed(home, f"{LIBRARY_DIR}/{name}", text, dry_run)
-                                 for name, text in sorted(params["libraries"].items())])
+                                 for name, text in sorted(params["libraries"].items())]
+                                + [remove_root_file(home, name, dry_run) for name in OLD_LIBRARIES])
         before = {name: previous_record(home, name) for name in record_names(home)}
         # The record keeps the name to listen on ("auto" decided here); the launcher resolves it at every start.
         records = {service["name"]: record(dict(service, ip=listen[service["name"]]), home, params["venv_dir"],
