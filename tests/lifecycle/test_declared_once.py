@@ -24,7 +24,7 @@ from docker_machines import (OWN_PORTS, ROOT, TEST_IMAGE, LocalMachine, MachineE
 NAME, VOLUME = tagged("devbox-declared"), tagged("devbox-declared-home")
 # The inputs of issue 19's two commands.
 PORT, USER = 9000, "alice"
-URL_LINE = re.compile(r"Jupyter: (http://127\.0\.0\.1:(\d+)/lab\?token=[0-9A-Za-z_-]+)")
+URL_LINE = re.compile(r"jupyter: (http://127\.0\.0\.1:(\d+)/lab\?token=[0-9A-Za-z_-]+)")
 
 
 def inspected(name: str = NAME) -> dict:
