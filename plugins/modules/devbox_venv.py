@@ -21,7 +21,7 @@ description:
     playbook asked for marked C(# by hand)), read from the venv's metadata (no installer, no network),
     and returns its text. O(lock_text) installs such a lock exactly; O(sync) also removes what it does
     not list. A lock from another Python version fails before anything changes.
-  - A line of O(lock_text) holding a control character (a terminal escape such as C(\\x1b[8m), any C0 or C1
+  - A line of O(lock_text) holding a control character (a terminal escape such as C(\x1b[8m), any C0 or C1
     control but the newline) fails the run before anything is installed, the line shown escaped; the lock's
     URL requirements (C(name @ url), whose build code runs on the machine) are listed in RV(url_requirements).
     A line of the machine's own lock that would hold one is written as an escaped comment.
