@@ -255,7 +255,7 @@ def main() -> None:
         except (AccountError, OSError) as error:
             module.fail_json(msg=f"cannot keep the requested packages in {home}/.devbox: {error}")
     # The lock file on the machine counts as a change; the server restart that follows a changed
-    # venv (devbox_jupyter) does not depend on it.
+    # venv (devbox_services) does not depend on it.
     result["changed"] = result["changed"] or result["lock_written"]
     diffs = result.pop("diff")
     if module._diff:  # the settings files hold the index URLs: shown masked
