@@ -32,10 +32,8 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import control_problem, mask_credentials
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
-    BUILT_IN, facts, role_defaults, templated_value)
+    BUILT_IN, ROLES, TOP, facts, play_value, role_defaults)
 
-# plugins/action/ -> the top of the repository or of the installed collection, where roles/ is.
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Jupyter strips what is not URL-safe, and the token travels in the URL; long enough not to be guessed.
 # The launcher (plugins/module_utils/devbox_launcher.py) applies the same rule to the token file.
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~-]{32,}")
@@ -241,10 +239,7 @@ class ActionModule(ActionBase):
         if not isinstance(roles, list) or not roles or any(role not in RULES for role in roles):
             return dict(result, failed=True, msg=f"devbox_check_inputs: roles must be a list of {', '.join(RULES)}, not {roles!r}")
         specs = {role: self._role_file(role, "meta/argument_specs.yml")["argument_specs"]["main"]["options"] for role in roles}
-        defaults = {}
-        for role in roles:
-            if os.path.exists(os.path.join(TOP, "roles", role, "defaults", "main.yml")):  # services has none
-                defaults.update(self._role_file(role, "defaults/main.yml", trusted_as_template=True) or {})
+        defaults = role_defaults(self._loader, [role for role in roles if role in ROLES])  # services has none
         # The play's values win over the roles' defaults, as when the role runs.
         templar = self._templar.copy_with_new_env(available_variables=combine_vars(defaults, task_vars or {}))
         # The host's inventory name: python_env makes a file name of it.
@@ -263,9 +258,8 @@ class ActionModule(ActionBase):
             if role == "services" and problems:
                 continue  # the services are built from the values above: their own problems come first
             if role == "services":  # every service at once, from every role's variables
-                problems += services(checked.validated_parameters, everything, templated_value(
-                    templar.copy_with_new_env(available_variables=combine_vars(role_defaults(self._loader),
-                                                                               task_vars or {}))))
+                problems += services(checked.validated_parameters, everything,
+                                     play_value(self._templar, self._loader, task_vars))
             else:
                 problems += RULES[role](checked.validated_parameters, everything)
         if problems:

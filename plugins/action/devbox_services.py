@@ -14,13 +14,12 @@ import os
 import shlex
 
 from ansible.plugins.action import ActionBase
-from ansible.utils.vars import combine_vars
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import spelling_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import STATE_DIR
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER, ServiceError
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
-    TOP, facts, role_defaults, service_url, templated_value)
+    TOP, facts, play_value, service_url)
 
 # What the launcher imports, by file name: the launcher itself and the libraries it needs on the machine.
 LIBRARIES = ("devbox_records.py", "devbox_address.py", "devbox_launcher.py", "devbox_service.py")
@@ -32,8 +31,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        variables = combine_vars(role_defaults(self._loader), task_vars or {})
-        value = templated_value(self._templar.copy_with_new_env(available_variables=variables))
+        value = play_value(self._templar, self._loader, task_vars)
         try:
             machine = facts(value)
         except (ServiceError, KeyError, TypeError, ValueError) as error:
@@ -69,8 +67,9 @@ def report(machine: dict, result: dict, value, task_vars: dict) -> list[str]:
     for service in machine["services"]:
         port, name = service["port"], service["name"]
         listen = result["services"][name]["listen"]
-        if spelling_problem(listen):
-            raise ServiceError(f"{name}: the machine answered with the listening name {listen!r}: {spelling_problem(listen)}")
+        problem = spelling_problem(listen)
+        if problem:
+            raise ServiceError(f"{name}: the machine answered with the listening name {listen!r}: {problem}")
         query = f"?token={result['token']}" if name == JUPYTER and result.get("token") else ""
         url = service_url(service, address_here, ports_here)
         lines.append(f"{name}: {url}{query}" if url else f"{name}: listens on port {port}, not published here")

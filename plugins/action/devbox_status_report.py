@@ -18,11 +18,9 @@ from __future__ import annotations
 import re
 
 from ansible.plugins.action import ActionBase
-from ansible.template import Templar
-from ansible.utils.vars import combine_vars
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER, NAME_PATTERN, ServiceError
-from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import service_url, facts, role_defaults, templated_value
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import facts, play_value, service_url
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 URL_PATH = re.compile(r"^/[\x21-\x7e]{0,4095}$")
@@ -119,8 +117,7 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         args = self._task.args
         try:
-            templar = Templar(loader=self._loader, variables=combine_vars(role_defaults(self._loader), task_vars or {}))
-            machine = facts(templated_value(templar))
+            machine = facts(play_value(self._templar, self._loader, task_vars))
         except (ServiceError, KeyError, ValueError, TypeError) as error:
             return dict(result, failed=True, msg=f"the variables do not describe a machine: {error}")
         address = str(args.get("address_here") or "localhost")

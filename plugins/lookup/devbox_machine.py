@@ -29,17 +29,15 @@ _raw:
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
-from ansible.utils.vars import combine_vars
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
-    facts, role_defaults, templated_value)
+    facts, play_value)
 
 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
-        merged = combine_vars(role_defaults(self._loader), variables or {})
         try:
-            return [facts(templated_value(self._templar.copy_with_new_env(available_variables=merged)))]
+            return [facts(play_value(self._templar, self._loader, variables))]
         except (ServiceError, KeyError, TypeError, ValueError) as error:
             raise AnsibleLookupError(f"devbox_machine: {error}") from error

@@ -87,6 +87,13 @@ def templated_value(templar: Templar):
     return value
 
 
+def play_value(templar: Templar, loader: DataLoader, variables: dict | None):
+    """value(name[, default]) inside a play (the actions, the lookup): the roles' defaults overlaid with the
+    play's variables, templated by the play's own templar."""
+    merged = combine_vars(role_defaults(loader), variables or {})
+    return templated_value(templar.copy_with_new_env(available_variables=merged))
+
+
 def machine(given: dict | None = None) -> dict:
     """The facts outside a play (`make up`, `make status`): the roles' defaults, overlaid with `given`
     (the inventory's host variables and the extra variables, as parsed data)."""
