@@ -81,6 +81,14 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert [problem.split("=")[0] for problem in problems] == ["dev_user_name", "swap_min_mb", "jupyter_port", "idle_stop_minutes"]
 
 
+def test_a_retired_variable_stops_the_run_naming_its_replacement(tmp_path):
+    passed, problems, output = check(tmp_path, {"jupyter_min_free_mb": 5, "gpu_user": "alice"})
+    assert not passed and problems == [
+        "gpu_user is no longer read: set dev_user_name instead (it is the one setting for every role)",
+        "jupyter_min_free_mb is no longer read: set python_env_min_free_mb instead (it is the one setting for every"
+        " role)"], output[-2000:]
+
+
 def test_a_secret_is_never_shown(tmp_path):
     token, password = "not a token 'but' secret-ish", "hunter2hunter2"
     passed, problems, output = check(tmp_path, {"jupyter_token": token,

@@ -73,6 +73,17 @@ def test_the_volume_is_mounted_at_the_home_the_variables_name(machine):
     assert f"DEVBOX_HOME=/home/{USER}" in info["Config"]["Env"], "PID 1 is told the home"
 
 
+def test_a_home_off_the_volume_stops_the_run_before_anything_is_created(machine):
+    """The container as the defaults make it (the volume at the default home), then a run naming another user:
+    the first task finds the home is no mount point and stops, and nothing of that user exists."""
+    machine.start()
+    result = machine.provision("-e", json.dumps({"dev_user_name": USER}), capture=True)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output[-3000:]
+    assert f"dev_user_home=/home/{USER} is not a mount point" in output and "Nothing was created" in output, output[-3000:]
+    assert machine.exec(f"test -e /home/{USER} || getent passwd {USER}").returncode != 0, "nothing of the user exists"
+
+
 def test_a_container_that_differs_from_the_facts_is_replaced_and_the_volume_kept(machine):
     machine.start()
     first = inspected()["Id"]
