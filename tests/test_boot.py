@@ -179,6 +179,7 @@ def test_a_launcher_that_answers_something_else_is_shown_escaped(tmp_path, boot_
     ('{"action": ["started"], "error": 5, "pid": "42"}', "", 0, "exit 0"),
     ('{"action": "started", "pid": true}', "", 0, "started"),
     ('{"action": "started", "pid": 4.2}', "", 0, "started"),
+    ('{"action": "started", "pid": [123]}', "", 0, "started"),
     ('["started"]', "", 0, 'exit 0: ["started"]'),
     ("", "Traceback: \x1b]0;title\x07boom\n", 1, "exit 1: Traceback: \\x1b]0;title\\x07boom"),
     ("not json\r\nat all", "", 2, "exit 2: not json\\r\\nat all"),

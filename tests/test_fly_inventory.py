@@ -208,12 +208,13 @@ def test_with_several_machines_the_open_hint_names_each_machine():
 
 def test_the_open_hint_names_every_services_port_from_the_facts():
     plugin = plugin_with({})
+    # TensorBoard on the loopback (its default) is reached through Jupyter: no proxy of its own.
     given = {"jupyter_port": 9000, "tensorboard_enabled": True,
              "devbox_services": [{"name": "streamlit", "port": 8501, "command": ["streamlit", "hello"]}]}
     settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml"), given) | {"app": "myapp"}
     plugin.add_hosts(settings, "fly", "/k", MACHINES[:1])
     assert plugin.inventory.get_host("aged-wind-2649").get_vars()["devbox_open_hint"] == (
-        "fly proxy 9000 -a myapp (jupyter); fly proxy 6006 -a myapp (tensorboard); fly proxy 8501 -a myapp (streamlit)")
+        "fly proxy 9000 -a myapp (jupyter); fly proxy 8501 -a myapp (streamlit)")
 
 
 def test_the_facts_must_agree_with_fly_toml_before_anything_is_created(tmp_path):

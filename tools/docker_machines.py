@@ -37,7 +37,7 @@ from ansible.parsing.dataloader import DataLoader  # noqa: E402
 from ansible.utils.vars import combine_vars  # noqa: E402
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (  # noqa: E402
-    JUPYTER, ServiceError)
+    JUPYTER, ServiceError, behind_jupyter)
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine  # noqa: E402
 
 LOCAL_INVENTORY = os.path.join(ROOT, "inventory", "local.yml")
@@ -267,6 +267,8 @@ class LocalMachine:
             return {}
         wanted = {}
         for service in self.facts()["services"]:
+            if behind_jupyter(service):
+                continue  # reached through Jupyter's port
             if self.port == OWN_PORTS:
                 host = service["port"]
             elif service["name"] == JUPYTER:

@@ -92,7 +92,7 @@ from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ss
 
 # The login-name rule of the devbox_user module and the boot step.
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import LOGIN_NAME_RULE, is_login_name
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, behind_jupyter
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine
 
 display = Display()
@@ -187,7 +187,7 @@ def fly_facts(path: str, settings: dict, given: dict | None = None) -> dict:
 def open_hint(facts: dict, app: str, target: str = "") -> str:
     """How to reach every service from here: one `fly proxy <port>` per service, each in a terminal of its own."""
     return "; ".join(" ".join(filter(None, ["fly proxy", str(service["port"]), target, "-a", app]))
-                     + f" ({service['name']})" for service in facts["services"])
+                     + f" ({service['name']})" for service in facts["services"] if not behind_jupyter(service))
 
 
 def tables_with(value, key: str) -> bool:

@@ -24,6 +24,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 PLACEHOLDERS = ("ip", "port", "home", "venv", "project")
 # Jupyter is the one service with more to it (its token, its settings, its own view of use).
 JUPYTER = "jupyter"
+# A service listening only here is reached behind Jupyter's login (jupyter-server-proxy's
+# /proxy/<port>/), through whatever way the user reaches Jupyter: no port of its own to open.
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MAX_TEXT = 4096
 
 # Every field of an entry: (types, default); a default of REQUIRED must be given.
@@ -48,6 +51,11 @@ RECORD_FIELDS = set(FIELDS) - {"packages", "enabled"} | {"venv", "project"}
 
 class ServiceError(Exception):
     """An entry or a record that cannot be used; the message names the service, the field and the value."""
+
+
+def behind_jupyter(service: dict) -> bool:
+    """Whether the service is reached at Jupyter's /proxy/<port>/ rather than on a port of its own."""
+    return service["name"] != JUPYTER and service.get("ip") in LOOPBACK
 
 
 def file_name(name: str) -> str:

@@ -14,6 +14,7 @@ import subprocess
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import FLY_PRIVATE_NAME
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import BadName, checked_name
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import behind_jupyter
 
 # Ansible's connection sharing: its ControlPath is Ansible's own; a user's ssh gets none.
 LEFT_OUT = {"controlmaster", "controlpersist", "controlpath"}
@@ -106,7 +107,8 @@ def host_block(entry: dict) -> tuple[list[str], list[str]]:
                              f"not {entry['user']}: logging in as {entry['user']} will be refused")
             else:
                 notes.append(f"{host}: certificate valid {facts['valid']}; rerun this to renew it")
-    for service in entry.get("services", []):
+    # A service behind Jupyter's login needs no forward of its own.
+    for service in [service for service in entry.get("services", []) if not behind_jupyter(service)]:
         lines.append(f"    LocalForward {forward_line(host, service, bool(entry.get('fly_app')))}")
     if not entry.get("fly_app"):
         notes.append(f"{host}: logs in as {entry['user']} with your own SSH key (in ~{entry['user']}/.ssh/authorized_keys)")
