@@ -24,9 +24,7 @@ PACKAGES = {"python_env_packages": ["six==1.16.0"]}
 # The one launcher, as the module keeps it (root's own file) and PID 1 runs it; Jupyter's pidfile.
 LAUNCHER = f"python3 {HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py jupyter"
 PID_FILE = f"{HOME}/.local/state/devbox/jupyter.pid"
-# The controller's copy of the machine's lock goes to a folder of this module's own: every local
-# machine is the inventory's one host, devbox-local, and `make up` or another test writing
-# locks/devbox-local.requirements.lock meanwhile would make a rerun here report a change.
+# The controller's copy of the machine's lock goes to a folder of this module's own, not the project's locks/.
 LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
 STREAMLIT = {"name": "streamlit", "packages": ["streamlit"], "port": 8501,
              "command": ["streamlit", "hello", "--server.port", "{port}", "--server.address", "{ip}",
