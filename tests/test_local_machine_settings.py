@@ -111,3 +111,20 @@ def test_destroy_without_a_terminal_and_without_force_refuses_and_keeps_the_volu
         assert docker("volume", "inspect", volume, check=False).returncode != 0
     finally:
         docker("volume", "rm", "-f", volume, check=False)
+
+
+def test_the_shipped_examples_are_settings_ansible_reads_once_copied(tmp_path):
+    """The examples are not read where they lie (their names end in .example); copied as the README says, they
+    are, and they describe a machine."""
+    for example in ("group_vars/all/settings.yml.example", "host_vars/devbox-local.yml.example"):
+        source = os.path.join(ROOT, "inventory", example)
+        copy = tmp_path / example[:-len(".example")]
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, copy)
+    shutil.copy(os.path.join(ROOT, "inventory", "local.yml"), tmp_path / "local.yml")
+    (tmp_path / "group_vars" / "all" / "settings.yml.example").write_text("jupyter_port: 1\n")
+    found = local_host_vars("devbox-local", str(tmp_path / "local.yml"))
+    assert found["python_env_packages"] == ["numpy"] and found["tensorboard_enabled"] is True
+    assert "jupyter_port" not in found, "a file ending in .example is not read"
+    facts = LocalMachine("devbox-local", volume="v", image="i", given=found).facts()
+    assert [service["name"] for service in facts["services"]] == ["jupyter", "tensorboard"]

@@ -47,6 +47,8 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher imp
 from ansible_collections.devbox.machine.plugins.modules.devbox_services import COMMAND  # noqa: E402
 
 LOCK_DIR = os.path.join(ROOT, ".cache")
+# The volume of the local machine when DEVBOX_VOLUME names none.
+DEFAULT_VOLUME = "devbox-home"
 
 
 def say(message: str) -> None:
@@ -146,6 +148,14 @@ def published_in_words(machine: LocalMachine) -> str:
         or "no port published"
 
 
+def make_command(machine: LocalMachine, command: str) -> str:
+    """`make COMMAND` as the user would type it for this machine: with its DEVBOX_NAME and DEVBOX_VOLUME when they
+    are not the defaults, so that a hint never acts on another machine."""
+    settings = [f"DEVBOX_NAME={machine.name}"] if machine.name != LOCAL_HOST else []
+    settings += [f"DEVBOX_VOLUME={machine.volume}"] if machine.volume != DEFAULT_VOLUME else []
+    return "`" + " ".join([*settings, "make", command]) + "`"
+
+
 def truthy(name: str, environ=os.environ) -> bool:
     """A yes/no setting of the environment (FORCE, SHOW_TOKEN): 1, true, yes are yes; unset, empty, 0, false,
     no are no; anything else is refused, so that a typo never means yes."""
@@ -164,8 +174,8 @@ def confirm_destroy(machine: LocalMachine, environ=os.environ, ask=input) -> Non
         return
     what = f"the volume {machine.volume} (the venv, every notebook, the token) and the container {machine.name}"
     if not sys.stdin.isatty():
-        raise MachineError(f"`make destroy` removes {what}, and there is no terminal to ask: "
-                           "run `make destroy FORCE=1` to remove them without asking")
+        raise MachineError(f"{make_command(machine, 'destroy')} removes {what}, and there is no terminal to ask: "
+                           f"run {make_command(machine, 'destroy FORCE=1')} to remove them without asking")
     try:
         answer = ask(f"This removes {what}. Type {machine.volume} to go on: ")
     except EOFError:
@@ -177,7 +187,7 @@ def confirm_destroy(machine: LocalMachine, environ=os.environ, ask=input) -> Non
 def running(machine: LocalMachine) -> None:
     """MachineError unless the container runs."""
     if machine.state() != "running":
-        raise MachineError(f"{machine.name} is not running: `make up` starts it")
+        raise MachineError(f"{machine.name} is not running: {make_command(machine, 'up')} starts it")
 
 
 def as_dev_user(machine: LocalMachine) -> list[str]:
@@ -201,13 +211,14 @@ def shell(machine: LocalMachine, command: str | None) -> None:
 def show_logs(machine: LocalMachine, lines: int = 200) -> None:
     """The end of PID 1's log and of each service's, escaped (the services are the user's programs)."""
     if machine.state() is None:
-        raise MachineError(f"{machine.name} does not exist: `make up` starts it")
+        raise MachineError(f"{machine.name} does not exist: {make_command(machine, 'up')} starts it")
     pid1 = docker("logs", "--tail", str(lines), machine.name)
     say(f"PID 1 of {machine.name} (docker logs, last {lines} lines)")
     for line in (pid1.stdout + pid1.stderr).splitlines():
         print(escaped(line))
     if machine.state() != "running":
-        say(f"{machine.name} is {machine.state()}: the services' logs are on the volume, `make up` shows them again")
+        say(f"{machine.name} is {machine.state()}: the services' logs are on the volume, "
+            f"{make_command(machine, 'up')} shows them again")
         return
     facts = machine.facts()
     for service in facts["services"]:
@@ -244,8 +255,9 @@ def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
     put the user's variables in machine.given (they reach ansible-playbook as JSON)."""
     if action == "check":
         if machine.state() != "running":
-            sys.exit(f"{machine.name} is not running: a dry run needs the machine up (`make up`)")
-        say("dry run of playbooks/site.yml: nothing changes; `changed` marks what the next `make up` would change")
+            sys.exit(f"{machine.name} is not running: a dry run needs the machine up ({make_command(machine, 'up')})")
+        say("dry run of playbooks/site.yml: nothing changes; `changed` marks what the next "
+            f"{make_command(machine, 'up')} would change")
         if machine.provision("--check", "--diff", *playbook_args).returncode != 0:
             sys.exit("failed: the dry run did not finish; see the error above")
     elif action == "image":
@@ -270,7 +282,7 @@ def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
         say("provisioning with playbooks/site.yml")
         if machine.provision(*playbook_args).returncode != 0:
             sys.exit("failed: ansible-playbook playbooks/site.yml did not finish; the volume is intact, "
-                     "fix the error above and run `make up` again")
+                     f"fix the error above and run {make_command(machine, 'up')} again")
     else:
         if action == "destroy":
             confirm_destroy(machine)
@@ -284,7 +296,7 @@ def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
             machine.remove_volume()
             say(f"removed volume {machine.volume}")
         else:
-            say(f"volume {machine.volume} kept: `make up` brings everything back")
+            say(f"volume {machine.volume} kept: {make_command(machine, 'up')} brings everything back")
 
 
 def jupyter_host_port(setting: str | None) -> int | str:
@@ -301,7 +313,7 @@ def local_machine(environ=os.environ) -> LocalMachine:
     """The local machine the environment names (DEVBOX_NAME, DEVBOX_VOLUME, DEVBOX_IMAGE, DEVBOX_PORT, VARS);
     MachineError when VARS or DEVBOX_PORT cannot be used."""
     return LocalMachine(name=environ.get("DEVBOX_NAME") or LOCAL_HOST,
-                        volume=environ.get("DEVBOX_VOLUME", "devbox-home"),
+                        volume=environ.get("DEVBOX_VOLUME") or DEFAULT_VOLUME,
                         image=environ.get("DEVBOX_IMAGE", "devbox:latest"),
                         port=jupyter_host_port(environ.get("DEVBOX_PORT")),
                         given=parse_vars(environ.get("VARS")))

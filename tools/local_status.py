@@ -17,7 +17,7 @@ import json
 import sys
 
 from docker_machines import LocalMachine, MachineError, docker
-from local_machine import local_machine, truthy
+from local_machine import local_machine, make_command, truthy
 
 # docker_machines put playbooks/collections on the path: the same escaping as the report's own.
 from ansible_collections.devbox.machine.plugins.action.devbox_status_report import escaped  # noqa: E402
@@ -31,9 +31,9 @@ def playbook_blocks(machine: LocalMachine, show_token: bool) -> tuple[int, list[
     """Run status.yml with the JSON callback; (exit status, the lines to print)."""
     published = {str(port): here for port, here in machine.published_ports().items()}  # what `make up` published
     extra = ["-e", json.dumps({"status_show_token": show_token,
-                               "status_token_hint": "`make status SHOW_TOKEN=1` prints the URL with it",
+                               "status_token_hint": f"{make_command(machine, 'status SHOW_TOKEN=1')} prints the URL with it",
                                "devbox_address_here": "127.0.0.1", "devbox_ports_here": published,
-                               "status_unpublished_hint": "`make up` publishes every service's port"})]
+                               "status_unpublished_hint": f"{make_command(machine, 'up')} publishes every service's port"})]
     run = machine.provision(*extra, playbook="status.yml", capture=True,
                             env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
     try:
@@ -71,10 +71,10 @@ def main() -> int:
             else f"no volume {machine.volume} yet")
     print(f"{machine.name}:")
     if state is None:
-        print(f"  down: no container; {kept}. `make up` starts it.")
+        print(f"  down: no container; {kept}. {make_command(machine, 'up')} starts it.")
         return 0
     if state != "running":
-        print(f"  down: the container is {state}; {kept}. `make up` starts it again.")
+        print(f"  down: the container is {state}; {kept}. {make_command(machine, 'up')} starts it again.")
         return 0
     status, lines = playbook_blocks(machine, show_token)
     for line in lines:

@@ -9,10 +9,13 @@ its shutdown); a second DEVBOX_NAME on the same volume keeps a lock copy of its 
 """
 import json
 import os
+import pty
 import re
+import select
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -42,6 +45,30 @@ def tool(action: str, name: str = NAME, **env) -> subprocess.CompletedProcess:
     environ.update(env)
     return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "local_machine.py"), action], env=environ,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1200)
+
+
+def at_a_terminal(action: str, typed: str, timeout: float = 120) -> str:
+    """What the tool's action prints at a terminal (a pseudo-terminal) where `typed` is typed."""
+    environ = dict(os.environ, DEVBOX_NAME=NAME, DEVBOX_VOLUME=VOLUME, DEVBOX_IMAGE=TEST_IMAGE, VARS="")
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "local_machine.py"), action],
+                               env=environ, stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    os.write(leader, typed.encode())
+    output, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([leader], [], [], 1)[0]:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's other side is closed: the command ended
+                break
+            if not chunk:
+                break
+            output += chunk
+    os.close(leader)
+    process.kill()
+    process.wait()
+    return output.decode(errors="replace")
 
 
 def said(result: subprocess.CompletedProcess) -> str:
@@ -108,6 +135,15 @@ def test_yaml_vars_are_applied_and_the_shell_runs_the_venvs_python(machine):
     assert shell.returncode == 0, said(shell)
     assert shell.stdout.split() == [USER, PROJECT, f"{VENV}/bin/python"]
     assert tool("shell", CMD="exit 3").returncode == 3, "the command's exit status is the shell's"
+    typed = 'echo "[$VIRTUAL_ENV|$PWD|$(whoami)]"; exit\n'
+    assert f"[{VENV}|{PROJECT}|{USER}]" in at_a_terminal("shell", typed), "an interactive bash, the same way"
+
+
+def test_check_says_what_the_next_up_would_change_and_changes_nothing(machine):
+    result = tool("check", VARS="python_env_packages: [humanize, tomli-w]")
+    assert result.returncode == 0, said(result)
+    assert recap_changed(result.stdout) > 0
+    assert tool("shell", CMD="python -c 'import tomli_w'").returncode != 0, "a dry run installs nothing"
 
 
 def test_status_hides_the_token_unless_asked(machine):

@@ -17,6 +17,8 @@ import pytest
 from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, fresh, local_facts, tagged
 
 NAME, VOLUME = tagged("devbox-status-test"), tagged("devbox-status-test-home")
+# Every hint names this machine, not the default one.
+MAKE = f"DEVBOX_NAME={NAME} DEVBOX_VOLUME={VOLUME} make"
 FACTS = local_facts()
 USER, HOME = FACTS["user"], FACTS["home"]
 JUPYTER_PORT = FACTS["services"][0]["port"]
@@ -59,7 +61,7 @@ def test_status_reports_each_part_as_the_machine_has_it(machine):
     assert token and token not in output, "the token is shown only when asked for"
     assert output.startswith(f"{NAME}:\n")
     assert line(output, "jupyter:") == (f"jupyter: up, http://127.0.0.1:{machine.port}/lab; "
-                                        "token hidden: `make status SHOW_TOKEN=1` prints the URL with it")
+                                        f"token hidden: `{MAKE} status SHOW_TOKEN=1` prints the URL with it")
     python = machine.exec(f"{HOME}/project-venv/bin/python -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
     count = machine.exec(f"ls -d {HOME}/project-venv/lib/python3*/site-packages/*.dist-info | wc -l").stdout.strip()
     assert line(output, "Venv:") == f"Venv: {HOME}/project-venv, Python {python.stdout.strip()}, {count} packages"
@@ -148,8 +150,8 @@ def test_a_stopped_or_removed_container_is_said_plainly(machine):
     docker("stop", "-t", "5", NAME, quiet=True)
     rc, output = status()
     assert (rc, output) == (0, f"{NAME}:\n  down: the container is exited; volume {VOLUME} kept (venv, notebooks, "
-                                "token). `make up` starts it again.\n")
+                                f"token). `{MAKE} up` starts it again.\n")
     machine.remove()
     rc, output = status()
     assert (rc, output) == (0, f"{NAME}:\n  down: no container; volume {VOLUME} kept (venv, notebooks, token). "
-                               "`make up` starts it.\n")
+                               f"`{MAKE} up` starts it.\n")
