@@ -107,7 +107,7 @@ def test_next_run_names_missing_packages_and_a_stopped_service(machine):
     assert line(output, "jupyter:").startswith(f"jupyter: DOWN (nothing of the dev user listens on port {JUPYTER_PORT})")
     assert line(output, "Next run:") == ("Next run: install tomli-w, six==1.15.0 (installed: 1.16.0); "
                                          "start jupyter")
-    result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
+    result = machine.provision("-e", json.dumps(dict(PACKAGES, python_env_lock_copy_dir=LOCKS)), capture=True)
     assert result.returncode == 0, result.stdout[-2000:]
 
 
@@ -119,14 +119,14 @@ def test_every_service_is_listed_and_a_removed_one_is_not(machine):
         machine.remove()
         machine.port = 0
         machine.start()  # publishes streamlit's port too
-        result = machine.provision(capture=True)
+        result = machine.provision("-e", json.dumps({"python_env_lock_copy_dir": LOCKS}), capture=True)
         assert result.returncode == 0, result.stdout[-3000:]
         rc, output = status(VARS=json.dumps(machine.given))
         here = machine.published_ports()[STREAMLIT["port"]]
         assert line(output, "streamlit:") == f"streamlit: up, http://127.0.0.1:{here}/", output
     finally:
         machine.given = {}
-    result = machine.provision(capture=True)
+    result = machine.provision("-e", json.dumps({"python_env_lock_copy_dir": LOCKS}), capture=True)
     assert result.returncode == 0, result.stdout[-3000:]
     rc, output = status()
     assert "streamlit" not in output, output
