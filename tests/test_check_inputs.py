@@ -22,8 +22,8 @@ def check(tmp_path, variables: dict, roles=None, via_role: str | None = None) ->
     task = ({"ansible.builtin.include_role": {"name": via_role, "tasks_from": "validate"}} if via_role
             else {"devbox_check_inputs": {"roles": roles or ALL_ROLES}})
     play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
-    inventory = tmp_path / "hosts.ini"  # an inventory file: python_env_lock_copy_dir's default lies beside it
-    inventory.write_text("localhost ansible_connection=local\n")
+    inventory = tmp_path / "hosts.yml"  # an inventory file: python_env_lock_copy_dir's default lies beside it
+    inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}))
     run = run_ansible("ansible-playbook", "-i", str(inventory), str(play), "-e", json.dumps(variables),
                       ANSIBLE_STDOUT_CALLBACK="json")
     report = json.loads(run.stdout)
