@@ -259,3 +259,24 @@ def test_a_dry_run_says_a_busy_kernel_would_put_off_the_restart(tmp_path, stand_
     result = services.provision(provision_params(tmp_path, jupyter_server_settings={"ServerApp": {"x": 1}}),
                                 dry_run=True)
     assert result["services"]["jupyter"]["action"] == "would wait to restart" and result["pending"] == {}
+
+
+def test_the_run_says_which_of_jupyters_settings_changed(tmp_path, stand_ins):
+    first = services.provision(provision_params(tmp_path), dry_run=False)
+    assert first["settings"] == [f"~/{services.JUPYTER_CONFIG}: written", f"Jupyter's token: {services.MASK}",
+                                 "JupyterLab's defaults (no news from the internet): written"]
+    settings = {"ServerApp": {"iopub_data_rate_limit": 10000000}, "MappingKernelManager": {"cull_idle_timeout": 60}}
+    planned = services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=True)
+    done = services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=False)
+    assert planned["settings"] == done["settings"] == [
+        "MappingKernelManager: (unset) -> {\"cull_idle_timeout\": 60}", "ServerApp.iopub_data_rate_limit: (unset) -> 10000000"]
+    assert services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=False)[
+        "settings"] == []
+
+
+def test_a_setting_named_for_a_secret_is_masked():
+    before = {"ServerApp": {"x": 1, "ssl_options": {"keyfile": "/a", "ciphers": "A"}}}
+    after = {"ServerApp": {"x": 2, "ssl_options": {"keyfile": "/b", "ciphers": "B"}}}
+    assert services.setting_changes(before, after) == [
+        'ServerApp.ssl_options.ciphers: "A" -> "B"', f"ServerApp.ssl_options.keyfile: {services.MASK} -> {services.MASK}",
+        "ServerApp.x: 1 -> 2"]

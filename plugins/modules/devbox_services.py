@@ -81,6 +81,14 @@ services:
   type: dict
   sample: {jupyter: {action: restart pending, reason: "Jupyter's settings changed; not now: 1 kernel busy",
            url: "http://172.17.0.3:8888/", pid: 4242, listen: devbox-local, installed: [], upgraded: []}}
+settings:
+  description: >-
+    What changed (in check mode, would change) in Jupyter's settings, one line each, as
+    C(Section.setting: old -> new); the values of settings named for a secret, and the token, masked.
+  returned: success
+  type: list
+  elements: str
+  sample: ["ServerApp.iopub_data_rate_limit: 1000000 -> 10000000"]
 removed:
   description: The services stopped and unregistered because they left the list.
   returned: success
@@ -95,6 +103,7 @@ token:
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -111,7 +120,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as impor
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
     JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, unregister, validate_record)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-    VenvError, converge, plan, write_if_changed)
+    VenvError, converge, json_object, plan, write_if_changed)
 
 # The launcher, kept with its libraries in ~/.devbox under the collection's own tree (LIBRARY_DIR), so
 # they import each other by the collection's name as everywhere else.
@@ -129,6 +138,10 @@ OLD_LAUNCHERS = {"jupyter": ".local/bin/devbox-jupyter", "tensorboard": ".local/
 OLD_LIBRARIES = ("devbox_address.py", "devbox_launcher.py")
 # Root's own record of the restarts a busy kernel put off (ServerApp settings written, the server not restarted).
 PENDING_FILE = "restart_pending.json"
+# What the run says of a setting whose name speaks of a secret: its value never.
+SECRET_SETTING = re.compile(r"token|password|secret|key|cookie|salt|hash|credential", re.IGNORECASE)
+MASK = "********"
+UNSET = object()
 
 
 def jupyter_config(project: str, listen: str, port: int, settings: dict) -> dict:
@@ -178,21 +191,55 @@ def retire_old_launchers(home: str) -> None:
         os.remove(path)
 
 
-def jupyter_files(params: dict, venv: str, project: str, dry_run: bool, diffs: list) -> bool:
-    """As the user: Jupyter's settings, the given token, JupyterLab's defaults; True when any changed."""
+def setting_changes(before: dict, after: dict, prefix: str = "") -> list[str]:
+    """Each setting that differs between two of Jupyter's configs, as `Section.name: old -> new`; the value of a
+    setting whose name speaks of a secret is masked."""
+    changes = []
+    for key in sorted(set(before) | set(after), key=str):
+        name, old, new = f"{prefix}{key}", before.get(key, UNSET), after.get(key, UNSET)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += setting_changes(old, new, f"{name}.")
+            continue
+        old, new = ("(unset)" if value is UNSET else MASK if SECRET_SETTING.search(name)
+                    else json.dumps(value, sort_keys=True)[:80] for value in (old, new))
+        changes.append(f"{name}: {old} -> {new}")
+    return changes
+
+
+def jupyter_files(params: dict, venv: str, project: str, dry_run: bool, diffs: list, settings: list) -> bool:
+    """As the user: Jupyter's settings, the given token, JupyterLab's defaults; True when any changed. What changed
+    is added to settings, in words, secrets masked."""
     home = params["home"]
     service = next(service for service in params["services"] if service["name"] == JUPYTER)
     if not dry_run:
         os.makedirs(os.path.join(home, ".jupyter"), mode=0o700, exist_ok=True)
     config = jupyter_config(project, params["listen"][JUPYTER], service["port"], params["jupyter_server_settings"])
-    changed = write_if_changed(os.path.join(home, JUPYTER_CONFIG), json.dumps(config, indent=2, sort_keys=True) + "\n",
-                               0o600, dry_run, diffs)
-    if params["jupyter_token"]:
-        changed = write_if_changed(os.path.join(home, TOKEN_FILE), params["jupyter_token"], 0o600, dry_run) or changed
+    config_path = os.path.join(home, JUPYTER_CONFIG)
+    before = json_object(read_text(config_path)) if os.path.exists(config_path) else None
+    changed = write_if_changed(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n", 0o600, dry_run, diffs)
+    if changed:
+        settings += [f"~/{JUPYTER_CONFIG}: written"] if before is None else setting_changes(before, config)
+    if params["jupyter_token"] and write_if_changed(os.path.join(home, TOKEN_FILE), params["jupyter_token"], 0o600,
+                                                    dry_run):
+        settings.append(f"Jupyter's token: {MASK}")
+        changed = True
     lab_defaults = os.path.join(venv, "share", "jupyter", "lab", "settings", "overrides.d", "devbox.json")
     if not dry_run:
         os.makedirs(os.path.dirname(lab_defaults), exist_ok=True)
-    return write_if_changed(lab_defaults, json.dumps(LAB_DEFAULTS, indent=2) + "\n", 0o644, dry_run, diffs) or changed
+    if write_if_changed(lab_defaults, json.dumps(LAB_DEFAULTS, indent=2) + "\n", 0o644, dry_run, diffs):
+        settings.append("JupyterLab's defaults (no news from the internet): written")
+        changed = True
+    return changed
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as existing:
+            return existing.read()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def jupyter_state(home: str) -> dict:
@@ -263,8 +310,9 @@ def provision(params: dict, dry_run: bool) -> dict:
     for name in params["removed"]:
         answer = {"action": "would stop"} if dry_run else launcher(home, name, "stop")
         outcomes[name] = {"action": answer.get("action"), "error": answer.get("error")}
+    settings = []
     jupyter_changed = any(service["name"] == JUPYTER for service in params["services"]) and jupyter_files(
-        params, venv, project, dry_run, diffs)
+        params, venv, project, dry_run, diffs, settings)
     for service in params["services"]:
         name = service["name"]
         installed = {"installed": [], "upgraded": [], "changed": False}
@@ -307,7 +355,8 @@ def provision(params: dict, dry_run: bool) -> dict:
             token = token_file.read().strip()
     changed = changed_command or jupyter_changed or any(
         outcome.get("changed") or outcome.get("action") in ("stopped", "would stop") for outcome in outcomes.values())
-    return {"services": outcomes, "token": token, "diff": diffs, "changed": changed, "pending": pending}
+    return {"services": outcomes, "token": token, "diff": diffs, "settings": settings, "changed": changed,
+            "pending": pending}
 
 
 def checked(module) -> tuple[list, dict]:
