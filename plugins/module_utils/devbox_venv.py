@@ -763,6 +763,9 @@ def plan(params: dict) -> dict:
         return result
     text = params.get("requirements_file_text") or ""
     requested = list(params["requirements"]) + requirement_lines(text)
+    # What the run would say it installs: each plain name missing or pinned to another version, as asked.
+    result["would_install"] = [spec for spec in requested
+                               if SIMPLE_SPEC.match(spec) and not surely_satisfied([spec], installed)]
     if lock and params.get("sync"):
         result["removed"] = [f"{name}=={installed[name]}" for name in not_in_lock(lock, installed)]
     if result["removed"] or not lock_satisfied(lock, installed):

@@ -157,6 +157,13 @@ reinstalled:
   type: list
   elements: str
   sample: [six==1.16.0]
+would_install:
+  description: In check mode on a venv in order, each requirement that is a plain name not installed or a name
+    pinned (==) to a version other than the installed one, as written; other specifiers are left to the installer.
+  returned: check mode
+  type: list
+  elements: str
+  sample: [tomli==2.0.1]
 moved:
   description: Reinstalled distributions whose version could not be kept, as "name old -> new".
   returned: success
