@@ -54,3 +54,12 @@ def test_nothing_changed_says_nothing_and_a_left_out_role_is_no_error():
     services = {"services": {"jupyter": {"action": "already running", "reason": None}}, "settings": []}
     assert run_summary.summary(unchanged, services, check=False) == []
     assert run_summary.summary({"skipped": True, "installed": ["x==1"]}, None, check=False) == []
+
+
+def test_a_first_run_names_what_was_asked_for_and_counts_the_many_dependencies():
+    installed = ["anyio==4.16.0", "jupyterlab==4.6.6", "Six==1.16.0"] + [f"dep{number}==1.0" for number in range(9)]
+    asked = run_summary.asked_names(["six==1.16.0", "jupyter_lab >=4", "JupyterLab"])
+    assert run_summary.summary({"installed": installed}, None, check=False, asked=asked) == [
+        "Installed: jupyterlab==4.6.6, Six==1.16.0 and 10 dependencies"]
+    assert run_summary.summary({"installed": installed[:5]}, None, check=False, asked=asked) == [
+        "Installed: jupyterlab==4.6.6, Six==1.16.0, anyio==4.16.0, dep0==1.0, dep1==1.0"]

@@ -280,3 +280,10 @@ def test_a_setting_named_for_a_secret_is_masked():
     assert services.setting_changes(before, after) == [
         'ServerApp.ssl_options.ciphers: "A" -> "B"', f"ServerApp.ssl_options.keyfile: {services.MASK} -> {services.MASK}",
         "ServerApp.x: 1 -> 2"]
+
+
+def test_a_new_service_that_does_not_run_yet_is_started_not_restarted(tmp_path, stand_ins):
+    stand_ins["answers"][("jupyter", "status")] = {"pid": None, "healthy": False}
+    result = services.provision(provision_params(tmp_path, record_new=["jupyter", "web"]), dry_run=False)
+    assert ("jupyter", "start") in stand_ins["launcher"] and ("jupyter", "restart") not in stand_ins["launcher"]
+    assert result["services"]["jupyter"]["action"] == "started" and result["services"]["jupyter"]["reason"] == "new"

@@ -330,6 +330,8 @@ def provision(params: dict, dry_run: bool) -> dict:
             reasons += [reason for reason in still_pending(params["pending"].get(name), state) if reason not in reasons]
             # A busy kernel is never killed unasked: the restart waits for a run when none is (or for `now`).
             wait = state["wait"] if params["jupyter_restart"] != "now" else None
+        if reasons and not dry_run and name in params["record_new"] and launcher(home, name, "status").get("pid") is None:
+            reasons = []  # new, and nothing of it runs yet: its start reads everything
         restart = service["restart_on_change"] and bool(reasons)
         if dry_run:
             running = name not in params["record_new"] and launcher(home, name, "status").get("healthy") is True
