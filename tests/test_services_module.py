@@ -269,7 +269,8 @@ def test_the_run_says_which_of_jupyters_settings_changed(tmp_path, stand_ins):
     planned = services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=True)
     done = services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=False)
     assert planned["settings"] == done["settings"] == [
-        "MappingKernelManager: (unset) -> {\"cull_idle_timeout\": 60}", "ServerApp.iopub_data_rate_limit: (unset) -> 10000000"]
+        "MappingKernelManager: (unset) -> {\"cull_idle_timeout\": 60}",
+        "ServerApp.iopub_data_rate_limit: (unset) -> 10000000"]
     assert services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=False)[
         "settings"] == []
 
@@ -278,7 +279,8 @@ def test_a_setting_named_for_a_secret_is_masked():
     before = {"ServerApp": {"x": 1, "ssl_options": {"keyfile": "/a", "ciphers": "A"}}}
     after = {"ServerApp": {"x": 2, "ssl_options": {"keyfile": "/b", "ciphers": "B"}}}
     assert services.setting_changes(before, after) == [
-        'ServerApp.ssl_options.ciphers: "A" -> "B"', f"ServerApp.ssl_options.keyfile: {services.MASK} -> {services.MASK}",
+        'ServerApp.ssl_options.ciphers: "A" -> "B"',
+        f"ServerApp.ssl_options.keyfile: {services.MASK} -> {services.MASK}",
         "ServerApp.x: 1 -> 2"]
 
 

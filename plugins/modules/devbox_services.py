@@ -330,7 +330,8 @@ def provision(params: dict, dry_run: bool) -> dict:
             reasons += [reason for reason in still_pending(params["pending"].get(name), state) if reason not in reasons]
             # A busy kernel is never killed unasked: the restart waits for a run when none is (or for `now`).
             wait = state["wait"] if params["jupyter_restart"] != "now" else None
-        if reasons and not dry_run and name in params["record_new"] and launcher(home, name, "status").get("pid") is None:
+        new = name in params["record_new"]
+        if reasons and not dry_run and new and launcher(home, name, "status").get("pid") is None:
             reasons = []  # new, and nothing of it runs yet: its start reads everything
         restart = service["restart_on_change"] and bool(reasons)
         if dry_run:
@@ -350,7 +351,7 @@ def provision(params: dict, dry_run: bool) -> dict:
         outcomes[name] = {"action": answer.get("action"), "url": answer.get("url"), "pid": answer.get("pid"),
                           "listen": params["listen"][name], "installed": installed.get("installed", []),
                           "upgraded": installed.get("upgraded", []), "changed": bool(installed["changed"]) or acted,
-                          "reason": why(answer.get("action"), reasons, wait, name in params["record_new"])}
+                          "reason": why(answer.get("action"), reasons, wait, new)}
     token = None
     if not dry_run and JUPYTER in outcomes:
         with open(os.path.join(home, TOKEN_FILE)) as token_file:
