@@ -754,7 +754,9 @@ def plan(params: dict) -> dict:
     result["python_version"], result["distributions"] = built_for(venv), len(installed)
     if health != "ok":
         owed = set(installed_distributions(venv, portable_only=True)) - TOOLING
-        result.update(changed=True, rebuilt=reason if owed else None, reinstalled=sorted(owed))
+        result.update(changed=True, rebuilt=reason if owed else None, reinstalled=sorted(owed),
+                      would_install=list(params["requirements"])
+                      + requirement_lines(params.get("requirements_file_text") or ""))
         return result
     if save_settings(venv, settings, dry_run=True, diffs=result["diff"]):
         result["changed"] = True

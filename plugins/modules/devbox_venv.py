@@ -158,8 +158,9 @@ reinstalled:
   elements: str
   sample: [six==1.16.0]
 would_install:
-  description: In check mode on a venv in order, each requirement that is a plain name not installed or a name
-    pinned (==) to a version other than the installed one, as written; other specifiers are left to the installer.
+  description: In check mode, each requirement the run would install, as written; every one when the venv is
+    to be made, else each plain name not installed or pinned (==) to a version other than the installed one
+    (other specifiers are left to the installer).
   returned: check mode
   type: list
   elements: str
