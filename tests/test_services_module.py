@@ -115,6 +115,8 @@ def stand_ins(monkeypatch):
 
     monkeypatch.setattr(services, "converge", converge)
     monkeypatch.setattr(services, "launcher", launcher)
+    # Jupyter's own view of its kernels (PID 1's idle stop asks the same): none serving unless a test says so.
+    monkeypatch.setattr(services, "jupyter_activity", lambda home: calls.get("activity"))
     return calls
 
 
@@ -123,7 +125,8 @@ def provision_params(home, **changes):
     web = normalize({"name": "web", "port": 8501, "command": ["python3", "-m", "http.server", "{port}"]})
     return dict({"home": str(home), "venv_dir": ".venvs/main", "project_dir": "work/src", "services": [jupyter, web],
                  "listen": {"jupyter": "127.0.0.1", "web": "127.0.0.1"}, "removed": [], "record_changed": [],
-                 "record_new": [], "jupyter_token": "t" * 40, "jupyter_server_settings": {}, "min_free_mb": 0},
+                 "record_new": [], "jupyter_token": "t" * 40, "jupyter_server_settings": {}, "min_free_mb": 0,
+                 "pending": {}, "jupyter_restart": "idle"},
                 **changes)
 
 
@@ -176,3 +179,113 @@ def test_a_dry_run_changes_nothing_and_says_what_would_happen(tmp_path, stand_in
         {"old": "would stop", "jupyter": "would start", "web": None}
     assert stand_ins["launcher"] == [("web", "status")] and stand_ins["converge"] == []
     assert os.listdir(tmp_path) == [], "nothing was written"
+
+
+def busy(calls, kernels=1, pid=7):
+    calls["activity"] = {"pid": pid, "busy_kernels": kernels, "connections": 0, "terminals": 0, "last_activity": 0}
+    for name in ("jupyter", "web"):
+        calls["answers"][(name, "start")] = {"action": "already running", "pid": pid, "url": "u"}
+
+
+def test_a_busy_kernel_puts_off_jupyters_restart_and_the_run_says_why(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    stand_ins["launcher"].clear()
+    busy(stand_ins)
+    result = services.provision(provision_params(tmp_path, jupyter_server_settings={"ServerApp": {"x": 1}}),
+                                dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "start"), ("web", "start")], "never a restart while busy"
+    jupyter = result["services"]["jupyter"]
+    assert jupyter["action"] == "restart pending" and jupyter["changed"] is False
+    assert jupyter["reason"] == "Jupyter's settings changed; not now: 1 kernel busy"
+    assert result["pending"] == {"jupyter": {"reasons": ["Jupyter's settings changed"], "pid": 7}}
+    assert result["changed"] is True, "the settings were written"
+
+
+def test_jupyter_restart_now_restarts_jupyter_busy_kernels_and_all(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    stand_ins["launcher"].clear()
+    busy(stand_ins, kernels=2)
+    result = services.provision(provision_params(tmp_path, jupyter_server_settings={"ServerApp": {"x": 1}},
+                                                 jupyter_restart="now"), dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "restart"), ("web", "start")]
+    assert result["services"]["jupyter"]["action"] == "restarted" and result["pending"] == {}
+    assert result["services"]["jupyter"]["reason"] == "Jupyter's settings changed"
+
+
+def test_a_pending_restart_happens_on_the_next_run_with_no_kernel_busy(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    earlier = {"jupyter": {"reasons": ["Jupyter's settings changed"], "pid": 7}}
+    busy(stand_ins)
+    still = services.provision(provision_params(tmp_path, pending=earlier), dry_run=False)
+    assert still["pending"] == earlier and still["services"]["jupyter"]["action"] == "restart pending"
+    assert still["changed"] is False, "nothing new: the restart still waits"
+    stand_ins["launcher"].clear()
+    busy(stand_ins, kernels=0)
+    result = services.provision(provision_params(tmp_path, pending=earlier), dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "restart"), ("web", "start")] and result["pending"] == {}
+    assert result["services"]["jupyter"]["reason"] == "Jupyter's settings changed"
+
+
+def test_a_pending_restart_is_settled_by_a_restart_in_between(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    stand_ins["launcher"].clear()
+    busy(stand_ins, pid=99)  # another server than the one spared: it read the settings when it started
+    result = services.provision(provision_params(tmp_path, pending={"jupyter": {"reasons": ["x"], "pid": 7}}),
+                                dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "start"), ("web", "start")] and result["pending"] == {}
+
+
+def test_a_restart_stays_pending_while_jupyter_cannot_be_asked(tmp_path, stand_ins, monkeypatch):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    stand_ins["launcher"].clear()
+    busy(stand_ins)
+
+    def unanswered(home):
+        raise OSError("timed out")
+
+    monkeypatch.setattr(services, "jupyter_activity", unanswered)
+    earlier = {"jupyter": {"reasons": ["its packages changed"], "pid": 7}}
+    result = services.provision(provision_params(tmp_path, pending=earlier), dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "start"), ("web", "start")] and result["pending"] == earlier
+    assert result["services"]["jupyter"]["reason"].endswith(
+        "not now: Jupyter could not be asked whether a kernel is busy (timed out)")
+
+
+def test_a_dry_run_says_a_busy_kernel_would_put_off_the_restart(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    busy(stand_ins)
+    stand_ins["answers"][("jupyter", "status")] = {"healthy": True}
+    stand_ins["answers"][("web", "status")] = {"healthy": True}
+    result = services.provision(provision_params(tmp_path, jupyter_server_settings={"ServerApp": {"x": 1}}),
+                                dry_run=True)
+    assert result["services"]["jupyter"]["action"] == "would wait to restart" and result["pending"] == {}
+
+
+def test_the_run_says_which_of_jupyters_settings_changed(tmp_path, stand_ins):
+    first = services.provision(provision_params(tmp_path), dry_run=False)
+    assert first["settings"] == [f"~/{services.JUPYTER_CONFIG}: written", f"Jupyter's token: {services.MASK}",
+                                 "JupyterLab's defaults (no news from the internet): written"]
+    settings = {"ServerApp": {"iopub_data_rate_limit": 10000000}, "MappingKernelManager": {"cull_idle_timeout": 60}}
+    planned = services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=True)
+    done = services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=False)
+    assert planned["settings"] == done["settings"] == [
+        "MappingKernelManager: (unset) -> {\"cull_idle_timeout\": 60}",
+        "ServerApp.iopub_data_rate_limit: (unset) -> 10000000"]
+    assert services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=False)[
+        "settings"] == []
+
+
+def test_a_setting_named_for_a_secret_is_masked():
+    before = {"ServerApp": {"x": 1, "ssl_options": {"keyfile": "/a", "ciphers": "A"}}}
+    after = {"ServerApp": {"x": 2, "ssl_options": {"keyfile": "/b", "ciphers": "B"}}}
+    assert services.setting_changes(before, after) == [
+        'ServerApp.ssl_options.ciphers: "A" -> "B"',
+        f"ServerApp.ssl_options.keyfile: {services.MASK} -> {services.MASK}",
+        "ServerApp.x: 1 -> 2"]
+
+
+def test_a_new_service_that_does_not_run_yet_is_started_not_restarted(tmp_path, stand_ins):
+    stand_ins["answers"][("jupyter", "status")] = {"pid": None, "healthy": False}
+    result = services.provision(provision_params(tmp_path, record_new=["jupyter", "web"]), dry_run=False)
+    assert ("jupyter", "start") in stand_ins["launcher"] and ("jupyter", "restart") not in stand_ins["launcher"]
+    assert result["services"]["jupyter"]["action"] == "started" and result["services"]["jupyter"]["reason"] == "new"

@@ -45,7 +45,7 @@ class ActionModule(ActionBase):
             "user": machine["user"], "home": machine["home"], "venv_dir": machine["venv_dir"],
             "project_dir": machine["project_dir"], "services": machine["services"], "libraries": libraries,
             "jupyter_token": value("jupyter_token"), "jupyter_server_settings": value("jupyter_server_settings"),
-            "min_free_mb": int(value("python_env_min_free_mb")),
+            "min_free_mb": int(value("python_env_min_free_mb")), "jupyter_restart": value("jupyter_restart"),
         }
         result.update(self._execute_module(module_name=self._task.resolved_action or "devbox_services",
                                            module_args=arguments, task_vars=task_vars))

@@ -754,7 +754,9 @@ def plan(params: dict) -> dict:
     result["python_version"], result["distributions"] = built_for(venv), len(installed)
     if health != "ok":
         owed = set(installed_distributions(venv, portable_only=True)) - TOOLING
-        result.update(changed=True, rebuilt=reason if owed else None, reinstalled=sorted(owed))
+        result.update(changed=True, rebuilt=reason if owed else None, reinstalled=sorted(owed),
+                      would_install=list(params["requirements"])
+                      + requirement_lines(params.get("requirements_file_text") or ""))
         return result
     if save_settings(venv, settings, dry_run=True, diffs=result["diff"]):
         result["changed"] = True
@@ -763,6 +765,9 @@ def plan(params: dict) -> dict:
         return result
     text = params.get("requirements_file_text") or ""
     requested = list(params["requirements"]) + requirement_lines(text)
+    # What the run would say it installs: each plain name missing or pinned to another version, as asked.
+    result["would_install"] = [spec for spec in requested
+                               if SIMPLE_SPEC.match(spec) and not surely_satisfied([spec], installed)]
     if lock and params.get("sync"):
         result["removed"] = [f"{name}=={installed[name]}" for name in not_in_lock(lock, installed)]
     if result["removed"] or not lock_satisfied(lock, installed):

@@ -157,6 +157,14 @@ reinstalled:
   type: list
   elements: str
   sample: [six==1.16.0]
+would_install:
+  description: In check mode, each requirement the run would install, as written; every one when the venv is
+    to be made, else each plain name not installed or pinned (==) to a version other than the installed one
+    (other specifiers are left to the installer).
+  returned: check mode
+  type: list
+  elements: str
+  sample: [tomli==2.0.1]
 moved:
   description: Reinstalled distributions whose version could not be kept, as "name old -> new".
   returned: success
