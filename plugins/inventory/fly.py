@@ -94,6 +94,7 @@ from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ss
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import LOGIN_NAME_RULE, is_login_name
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine
+from ansible_collections.devbox.machine.plugins.plugin_utils.fly_proxy_command import FlyProxy, ProxyError
 
 display = Display()
 
@@ -112,6 +113,10 @@ FOREVER = 2**64 - 1
 FLY_TIMEOUT_S = 180
 START_WAIT_S = 90
 SSH_CONNECT_TIMEOUT_S = 60
+# flyctl's WaitForTunnel (agent/client.go) waits 4 minutes for a tunnel; the first proxy a little longer.
+FIRST_TUNNEL_WAIT_S = 250
+# The first proxy says what it waits for when it takes longer than this.
+FIRST_TUNNEL_NOTE_S = 5
 INSTALL_HINT = "install flyctl: `curl -L https://fly.io/install.sh | sh` (then add ~/.fly/bin to PATH)"
 
 
@@ -280,16 +285,61 @@ class Flyctl:
         if result.returncode != 0:
             raise FlyInventoryError(f"`fly machine start {machine_id} -a {self.app}` failed: {error_text(result)}")
 
+    def version(self) -> str:
+        """flyctl's own version (`fly version --json`, internal/command/version: buildinfo.Info's Version), or
+        "" when it does not say."""
+        result = self.run("version", "--json")
+        try:
+            return str(json.loads(result.stdout)["Version"]).removeprefix("v") if result.returncode == 0 else ""
+        except (ValueError, KeyError, TypeError):
+            return ""
+
     def ensure_agent(self) -> None:
-        """flyctl's agent, running before the proxies start: the first `fly proxy` without one
-        starts it under a 1 s lock, and proxies started together then fail ("another process is
-        already starting the agent"). `fly agent start` fails if one runs, so ping first; a
-        start that loses a race with another run still leaves an agent that answers."""
-        if self.run("agent", "ping").returncode == 0:
+        """flyctl's agent, running and current before the proxies start, started once and here.
+
+        The first `fly proxy` without an agent starts one under a 1 s lock, and proxies started together
+        then fail ("another process is already starting the agent"). After flyctl updates itself, the
+        running agent is older than the binary: `fly agent ping` still answers, and the next `fly proxy`
+        kills it and starts another (agent/client.go Establish), dropping every tunnel it carried, so
+        each of the parallel proxies could restart it in turn. Compare the versions here and restart
+        a stale background agent once (as Establish would: only a background one). `fly agent start`
+        fails if one runs, so ping first; a start that loses a race with another run still leaves an
+        agent that answers."""
+        ping = self.run("agent", "ping", "--json")
+        if ping.returncode != 0:
+            started = self.run("agent", "start")
+            if started.returncode != 0 and self.run("agent", "ping").returncode != 0:
+                raise FlyInventoryError(f"`fly agent start` failed: {error_text(started)}")
             return
-        started = self.run("agent", "start")
-        if started.returncode != 0 and self.run("agent", "ping").returncode != 0:
-            raise FlyInventoryError(f"`fly agent start` failed: {error_text(started)}")
+        try:
+            agent = json.loads(ping.stdout)
+            agent_version, background = str(agent["Version"]).removeprefix("v"), bool(agent["Background"])
+        except (ValueError, KeyError, TypeError):
+            return
+        flyctl_version = self.version()
+        if not flyctl_version or agent_version == flyctl_version or not background:
+            return
+        display.warning(f"flyctl's agent runs v{agent_version}, flyctl is v{flyctl_version} (updated since the "
+                        "agent started): restarting the agent once now (`fly agent restart`). That closes the "
+                        "tunnels it carried: restart any `fly proxy` of yours that stops.")
+        restarted = self.run("agent", "restart")
+        if restarted.returncode != 0:
+            raise FlyInventoryError(f"`fly agent restart` failed: {error_text(restarted)}")
+
+    def open_first_tunnel(self, host: str) -> None:
+        """One `fly proxy` before the parallel ones, with flyctl's own patience: a new agent's first tunnel
+        (a new WireGuard peer) can take up to 4 minutes (agent/client.go WaitForTunnel), while each SSH
+        connection's proxy gives up well before ssh's ConnectTimeout. Once it is up, the others find it.
+        A failure here is only reported: each connection then says what went wrong for its Machine."""
+        proxy = FlyProxy(self.executable, self.app, host, 22)
+        note = (f"fly inventory: waiting for flyctl's WireGuard tunnel to the app's network (`fly proxy` to {host}); "
+                "the first one from this computer can take up to 4 minutes")
+        try:
+            proxy.start(FIRST_TUNNEL_WAIT_S, slow=(FIRST_TUNNEL_NOTE_S, lambda: display.display(note, stderr=True)))
+        except ProxyError as error:
+            display.warning(f"fly inventory: the first tunnel did not open: {error}")
+        finally:
+            proxy.stop()
 
 
 def error_text(result: subprocess.CompletedProcess) -> str:
@@ -469,6 +519,7 @@ class InventoryModule(BaseInventoryPlugin):
         key = ensure_certificate(flyctl, org, self.project_path(self.get_option("credentials_dir"), ".fly/ssh"),
                                  principals, self.get_option("certificate_hours"))
         flyctl.ensure_agent()
+        flyctl.open_first_tunnel(f"{machines[0]['id']}.vm.{app}.internal")
         self.add_hosts(settings, flyctl.executable, key, machines)
 
     def own_machines(self, app: str, groups: list[str], machines: list[dict]) -> list[dict]:
