@@ -345,6 +345,26 @@ def test_a_certificate_is_reused_only_with_an_hour_left_and_the_right_principals
     assert not fly.certificate_is_usable(str(tmp_path / "missing"), wanted)
 
 
+def test_a_credentials_folder_with_an_at_sign_never_reaches_fly_ssh_issue(tmp_path, monkeypatch):
+    """flyctl takes a path with "@" for an email address, then prompts (the double does the same)."""
+    state = make_state(str(tmp_path / "state"), {"myapp": ORG})
+    for name, value in fly_env(state).items():
+        monkeypatch.setenv(name, value)
+    folder = tmp_path / "me@work" / "creds"
+    flyctl = fly.Flyctl(shutil.which("fly"), "myapp")
+    prompted = flyctl.run("ssh", "issue", ORG, str(folder.parent / "key"), "--org", ORG)
+    assert prompted.returncode == 1 and "prompt: non interactive" in prompted.stderr
+    key = fly.ensure_certificate(flyctl, ORG, str(folder), ["root", "alice"], 6)
+    assert key == str(folder / "id_fly_myapp") and fly.certificate_is_usable(key, ["root", "alice"])
+    assert sorted(os.listdir(folder)) == ["id_fly_myapp", "id_fly_myapp-cert.pub"]
+    assert all(stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600 for name in os.listdir(folder))
+    issued = [c["argv"] for c in calls(state) if c["argv"][:2] == ["ssh", "issue"]][-1]
+    assert "@" not in issued[3] and not os.path.exists(os.path.dirname(issued[3])), "the scratch folder is gone"
+    monkeypatch.setattr(fly.tempfile, "gettempdir", lambda: str(tmp_path / "tmp@x"))
+    with pytest.raises(fly.FlyInventoryError, match=r'both hold "@".*credentials_dir'):
+        fly.ensure_certificate(flyctl, ORG, str(tmp_path / "a@b"), ["root"], 6)
+
+
 def test_ensure_certificate_issues_into_a_fresh_path_and_moves_the_pair_into_place(tmp_path, monkeypatch):
     state = make_state(str(tmp_path / "state"), {"myapp": ORG})
     for name, value in fly_env(state).items():

@@ -450,6 +450,23 @@ def certificate_is_usable(key: str, principals: list[str], now: datetime.datetim
     return (valid_to is None or valid_to - now >= MIN_REMAINING) and set(principals) <= set(listed)
 
 
+def issue_folder(folder: str) -> str:
+    """Where `fly ssh issue` writes a fresh key: the credentials folder, unless its path holds "@".
+
+    flyctl parses the path argument as an email address first (mail.ParseAddress, internal/command/ssh/
+    issue.go); a path with "@" passes for one, and flyctl then prompts for a path, which fails without a
+    terminal. Such a folder gets the key through the system's temporary folder (mkdtemp: 0700)."""
+    if "@" not in folder:
+        return folder
+    elsewhere = tempfile.gettempdir()
+    if "@" in elsewhere:
+        raise FlyInventoryError(
+            f"the credentials folder {folder} and the temporary folder {elsewhere} both hold \"@\": `fly ssh issue` "
+            "takes such a path for an email address and then prompts for another. Set credentials_dir in "
+            "inventory/fly.yml (or DEVBOX_FLY_CREDENTIALS_DIR) to a folder without \"@\"")
+    return elsewhere
+
+
 def ensure_certificate(flyctl: Flyctl, org: str, folder: str, principals: list[str], hours: int) -> str:
     """Path of a private key whose -cert.pub is valid for at least another hour; issued when needed."""
     if not 1 <= hours <= 72:
@@ -460,7 +477,7 @@ def ensure_certificate(flyctl: Flyctl, org: str, folder: str, principals: list[s
     if certificate_is_usable(key, principals):
         return key
     # Never --overwrite (flyctl loops forever on it): issue into a fresh path, then move into place.
-    scratch = tempfile.mkdtemp(prefix=".issue-", dir=folder)
+    scratch = tempfile.mkdtemp(prefix=".issue-", dir=issue_folder(folder))
     try:
         fresh = os.path.join(scratch, "key")
         args = ["ssh", "issue", org, fresh, "--hours", str(hours)]
@@ -475,8 +492,9 @@ def ensure_certificate(flyctl: Flyctl, org: str, folder: str, principals: list[s
                                     f"{error_text(result)}")
         for path in (fresh, fresh + "-cert.pub"):
             os.chmod(path, 0o600)
-        os.replace(fresh + "-cert.pub", key + "-cert.pub")
-        os.replace(fresh, key)
+        # shutil.move: the scratch folder may be on another filesystem (issue_folder).
+        shutil.move(fresh + "-cert.pub", key + "-cert.pub")
+        shutil.move(fresh, key)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     display.v(f"fly inventory: issued a {hours}-hour SSH certificate for {', '.join(principals)} in {folder}")
