@@ -593,3 +593,13 @@ def test_the_first_tunnel_gets_flyctls_patience_and_says_what_it_waits_for(fly_h
         assert all(process_gone(c["pid"]) for c in proxies), "the first tunnel's proxy is stopped once it is up"
     finally:
         server.close()
+
+
+def test_the_readmes_quick_start_names_the_users_app_in_fly_toml(tmp_path):
+    """The README's `sed` line, run as written in a copy of the project's fly.toml: the inventory reads $APP."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        line = next(line for line in handle if line.startswith("sed -i.bak ") and "fly.toml" in line)
+    shutil.copyfile(os.path.join(ROOT, "fly.toml"), tmp_path / "fly.toml")
+    command = line.split("#", 1)[0].strip()
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, env=dict(os.environ, APP="devbox-alice-ml"), check=True)
+    assert fly.read_fly_toml(str(tmp_path / "fly.toml"))["app"] == "devbox-alice-ml"

@@ -22,6 +22,10 @@ description:
     fly.toml and the machine's facts (the roles' defaults with these and the extra variables over them); fails
     before anything is created when the facts' user is not C(NONROOT_USER) or their home is not the C([mounts])
     destination. The hint is one C(fly proxy <port>) per service of the facts.
+  - Before any host is reached, flyctl's agent is started once, or restarted once when C(fly agent ping --json)
+    names another version than C(fly version --json); then one Machine's C(fly proxy) opens the first tunnel
+    alone, with flyctl's 4-minute patience, and the connections' proxies follow in parallel.
+  - The certificate is never issued into a path holding C(@) (flyctl takes it for an email address).
   - Stopped Machines are reported; with O(start_stopped) they are started first. Machines whose host Fly
     cannot reach (C(host_status) not C(ok)) are reported and left out.
 options:

@@ -264,6 +264,30 @@ def test_the_agent_is_started_once_before_any_proxy(app, first_converge):
     assert argvs.count(["agent", "start"]) == 1 and ["agent", "restart"] not in argvs
 
 
+def test_after_a_flyctl_update_the_stale_agent_is_restarted_once_and_a_slow_first_tunnel_is_waited_for(
+        app, first_converge):
+    """flyctl updated itself (a new version), so the running agent is stale; the new agent's tunnel takes
+    longer than one connection's proxy waits (50 s). The run restarts the agent once, opens the first
+    tunnel alone, saying what it waits for, and then reaches every Machine."""
+    close_ssh_masters(app)
+    before = len(calls(app["state"]))
+    newer = {"FLY_DOUBLE_VERSION": "0.3.999", "FLY_DOUBLE_TUNNEL_S": "65", "FLY_DOUBLE_AGENT_START_S": "0"}
+    try:
+        result, output = ansible(app, "ansible", "all", "-m", "ansible.builtin.ping", **newer)
+        assert result.returncode == 0, output[-3000:]
+        assert output.count("ping: pong") == len(started(app))
+        joined = " ".join(output.split())
+        assert "agent runs v0.3.220, flyctl is v0.3.999" in joined
+        assert "waiting for flyctl's WireGuard tunnel" in joined and "up to 4 minutes" in joined
+        argvs = [c["argv"] for c in calls(app["state"])[before:]]
+        assert argvs.count(["agent", "restart"]) == 1 and ["agent", "start"] not in argvs
+    finally:
+        close_ssh_masters(app)
+        # Back to the tests' flyctl version: its agent, for the tests that follow.
+        subprocess.run(["fly", "agent", "restart"], env=dict(app["env"], FLY_DOUBLE_AGENT_START_S="0"),
+                       capture_output=True, timeout=60)
+
+
 def test_a_fly_console_machine_is_not_a_host(app, first_converge):
     console = f"{app['name']}-m4"
     assert console not in recap(first_converge["output"])

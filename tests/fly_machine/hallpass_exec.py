@@ -9,6 +9,12 @@ words itself, quotes honoured, and executes the first word, looked up in PATH. W
 and working directory it gives is not documented (shared/docs/fly-facts.md, third pass), so the
 stand-in gives the least: PATH only, working directory `/`. A session without a command runs
 `/bin/sh`. Whether a PTY was asked for changes nothing here (sshd allocates it).
+
+What the provisioning sends survives this because each is a word list already: Ansible's ssh
+connection runs `/bin/sh -c '<python> && sleep 0'` (ansible/plugins/action/__init__.py,
+_low_level_execute_command: the shell is named as the first word), and Mitogen runs
+`<python> -c '<bootstrap>' <encoded stage> <name> <length>`, each word shlex-quoted
+(mitogen/ssh.py and parent.py, get_boot_command).
 """
 import os
 import shlex
