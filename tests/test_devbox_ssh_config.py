@@ -175,3 +175,17 @@ def test_the_playbook_refuses_a_hostile_inventory_name_and_writes_nothing(tmp_pa
     assert "cannot become a file name or an ssh config word" in result.stdout
     written = list((tmp_path / "ssh").glob("*")) if (tmp_path / "ssh").exists() else []
     assert written == [], [path.read_text() for path in written]
+
+
+@pytest.mark.parametrize("words, login", [([], True), (["-tt"], True), (["id", "-un"], False), (["-N"], False),
+                                          (["-T", "bash"], False)])
+def test_real_ssh_applies_the_login_block_only_to_a_login(certificate, tmp_path, words, login):
+    """The check reads the command line of the ssh that runs it (ProxyCommand false: no server needed)."""
+    from fly_testkit import ROOT
+    check = [sys.executable, os.path.join(ROOT, "plugins", "plugin_utils", "ssh_login_wanted.py")]
+    text, names, _ = render([fly_entry(certificate)], str(tmp_path), check)
+    (tmp_path / "config").write_text(text.replace("ProxyCommand /usr/bin/python3", "ProxyCommand false #"))
+    result = subprocess.run(["ssh", "-vvv", "-F", str(tmp_path / "config"), names[0], *words],
+                            capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert ("debug2: match found" in result.stderr) is login, result.stderr[-2000:]
+    assert "Cannot execute command-line and remote command" not in result.stderr
