@@ -120,7 +120,7 @@ def login_block(host: str, entry: dict, login_check: list[str]) -> list[str]:
     user, home = entry["user"], plain_path(entry["home"], "the home (dev_user_home)")
     if not home.startswith("/"):
         raise SshConfigError(f"the home (dev_user_home) {home!r} is not an absolute path")
-    project = os.path.join(home, plain_path(entry["project_dir"], "the project (python_env_project_dir)"))
+    project = os.path.join(home, plain_path(entry.get("project_dir"), "the project (python_env_project_dir)"))
     check = " ".join(shlex.quote(word) for word in login_check).replace("%", "%%")
     if '"' in check:
         raise SshConfigError(f"the login check {login_check!r} holds a double quote")
