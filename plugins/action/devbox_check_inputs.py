@@ -30,6 +30,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_records impo
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import name_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import setting_problems
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import control_problem, mask_credentials
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
     BUILT_IN, ROLES, TOP, facts, play_value, role_defaults)
@@ -209,9 +210,10 @@ def services(_v: dict, _all: dict, value) -> list[str]:
 
 
 def idle_stop(v: dict, _all: dict) -> list[str]:
-    if not 0 <= v["idle_stop_minutes"] <= 10080:
-        return [f"idle_stop_minutes={v['idle_stop_minutes']} must be whole minutes from 0 (never stop) to 10080 (a week)"]
-    return []
+    """The module's own rules (devbox_idle.setting_problems); whether the machine can act on it is asked there."""
+    return setting_problems({"minutes": v["idle_stop_minutes"], "warn_minutes": v["idle_stop_warn_minutes"],
+                               "gpu_percent": v["idle_stop_gpu_percent"], "before_stop": v["idle_stop_before_stop"],
+                               "before_stop_timeout": v["idle_stop_before_stop_timeout"], "project": "-", "venv": "-"})
 
 
 # Variables of earlier versions, each with what replaces it: set, they stop the run instead of being ignored.
