@@ -158,7 +158,7 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
     except AccountError:
         account = None
     if account is None:
-        clock.quiet_since, clock.reason = now, None  # off, or nothing provisioned: the idle time starts when it is on
+        clock.quiet_since, clock.reason = now, ""  # off, or nothing provisioned: the idle time starts when it is on
         return False
     # Turned on (or its minutes changed) after the boot: the idle time counts from then.
     clock.quiet_since = max(clock.quiet_since, min(setting["since"], now))

@@ -489,7 +489,8 @@ class IdleClock:
 
     def __init__(self, now: float):
         self.quiet_since = now
-        self.reason: str | None = None  # why it was in use (or held) at the last look
+        # Why it was in use (or held) at the last look; None: quiet; "": not looked yet, so the first look is logged.
+        self.reason: str | None = ""
         self.jupyter_error: str | None = None  # why Jupyter could not be asked at the last look
         self.orphans: str | None = None  # the kernels left behind, as last logged
         self.warned = False  # the terminals were told of the coming stop in this quiet spell
