@@ -2,6 +2,7 @@
 user's hold, the warning on the user's terminals, and the status line."""
 import json
 import os
+import pwd
 import pty
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 from ansible_collections.devbox.machine.plugins.module_utils import devbox_idle
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (
-    BOOT_COMMAND, STAY_UP_FILE, STAY_UP_SCRIPT, IdleClock, Process, boot_step_running, busy_kernels, gpu_use,
+    BOOT_COMMAND, STAY_UP_COMMAND, STAY_UP_FILE, STAY_UP_SCRIPT, IdleClock, Process, boot_step_running, busy_kernels, gpu_use,
     last_input, load_setting, parse_compute_processes, parse_utilisation, pts_path, read_state, read_stay_up,
     save_setting, setting_problems, state_record, status_line, tell_terminals, timestamp, trusted_program,
     user_activity, write_state)
@@ -350,3 +351,26 @@ def test_status_says_the_clock_or_what_keeps_the_machine_up():
     assert "no look yet" in status_line(SETTING, dict(base, minutes=1), True, now)  # a look of the old setting
     assert "has not looked since" in status_line(SETTING, dict(base, time=now - 3600), True, now)
     assert "does not run on this machine" in status_line(SETTING, base, False, now)
+
+
+def run_module(monkeypatch, capsys, boot_running: bool, **args):
+    """devbox_idle_stop as Ansible runs it, with the boot step found or not; its JSON answer."""
+    from ansible.module_utils.testing import patch_module_args
+    from ansible_collections.devbox.machine.plugins.modules import devbox_idle_stop
+    monkeypatch.setattr(devbox_idle_stop, "boot_step_running", lambda: boot_running)
+    with patch_module_args(args), pytest.raises(SystemExit):
+        devbox_idle_stop.main()
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_module_refuses_idle_stop_where_no_boot_step_runs_before_writing_anything(tmp_path, monkeypatch, capsys):
+    user = pwd.getpwuid(os.getuid()).pw_name
+    answer = run_module(monkeypatch, capsys, False, home=str(tmp_path), user=user, minutes=60)
+    assert answer["failed"] and "the image's boot step (devbox-boot) does not run here, as on an SSH host" in answer["msg"]
+    assert not (tmp_path / ".devbox").exists()
+    answer = run_module(monkeypatch, capsys, False, home=str(tmp_path), user=user, minutes=0)  # off: fine anywhere
+    assert answer["changed"] and not answer.get("failed")
+    assert (tmp_path / STAY_UP_COMMAND).read_text() == STAY_UP_SCRIPT
+    answer = run_module(monkeypatch, capsys, True, home=str(tmp_path), user=user, minutes=60, warn_minutes=5)
+    assert answer["changed"] and load_setting(str(tmp_path))["minutes"] == 60
+    assert not run_module(monkeypatch, capsys, True, home=str(tmp_path), user=user, minutes=60, warn_minutes=5)["changed"]

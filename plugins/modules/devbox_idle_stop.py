@@ -87,7 +87,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import AccountError
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (
     STAY_UP_COMMAND, STAY_UP_SCRIPT, boot_step_running, save_setting, setting_problems)
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import write_if_changed
 
 ARGUMENT_SPEC = {
@@ -127,7 +127,10 @@ def main() -> None:
                                "project": params["project"], "venv": params["venv"]} if params["before_stop"] else None}
     try:
         changed = save_setting(home, setting, time.time(), dry_run=module.check_mode)
-        changed = run_as(params["user"], install_stay_up, home, module.check_mode) or changed
+        if module.check_mode and not user_exists(params["user"]):
+            changed = True  # a dry run before the user exists: the command would be installed with it
+        else:
+            changed = run_as(params["user"], install_stay_up, home, module.check_mode) or changed
     except (AccountError, OSError, RunAsError) as error:
         module.fail_json(msg=f"cannot keep the idle stop setting under {home}: {error}")
     module.exit_json(changed=changed, minutes=minutes)
