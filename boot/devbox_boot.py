@@ -208,7 +208,7 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
     if left > 0 and left <= setting["warn_minutes"] * 60 and not clock.warned:
         clock.warned = True
         stop_at = clock_text(now + left)
-        told = tell_terminals(uid, f"devbox: this machine stops at {stop_at} (in {left / 60:.0f} min) after "
+        told = tell_terminals(uid, f"devbox: this machine stops at {stop_at} (in {max(1, round(left / 60))} min) after "
                                    f"{minutes} min without use; `devbox-stay-up 2h` keeps it up", table)
         log(f"idle stop: stopping at {stop_at} unless it is used; told {told} terminal(s) of {user}")
     if left > 0:
