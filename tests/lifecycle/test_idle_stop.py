@@ -1,6 +1,7 @@
 """Idle stop in one machine's life: what holds the machine up is named in the log and by status, the
 user's open terminal is warned, the before-stop command runs and is cut at its limit, and the machine
-stops itself (PID 1 exits 0) once nobody has used it for idle_stop_minutes.
+stops itself (PID 1 exits 0) once nobody has used it for idle_stop_minutes, a kernel left behind
+by a killed Jupyter notwithstanding.
 
 Real minutes: idle_stop_minutes=1, with PID 1 looking every 2 s instead of every 60 s; each phase
 outlasts the idle time, so each hold is shown to hold on its own. nvidia-smi is the gpu scenario's
