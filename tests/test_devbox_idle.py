@@ -358,6 +358,7 @@ def run_module(monkeypatch, capsys, boot_running: bool, **args):
     from ansible.module_utils.testing import patch_module_args
     from ansible_collections.devbox.machine.plugins.modules import devbox_idle_stop
     monkeypatch.setattr(devbox_idle_stop, "boot_step_running", lambda: boot_running)
+    args = dict({"warn_minutes": 5, "gpu_percent": 10, "before_stop": "", "before_stop_timeout": 60}, **args)
     with patch_module_args(args), pytest.raises(SystemExit):
         devbox_idle_stop.main()
     return json.loads(capsys.readouterr().out)
@@ -371,6 +372,6 @@ def test_the_module_refuses_idle_stop_where_no_boot_step_runs_before_writing_any
     answer = run_module(monkeypatch, capsys, False, home=str(tmp_path), user=user, minutes=0)  # off: fine anywhere
     assert answer["changed"] and not answer.get("failed")
     assert (tmp_path / STAY_UP_COMMAND).read_text() == STAY_UP_SCRIPT
-    answer = run_module(monkeypatch, capsys, True, home=str(tmp_path), user=user, minutes=60, warn_minutes=5)
+    answer = run_module(monkeypatch, capsys, True, home=str(tmp_path), user=user, minutes=60, warn_minutes=2)
     assert answer["changed"] and load_setting(str(tmp_path))["minutes"] == 60
-    assert not run_module(monkeypatch, capsys, True, home=str(tmp_path), user=user, minutes=60, warn_minutes=5)["changed"]
+    assert not run_module(monkeypatch, capsys, True, home=str(tmp_path), user=user, minutes=60, warn_minutes=2)["changed"]

@@ -33,19 +33,19 @@ options:
   warn_minutes:
     description: Minutes before the stop at which the dev user's terminals and the log are told.
     type: int
-    default: 0
+    required: true
   gpu_percent:
     description: A GPU whose utilisation is above this is in use.
     type: int
-    default: 0
+    required: true
   before_stop:
     description: A command run by C(/bin/sh) as the dev user in O(project) with the venv before the stop; empty = none.
     type: str
-    default: ""
+    required: true
   before_stop_timeout:
     description: Seconds O(before_stop) may take; it is then cut and the stop goes on.
     type: int
-    default: 60
+    required: true
   project:
     description: The project directory, where O(before_stop) runs.
     type: path
@@ -94,10 +94,10 @@ ARGUMENT_SPEC = {
     "home": {"type": "path", "required": True},
     "user": {"type": "str", "required": True},
     "minutes": {"type": "int", "required": True},
-    "warn_minutes": {"type": "int", "default": 0},
-    "gpu_percent": {"type": "int", "default": 0},
-    "before_stop": {"type": "str", "default": ""},
-    "before_stop_timeout": {"type": "int", "default": 60},
+    "warn_minutes": {"type": "int", "required": True},
+    "gpu_percent": {"type": "int", "required": True},
+    "before_stop": {"type": "str", "required": True},
+    "before_stop_timeout": {"type": "int", "required": True},
     "project": {"type": "path"},
     "venv": {"type": "path"},
 }
