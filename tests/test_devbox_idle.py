@@ -52,6 +52,14 @@ def test_a_shell_waiting_at_its_prompt_is_no_use_but_its_terminal_is_remembered(
     assert found["sessions"] == [] and found["waiting_ttys"] == [PTS_3]
 
 
+def test_a_command_running_in_a_jupyter_terminal_is_use_and_its_shell_at_the_prompt_is_not():
+    table = {40: (1, USER, "jupyter-lab"), 41: (40, USER, "python3"),
+             42: Process(40, USER, "bash", PTS_3, 42, 42, 42)}
+    assert user_activity(USER, "alice", 40, table) == {"sessions": [], "waiting_ttys": [PTS_3], "orphans": []}
+    table[42], table[43] = Process(40, USER, "bash", PTS_3, 42, 42, 43), Process(42, USER, "python", PTS_3, 42, 43, 43)
+    assert sessions(table) == ["Jupyter terminal of alice: bash (42), python (43)"]
+
+
 def test_kernels_left_behind_by_a_dead_jupyter_server_and_what_they_started_are_no_use():
     table = {1: (0, 0, "devbox-boot"), 41: Process(1, USER, "python3", kernel=True), 43: (41, USER, "python3"),
              70: (1, USER, "sleep")}

@@ -5,7 +5,8 @@ In use means any of: a kernel busy; a browser connected to a kernel (Jupyter's /
 a tab is open); a GPU above the busy threshold or running a process of the dev user (nvidia-smi,
 when the machine has one: a reading that fails or hangs counts as use); a process of the dev
 user that neither Jupyter nor another registered service (TensorBoard: a page it serves is no
-use) started (a command in an SSH session, VS Code's server, a job left running with nohup).
+use) started (a command in an SSH session, VS Code's server, a job left running with nohup), or a
+command running in one of Jupyter's terminals.
 A shell waiting at its prompt is not use, its last keystroke is: a terminal left open does not
 keep the machine up forever, and it is where the warning goes before the stop. Kernels left
 behind by a Jupyter server that is gone are no use either. Root's sessions do not count: log in
@@ -267,20 +268,30 @@ def user_activity(uid: int, user: str, jupyter_pid: int | None, table: dict | No
                   services: set[int] = frozenset()) -> dict:
     """What the user's processes outside Jupyter's tree and the other services' trees say.
 
-    "sessions": why they are use ('ssh session of USER: python (51)', 'processes of USER outside Jupyter:
-    sleep (60)'); "waiting_ttys": the terminals whose shell waits at its prompt (no use by itself: their
-    last keystroke counts); "orphans": kernels whose Jupyter server is gone, and what they started (no use).
+    "sessions": why they are use ('ssh session of USER: python (51)', 'Jupyter terminal of USER: python (45)',
+    'processes of USER outside Jupyter: sleep (60)'); "waiting_ttys": the terminals whose shell waits at its
+    prompt (no use by itself: their last keystroke counts); "orphans": kernels whose Jupyter server is gone, and
+    what they started (no use).
     """
     table = {pid: Process(*row) for pid, row in (processes() if table is None else table).items()}
     roots = {jupyter_pid, *services} - {None}
     # A kernel whose parent is not the user's: its Jupyter server died and it was handed to PID 1.
     left_behind = {pid for pid, process in table.items() if process.kernel and process.uid == uid
                    and (process.parent not in table or table[process.parent].uid != uid)}
-    in_ssh, outside, waiting, orphans = [], [], set(), []
+    in_ssh, in_terminal, outside, waiting, orphans = [], [], [], set(), []
     for pid, process in sorted(table.items()):
         if process.uid != uid:
             continue
         chain = list(_ancestors(pid, table))
+        at_prompt = bool(process.tty) and pid == process.session and process.group == process.foreground
+        if jupyter_pid in chain and pts_path(process.tty):
+            # Jupyter's terminals: a command running in one is use, as in an SSH session; the server and its
+            # kernels (no terminal) speak through Jupyter's API.
+            if at_prompt:
+                waiting.add(process.tty)
+            else:
+                in_terminal.append(f"{process.name} ({pid})")
+            continue
         if roots & set(chain):
             continue
         if left_behind & set(chain):
@@ -288,12 +299,13 @@ def user_activity(uid: int, user: str, jupyter_pid: int | None, table: dict | No
             continue
         if process.name == "sshd" or process.name.startswith("sshd-"):
             continue  # the session's carrier; what runs in it speaks for itself
-        if process.tty and pid == process.session and process.group == process.foreground:
+        if at_prompt:
             waiting.add(process.tty)
             continue
         under_ssh = any(table[ancestor].name.startswith("sshd") for ancestor in chain[1:])
         (in_ssh if under_ssh else outside).append(f"{process.name} ({pid})")
     sessions = ([f"ssh session of {user}: {', '.join(in_ssh[:5])}"] if in_ssh else []) + (
+        [f"Jupyter terminal of {user}: {', '.join(in_terminal[:5])}"] if in_terminal else []) + (
         [f"processes of {user} outside Jupyter: {', '.join(outside[:5])}"] if outside else [])
     return {"sessions": sessions, "waiting_ttys": sorted(waiting), "orphans": orphans}
 
