@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from ansible_collections.devbox.machine.plugins.module_utils import devbox_service
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import user_sessions
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import user_activity
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
     ServiceError, expand, load, load_all, normalize, normalize_all, probe, record, record_names, register,
     service_pids, unregister, validate_record)
@@ -252,5 +252,6 @@ def test_idle_stop_does_not_count_a_services_processes_as_use():
     user = 1000
     table = {40: (1, user, "jupyter-lab"), 60: (1, user, "tensorboard"), 61: (60, user, "server"),
              70: (1, user, "bash")}
-    assert user_sessions(user, 40, table) == ["tensorboard (60)", "server (61)", "bash (70)"]
-    assert user_sessions(user, 40, table, services={60}) == ["bash (70)"]
+    assert user_activity(user, "u", 40, table)["sessions"] == [
+        "processes of u outside Jupyter: tensorboard (60), server (61), bash (70)"]
+    assert user_activity(user, "u", 40, table, services={60})["sessions"] == ["processes of u outside Jupyter: bash (70)"]

@@ -30,6 +30,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_records impo
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import name_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import MAX_MINUTES, setting_problems
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import control_problem, mask_credentials
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
     BUILT_IN, ROLES, TOP, facts, play_value, role_defaults)
@@ -208,10 +209,18 @@ def services(_v: dict, _all: dict, value) -> list[str]:
     return problems
 
 
-def idle_stop(v: dict, _all: dict) -> list[str]:
-    if not 0 <= v["idle_stop_minutes"] <= 10080:
-        return [f"idle_stop_minutes={v['idle_stop_minutes']} must be whole minutes from 0 (never stop) to 10080 (a week)"]
-    return []
+def idle_stop(v: dict, everything: dict) -> list[str]:
+    """The module's own rules (devbox_idle.setting_problems). Only the image's boot step acts on idle stop: the
+    targets that run it (the local machine, Fly Machines) have their home on a volume; a host without one (an
+    SSH host) is refused here, before any change. The module asks the machine itself too."""
+    problems = setting_problems({"minutes": v["idle_stop_minutes"], "warn_minutes": v["idle_stop_warn_minutes"],
+                                 "gpu_percent": v["idle_stop_gpu_percent"], "before_stop": v["idle_stop_before_stop"],
+                                 "before_stop_timeout": v["idle_stop_before_stop_timeout"], "project": "-", "venv": "-"})
+    if 0 < v["idle_stop_minutes"] <= MAX_MINUTES and everything.get("dev_user_home_is_volume") is False:
+        problems.append(f"idle_stop_minutes={v['idle_stop_minutes']}: only the image's boot step (the local machine, a "
+                        "Fly Machine) acts on idle stop, and this host is none of them (dev_user_home_is_volume is "
+                        "false, as on an SSH host): set idle_stop_minutes: 0 for it")
+    return problems
 
 
 # Variables of earlier versions, each with what replaces it: set, they stop the run instead of being ignored.

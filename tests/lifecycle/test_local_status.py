@@ -74,6 +74,7 @@ def test_status_reports_each_part_as_the_machine_has_it(machine):
                             text=True).stdout.strip()
     assert re.fullmatch(rf"Provisioned: 20\d\d-\d\d-\d\dT[0-9:]+\+00:00 from commit {re.escape(commit)}",
                         line(output, "Provisioned:"))
+    assert line(output, "Idle stop:") == "Idle stop: off (idle_stop_minutes: 0)"
     assert line(output, "Next run:") == "Next run: nothing to change, as far as status can tell"
 
 
