@@ -16,6 +16,7 @@ import re
 import subprocess
 import tempfile
 
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_torch import build_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
     PIN, SPEC_NAME, VenvError, canonical, installer_env, load_json, mask_credentials, marker_environment,
     marker_holds, write_if_changed)
@@ -186,7 +187,13 @@ def sync(venv: str, params: dict, settings: dict, label: str) -> dict:
             run_uv(top, installer_env(settings), directory, label)
     record = {"key": project_key(params), "packages": locked}
     write_if_changed(os.path.join(venv, PROJECT_RECORD), json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return {"added_on_top": extra, "locked": sorted(locked)}
+    return {"added_on_top": extra, "locked": sorted(locked), "warnings": torch_warnings(locked, params)}
+
+
+def torch_warnings(locked: dict[str, str], params: dict) -> list[str]:
+    """The lock decides torch's build; a build this machine's GPU cannot use is said (gpu_cuda_version: the driver's)."""
+    problem = build_problem(locked["torch"], params.get("gpu_cuda_version")) if "torch" in locked else None
+    return [f"{params.get('project_name') or 'the uv project'}: {problem}"] if problem else []
 
 
 def planned(venv: str, params: dict, settings: dict, label: str, installed: dict[str, str]) -> dict:
@@ -219,6 +226,7 @@ def planned(venv: str, params: dict, settings: dict, label: str, installed: dict
     after = "".join(f"{name}=={version}\n" for name, version in sorted(added.items()))
     changes["diff"] = [{"before_header": f"{venv} (what changes)", "after_header": f"{label}",
                         "before": before, "after": after}] if before or after else []
+    changes["warnings"] = torch_warnings(locked, params)
     return changes
 
 
@@ -228,7 +236,8 @@ def converge_project(venv: str, params: dict, settings: dict, installed: dict[st
     label = params.get("project_name") or "the uv project"
     changed = write_project(params["project_dir"], params["project"])
     if up_to_date(venv, params, installed):
-        return {"changed": changed, "synced": False, "added_on_top": [], "locked": sorted(recorded_packages(venv))}
+        return {"changed": changed, "synced": False, "added_on_top": [], "locked": sorted(recorded_packages(venv)),
+                "warnings": []}
     return dict(sync(venv, params, settings, label), changed=True, synced=True)
 
 
@@ -238,7 +247,7 @@ def plan_project(venv: str, params: dict, settings: dict, installed: dict[str, s
     changed = write_project(params["project_dir"], params["project"], dry_run=True)
     if up_to_date(venv, params, installed):
         return {"changed": changed, "installed": [], "removed": [], "upgraded": [], "diff": [],
-                "locked": sorted(recorded_packages(venv))}
+                "locked": sorted(recorded_packages(venv)), "warnings": []}
     changes = planned(venv, params, settings, label, installed)
     return dict(changes, changed=True, locked=[])
 

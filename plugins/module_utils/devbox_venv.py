@@ -725,7 +725,7 @@ def playbook_roots(params: dict, lock: dict | None, requirement_text: str) -> di
 
 def empty_result() -> dict:
     return {"changed": False, "rebuilt": None, "reinstalled": [], "moved": [], "installed": [], "removed": [],
-            "upgraded": [], "diff": [], "python_version": None, "distributions": 0, "project": None,
+            "upgraded": [], "diff": [], "python_version": None, "distributions": 0, "project": None, "warnings": [],
             "lock": None, "lock_path": None, "lock_written": False, "url_requirements": [], "requested": None}
 
 
@@ -765,7 +765,7 @@ def plan(params: dict, plan_project=None) -> dict:
     text = params.get("requirements_file_text") or ""
     if params.get("project"):
         changes = plan_project(venv, params, settings, installed)
-        result.update({key: changes[key] for key in ("installed", "removed", "upgraded")})
+        result.update({key: changes[key] for key in ("installed", "removed", "upgraded", "warnings")})
         result["diff"] += changes["diff"]
         result["changed"] = result["changed"] or changes["changed"]
         roots = merge_requested(load_requested(venv, params), playbook_roots(params, None, ""))
@@ -861,6 +861,7 @@ def converge(params: dict, converge_project=None) -> dict:
             if params.get("project"):
                 result["project"] = converge_project(venv, params, settings, installed_distributions(venv))
                 result["changed"] = result["changed"] or result["project"]["changed"]
+                result["warnings"] = result["project"].pop("warnings")
             else:
                 install_requested(venv, installer, settings, params, requirement_files, lock)
             if lock and params.get("sync"):

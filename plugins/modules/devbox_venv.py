@@ -127,6 +127,15 @@ options:
     description: Also install the project itself (its source must then be in O(project_dir)).
     type: bool
     default: false
+  gpu_cuda_version:
+    description:
+      - The CUDA version the machine's driver supports (the gpu role's facts); empty without a GPU.
+      - With O(requirements) asking for torch and no O(index_url) or O(extra_index_urls) given, the venv gets
+        PyTorch's wheel index of the newest CUDA runtime the driver supports (its CPU wheels without a GPU) as an
+        extra index (RV(torch_index)); with a uv project the lock decides, and a torch build the machine's GPU
+        cannot use (CPU-only, or a newer CUDA than the driver's) is warned about.
+    type: str
+    default: ""
   index_credentials:
     description:
       - Credentials of the indexes C(pyproject.toml) names, index name to C(username) and C(password); uv gets them in
@@ -220,6 +229,11 @@ lock_written:
   returned: success
   type: bool
   sample: false
+torch_index:
+  description: The PyTorch wheel index picked for this machine, or null when none was.
+  returned: success
+  type: str
+  sample: https://download.pytorch.org/whl/cu124
 project:
   description:
     - With a uv project, whether this run synced it (C(synced)), what went on top of its lock (C(added_on_top)),
@@ -240,8 +254,10 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_records impo
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_uv_project import (
     converge_project, credentials_problem, plan_project)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_torch import asks_for_torch, torch_index
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-    REQUESTED_RECORD, VenvError, converge, credentials_in, empty_result, mask_credentials, plan)
+    REQUESTED_RECORD, SPEC_NAME, VenvError, canonical, converge, credentials_in, empty_result, mask_credentials, plan,
+    requirement_lines)
 
 
 ARGUMENT_SPEC = {
@@ -269,6 +285,7 @@ ARGUMENT_SPEC = {
     "project_extras": {"type": "list", "elements": "str", "default": []},
     "project_install": {"type": "bool", "default": False},
     "index_credentials": {"type": "dict", "default": {}, "no_log": True},
+    "gpu_cuda_version": {"type": "str", "default": ""},
 }
 
 
@@ -296,10 +313,11 @@ def main() -> None:
         params["project"] = {"pyproject": params["project_pyproject"], "lock": params["project_lock"],
                              "groups": params["project_groups"], "extras": params["project_extras"],
                              "install": params["project_install"]}
-    params["settings"] = None
+    params["settings"], picked = None, None
     if params["configure"]:
+        picked = picked_torch_index(params)
         params["settings"] = {"index_url": params["index_url"], "ca_bundle": ca_bundle,
-                              "extra_index_urls": params["extra_index_urls"],
+                              "extra_index_urls": params["extra_index_urls"] + ([picked] if picked else []),
                               "installer": params["installer"] or "uv"}
     user = params["user"]
     home = params["home"] or (pwd.getpwnam(user).pw_dir if user and user_exists(user) else None)
@@ -324,10 +342,22 @@ def main() -> None:
     # The lock file on the machine counts as a change; the server restart that follows a changed
     # venv (devbox_services) does not depend on it.
     result["changed"] = result["changed"] or result["lock_written"]
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    result["torch_index"] = picked
     diffs = result.pop("diff")
     if module._diff:  # the settings files hold the index URLs: shown masked
         result["diff"] = [{key: mask_credentials(value) for key, value in change.items()} for change in diffs]
     module.exit_json(**result)
+
+
+def picked_torch_index(params: dict) -> str | None:
+    """PyTorch's index for this machine when the requirements ask for torch and the user named no index."""
+    if params["project"] is not None or params["index_url"] or params["extra_index_urls"]:
+        return None
+    specs = params["requirements"] + requirement_lines(params["requirements_file_text"] or "")
+    names = [canonical(match.group(1)) for spec in specs if (match := SPEC_NAME.match(spec))]
+    return torch_index(params["gpu_cuda_version"]) if asks_for_torch(names) else None
 
 
 def requested_record(home: str) -> dict | None:
