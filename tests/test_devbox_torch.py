@@ -60,3 +60,20 @@ def test_a_locked_torch_the_gpu_cannot_use_is_warned_about(version, cuda, warned
     assert problem is None if warned is None else warned in problem
     if problem:
         assert torch_index(cuda) in problem, "the warning names the index that fits"
+
+
+def module_params(**changes):
+    return dict({"project": None, "index_url": None, "extra_index_urls": [], "requirements": [],
+                 "requirements_file_text": None, "gpu_cuda_version": "12.4"}, **changes)
+
+
+def test_the_module_picks_the_index_only_for_torch_and_only_when_the_user_named_none():
+    from test_module_docs import ROOT as DOCS_ROOT, load
+    venv_module = load(os.path.join(DOCS_ROOT, "plugins", "modules", "devbox_venv.py"))
+    pick = venv_module.picked_torch_index
+    assert pick(module_params(requirements=["numpy", "torch==2.5.1"])) == "https://download.pytorch.org/whl/cu124"
+    assert pick(module_params(requirements_file_text="torchvision\n", gpu_cuda_version="")).endswith("/whl/cpu")
+    assert pick(module_params(requirements=["numpy"])) is None
+    assert pick(module_params(requirements=["torch"], index_url="https://mirror.example/simple")) is None
+    assert pick(module_params(requirements=["torch"], extra_index_urls=["https://download.pytorch.org/whl/cu118"])) is None
+    assert pick(module_params(requirements=["torch"], project={"lock": "..."})) is None, "a uv project's lock decides"
