@@ -140,3 +140,11 @@ def test_index_credentials_reach_uv_in_its_environment_only():
 ])
 def test_credentials_of_the_wrong_shape_are_refused(credentials, message):
     assert message in credentials_problem(credentials)
+
+
+def test_a_pyproject_with_a_password_in_an_index_url_is_kept_private(tmp_path):
+    project = {"pyproject": '[[tool.uv.index]]\nurl = "https://me:s3cret@pypi.example/simple"\n', "lock": "version = 1\n"}
+    assert project_steps.write_project(str(tmp_path), project) is True
+    assert (tmp_path / "pyproject.toml").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "uv.lock").stat().st_mode & 0o777 == 0o644
+    assert project_steps.write_project(str(tmp_path), project) is False

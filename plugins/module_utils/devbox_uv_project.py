@@ -18,8 +18,8 @@ import tempfile
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_torch import build_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-    PIN, SPEC_NAME, VenvError, canonical, installer_env, load_json, mask_credentials, marker_environment,
-    marker_holds, write_if_changed)
+    PIN, SPEC_NAME, VenvError, canonical, credentials_in, installer_env, load_json, mask_credentials,
+    marker_environment, marker_holds, write_if_changed)
 
 PYPROJECT, UV_LOCK = "pyproject.toml", "uv.lock"
 PROJECT_RECORD = "devbox-project.json"
@@ -141,8 +141,10 @@ def recorded_packages(venv: str) -> dict[str, str]:
 
 
 def write_project(project_dir: str, project: dict, dry_run: bool = False) -> bool:
-    """pyproject.toml and uv.lock in the project directory; True when either changed."""
-    changed = [write_if_changed(os.path.join(project_dir, name), project[key], 0o644, dry_run)
+    """pyproject.toml and uv.lock in the project directory (0600 when one holds a URL's password); True when either
+    changed."""
+    changed = [write_if_changed(os.path.join(project_dir, name), project[key],
+                                0o600 if credentials_in(project[key]) else 0o644, dry_run)
                for name, key in ((PYPROJECT, "pyproject"), (UV_LOCK, "lock"))]
     return any(changed)
 
