@@ -759,7 +759,8 @@ def plan(params: dict, plan_project=None) -> dict:
         return result
     if save_settings(venv, settings, dry_run=True, diffs=result["diff"]):
         result["changed"] = True
-    if (installer == "uv" and not os.path.exists(os.path.join(venv, "bin", "uv"))) or os.path.exists(venv + ".pending.json"):
+    needs_uv = installer == "uv" or params.get("project")  # a uv project is synced by uv, whatever the installer
+    if (needs_uv and not os.path.exists(os.path.join(venv, "bin", "uv"))) or os.path.exists(venv + ".pending.json"):
         result["changed"] = True
         return result
     text = params.get("requirements_file_text") or ""
@@ -838,7 +839,7 @@ def converge(params: dict, converge_project=None) -> dict:
             result["changed"] = True
         if save_settings(venv, settings, diffs=result["diff"]):
             result["changed"] = True
-        if installer == "uv" and ensure_uv(venv, settings):
+        if (installer == "uv" or params.get("project")) and ensure_uv(venv, settings):
             result["changed"] = True
         if health != "ok":
             mark_complete(venv)
