@@ -17,8 +17,8 @@ description:
     venv it runs from (its C(venv) field, the project venv or a venv of its own under O(service_venvs_dir) made
     with the project venv's installer settings); Jupyter's settings, token and kernel spec are written (C(python3),
     named Python (project), the project venv's interpreter, a new notebook's default); each service is started
-    (when it is not serving) or restarted (when its record, its packages or Jupyter's settings changed and it restarts on change) by the
-    one launcher C(devbox_launcher.py).
+    (when it is not serving) or restarted (when its record, its packages or Jupyter's settings changed and it
+    restarts on change) by the one launcher C(devbox_launcher.py).
   - A service whose record is there but which left the list is stopped and its record removed.
   - Returns Jupyter's token for the report, so register the result with C(no_log).
 extends_documentation_fragment:
