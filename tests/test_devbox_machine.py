@@ -43,6 +43,16 @@ def test_the_defaults_are_the_roles_own():
     assert (jupyter["name"], jupyter["port"], jupyter["ip"]) == ("jupyter", role_default("jupyter", "jupyter_port"), "auto")
     assert jupyter["packages"] == [role_default("jupyter", "jupyter_lab_spec")] and jupyter["counts_as_use"] is True
     assert "--ServerApp.port={port}" in jupyter["command"] and jupyter["url_path"] == "/lab"
+    assert jupyter["venv"] == "own" and facts["service_venvs_dir"] == role_default("python_env", "python_env_service_venvs_dir")
+    assert facts["project_venv_packages"] == [role_default("jupyter", "jupyter_kernel_spec")], \
+        "the project venv gets the kernel, not JupyterLab"
+
+
+def test_a_service_of_the_project_venv_brings_its_packages_to_the_project_venv():
+    facts = machine({"tensorboard_enabled": True, "devbox_services": [
+        {"name": "app", "port": 8501, "command": ["streamlit"], "packages": ["streamlit"]},
+        {"name": "tool", "port": 8502, "command": ["tool"], "packages": ["tool"], "venv": "own"}]})
+    assert facts["project_venv_packages"] == [role_default("jupyter", "jupyter_kernel_spec"), "streamlit"]
 
 
 def test_overrides_win_and_flow_into_the_templated_defaults():

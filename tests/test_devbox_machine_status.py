@@ -74,7 +74,7 @@ def test_services_lists_every_record_with_its_probe(tmp_path):
         port = server.getsockname()[1]
         for name, listening in (("streamlit", port), ("app", 1024 if port != 1024 else 1025)):
             entry = normalize({"name": name, "port": listening, "command": ["x"], "url_path": "/x"})
-            register(str(tmp_path), record(entry, str(tmp_path), "project-venv", "project"))
+            register(str(tmp_path), record(entry, str(tmp_path), "project-venv", "project", "services"))
         (tmp_path / ".devbox" / "service-broken.json").write_text("{}")
         found = services(str(tmp_path), os.getuid())
     assert found["services"] == [{"name": "app", "port": 1024 if port != 1024 else 1025, "url_path": "/x",

@@ -107,6 +107,7 @@ def stand_ins(monkeypatch):
 
     def converge(params):
         calls["converge"].append((params["path"], params["requirements"]))
+        calls.setdefault("settings", []).append(params["settings"])
         return {"changed": False, "installed": [], "upgraded": []}
 
     def launcher(home, name, command):
@@ -121,9 +122,11 @@ def stand_ins(monkeypatch):
 
 
 def provision_params(home, **changes):
-    jupyter = normalize({"name": "jupyter", "port": 8888, "command": ["jupyter", "lab"], "packages": ["jupyterlab"]})
+    jupyter = normalize({"name": "jupyter", "port": 8888, "command": ["jupyter", "lab"], "packages": ["jupyterlab"],
+                         "venv": "own"})
     web = normalize({"name": "web", "port": 8501, "command": ["python3", "-m", "http.server", "{port}"]})
     return dict({"home": str(home), "venv_dir": ".venvs/main", "project_dir": "work/src", "services": [jupyter, web],
+                 "service_venvs_dir": ".local/venvs",
                  "listen": {"jupyter": "127.0.0.1", "web": "127.0.0.1"}, "removed": [], "record_changed": [],
                  "record_new": [], "jupyter_token": "t" * 40, "jupyter_server_settings": {}, "min_free_mb": 0,
                  "pending": {}, "jupyter_restart": "idle"},
@@ -131,8 +134,14 @@ def provision_params(home, **changes):
 
 
 def test_other_venv_and_project_dirs_reach_the_packages_and_jupyters_settings(tmp_path, stand_ins):
+    main = tmp_path / ".venvs" / "main"
+    main.mkdir(parents=True)
+    (main / "devbox-installer.json").write_text('{"installer": "pip", "index_url": "https://mirror.example/simple"}')
     result = services.provision(provision_params(tmp_path, removed=["old"]), dry_run=False)
-    assert stand_ins["converge"] == [(f"{tmp_path}/.venvs/main", ["jupyterlab"])], "only listed packages install"
+    assert stand_ins["converge"] == [(f"{tmp_path}/.local/venvs/jupyter", ["jupyterlab"])], \
+        "only listed packages install, into the venv of Jupyter's own"
+    assert stand_ins["settings"] == [{"installer": "pip", "index_url": "https://mirror.example/simple"}], \
+        "with the project venv's installer settings"
     # Jupyter's settings were written on this pass: it restarts to read them (a stop of nothing, then a start).
     assert stand_ins["launcher"] == [("old", "stop"), ("jupyter", "restart"), ("web", "start")]
     config = json.loads((tmp_path / services.JUPYTER_CONFIG).read_text())
@@ -142,8 +151,11 @@ def test_other_venv_and_project_dirs_reach_the_packages_and_jupyters_settings(tm
     assert result["services"]["web"]["listen"] == "127.0.0.1" and result["services"]["old"]["action"] == "started"
     command = tmp_path / services.COMMAND
     assert os.access(command, os.X_OK) and f'"$HOME/.devbox/{services.LAUNCHER}" "$@"' in command.read_text()
-    lab = tmp_path / ".venvs/main/share/jupyter/lab/settings/overrides.d/devbox.json"
+    lab = tmp_path / ".local/venvs/jupyter/share/jupyter/lab/settings/overrides.d/devbox.json"
     assert json.loads(lab.read_text()) == services.LAB_DEFAULTS
+    kernel = json.loads((tmp_path / services.KERNEL_SPEC).read_text())
+    assert kernel["argv"][:3] == [f"{main}/bin/python", "-m", "ipykernel_launcher"], "the project venv's interpreter"
+    assert kernel["display_name"] == "Python (project)"
 
 
 def test_a_changed_record_restarts_its_service_unless_it_says_not_to(tmp_path, stand_ins):

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import sys
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
@@ -31,6 +33,8 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_records impo
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import name_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import MAX_MINUTES, setting_problems
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_uv_project import (
+    credentials_problem, source_problems)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import control_problem, mask_credentials
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
     BUILT_IN, ROLES, TOP, facts, play_value, role_defaults)
@@ -126,7 +130,7 @@ def python_env(v: dict, everything: dict) -> list[str]:
         f"python_env_index_url / python_env_extra_index_urls: {shown(masked(url))}"
         " is not an http(s):// or file:// URL"
         for url in urls if not re.match(r"^(https?|file)://", url)]
-    for name in ("python_env_venv_dir", "python_env_project_dir"):
+    for name in ("python_env_venv_dir", "python_env_project_dir", "python_env_service_venvs_dir"):
         if dir_problem(v[name]):
             problems.append(
                 f"{name}={shown(v[name])} must be a plain path relative to the home, such as 'venv' or"
@@ -141,6 +145,7 @@ def python_env(v: dict, everything: dict) -> list[str]:
                         " (a machine's lock is kept in locks/<machine>.requirements.lock)")
     elif v["python_env_lock_file"]:
         problems += lock_file_problems(v["python_env_lock_file"])
+    problems += uv_project_problems(v)
     if v["python_env_sync"] and not v["python_env_lock_file"]:
         problems.append("python_env_sync=true needs python_env_lock_file: the lock says what to keep, everything else is removed")
     if v["python_env_lock_copy_dir"] and not os.path.isabs(v["python_env_lock_copy_dir"]):
@@ -152,6 +157,22 @@ def python_env(v: dict, everything: dict) -> list[str]:
         problems.append(f"{host_problem} (python_env_lock_copy_dir keeps a copy of its lock under that name;"
                         " or set python_env_lock_copy_dir: \"\")")
     return problems
+
+
+def uv_project_problems(v: dict) -> list[str]:
+    """A uv project is the whole list of the user's packages: checked with uv here when uv is installed."""
+    problems = [] if credentials_problem(v["python_env_index_credentials"]) is None else [
+        credentials_problem(v["python_env_index_credentials"])]
+    source = v["python_env_project_source"]
+    if not source:
+        return problems
+    others = [name for name in ("python_env_packages", "python_env_requirements_file", "python_env_lock_file")
+              if v[name]]
+    if others:
+        problems.append(f"python_env_project_source and {', '.join(others)} both name your packages: keep them in "
+                        "pyproject.toml (`uv add <package>`, then `uv lock`) and leave these unset")
+    beside = os.path.join(os.path.dirname(sys.executable), "uv")
+    return problems + source_problems(source, beside if os.access(beside, os.X_OK) else shutil.which("uv"))
 
 
 def listen_problems(name: str, value, reached: str) -> list[str]:
@@ -175,6 +196,9 @@ def jupyter(v: dict, _all: dict) -> list[str]:
     if not is_requirement(v["jupyter_lab_spec"]):
         problems.append(f"jupyter_lab_spec={shown(v['jupyter_lab_spec'])} must be a requirement specifier pip can"
                         " parse (e.g. 'jupyterlab==4.2.5')")
+    if not is_requirement(v["jupyter_kernel_spec"]):
+        problems.append(f"jupyter_kernel_spec={shown(v['jupyter_kernel_spec'])} must be a requirement specifier pip"
+                        " can parse (e.g. 'ipykernel==6.29.5')")
     problem = settings_problem(v["jupyter_server_settings"])
     return problems + ([problem] if problem else [])
 

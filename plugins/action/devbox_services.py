@@ -43,7 +43,8 @@ class ActionModule(ActionBase):
                 libraries[name] = source.read()
         arguments = {
             "user": machine["user"], "home": machine["home"], "venv_dir": machine["venv_dir"],
-            "project_dir": machine["project_dir"], "services": machine["services"], "libraries": libraries,
+            "project_dir": machine["project_dir"], "service_venvs_dir": machine["service_venvs_dir"],
+            "services": machine["services"], "libraries": libraries,
             "jupyter_token": value("jupyter_token"), "jupyter_server_settings": value("jupyter_server_settings"),
             "min_free_mb": int(value("python_env_min_free_mb")), "jupyter_restart": value("jupyter_restart"),
         }

@@ -14,9 +14,11 @@ description:
     launcher and its libraries are kept as root's own files under C(~/.devbox/lib/), and one root-owned record
     per service in C(~/.devbox/service-<name>.json), which PID 1 reads at boot and at stop.
   - As O(user), in a child process that dropped to that user, each service's packages are installed into the
-    venv, Jupyter's settings and token are written, and each service is started (when it is not serving) or
-    restarted (when its record, its packages or Jupyter's settings changed and it restarts on change) by the
-    one launcher C(devbox_launcher.py).
+    venv it runs from (its C(venv) field, the project venv or a venv of its own under O(service_venvs_dir) made
+    with the project venv's installer settings); Jupyter's settings, token and kernel spec are written (C(python3),
+    named Python (project), the project venv's interpreter, a new notebook's default); each service is started
+    (when it is not serving) or restarted (when its record, its packages or Jupyter's settings changed and it
+    restarts on change) by the one launcher C(devbox_launcher.py).
   - Jupyter is not restarted while a kernel is busy (Jupyter asked as PID 1's idle stop asks), unless
     O(jupyter_restart=now); the restart is left pending, with its reasons, in the root-owned
     C(~/.devbox/restart_pending.json), and the next run restarts it when no kernel is busy (a restart in between,
@@ -30,6 +32,11 @@ extends_documentation_fragment:
 options:
   user:
     description: The user who runs the services; the module works as this user.
+    type: str
+    required: true
+  service_venvs_dir:
+    description: Where a service whose C(venv) is V(own) gets its venv, C(<this>/<name>), relative to the home
+      (python_env_service_venvs_dir).
     type: str
     required: true
   services:
@@ -113,14 +120,16 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LOCK_TIMEOUT_S, START_TIMEOUT_S, TOKEN_FILE)
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import (
+    LAYOUT_ARGUMENT_SPEC, dir_problem, options_problem)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     LIBRARY_DIR, AccountError, read_root_json, remove_root_file, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
-    JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, unregister, validate_record)
+    JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, service_venv, unregister,
+    validate_record)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-    VenvError, converge, json_object, plan, write_if_changed)
+    VenvError, converge, json_object, load_settings, plan, write_if_changed)
 
 # The launcher, kept with its libraries in ~/.devbox under the collection's own tree (LIBRARY_DIR), so
 # they import each other by the collection's name as everywhere else.
@@ -130,6 +139,9 @@ LAUNCHER = f"{LIBRARY_DIR}/devbox_launcher.py"
 # overrides.json to the user.
 LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}
 JUPYTER_CONFIG = ".jupyter/jupyter_server_config.json"
+# The project's kernel, under the user's Jupyter data folder: named python3, it is the default kernel of a
+# new notebook and of every notebook saved before Jupyter had a venv of its own.
+KERNEL_SPEC = ".local/share/jupyter/kernels/python3/kernel.json"
 # The user's own command for the launcher: `devbox-service jupyter restart`.
 COMMAND = ".local/bin/devbox-service"
 # The per-service launchers of earlier versions, replaced by the one launcher.
@@ -208,9 +220,15 @@ def setting_changes(before: dict, after: dict, prefix: str = "") -> list[str]:
     return changes
 
 
+def kernel_spec(project_venv: str) -> dict:
+    """The kernel of the project venv's own interpreter: %pip install in a notebook installs there."""
+    return {"argv": [os.path.join(project_venv, "bin", "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python (project)", "language": "python", "metadata": {"debugger": True}}
+
+
 def jupyter_files(params: dict, venv: str, project: str, dry_run: bool, diffs: list, settings: list) -> bool:
-    """As the user: Jupyter's settings, the given token, JupyterLab's defaults; True when any changed. What changed
-    is added to settings, in words, secrets masked."""
+    """As the user: Jupyter's settings, the given token, the project's kernel, JupyterLab's defaults in the venv
+    Jupyter runs from (venv); True when any changed. What changed is added to settings, in words, secrets masked."""
     home = params["home"]
     service = next(service for service in params["services"] if service["name"] == JUPYTER)
     if not dry_run:
@@ -224,6 +242,13 @@ def jupyter_files(params: dict, venv: str, project: str, dry_run: bool, diffs: l
     if params["jupyter_token"] and write_if_changed(os.path.join(home, TOKEN_FILE), params["jupyter_token"], 0o600,
                                                     dry_run):
         settings.append(f"Jupyter's token: {MASK}")
+        changed = True
+    kernel = os.path.join(home, KERNEL_SPEC)
+    if not dry_run:
+        os.makedirs(os.path.dirname(kernel), exist_ok=True)
+    if write_if_changed(kernel, json.dumps(kernel_spec(os.path.join(home, params["venv_dir"])), indent=2) + "\n",
+                        0o644, dry_run, diffs):
+        settings.append("the kernel Python (project): written")
         changed = True
     lab_defaults = os.path.join(venv, "share", "jupyter", "lab", "settings", "overrides.d", "devbox.json")
     if not dry_run:
@@ -298,7 +323,9 @@ def keep_pending(home: str, pending: dict, dry_run: bool) -> None:
 def provision(params: dict, dry_run: bool) -> dict:
     """As the user: every service's packages and files, then each service stopped, started or restarted."""
     home = params["home"]
-    venv, project = os.path.join(home, params["venv_dir"]), os.path.join(home, params["project_dir"])
+    project_venv, project = os.path.join(home, params["venv_dir"]), os.path.join(home, params["project_dir"])
+    venvs = {service["name"]: service_venv(service, home, params["venv_dir"], params["service_venvs_dir"])
+             for service in params["services"]}
     diffs, outcomes, pending = [], {}, {}
     if not dry_run:
         os.makedirs(os.path.join(home, os.path.dirname(COMMAND)), mode=0o755, exist_ok=True)
@@ -310,17 +337,19 @@ def provision(params: dict, dry_run: bool) -> dict:
     for name in params["removed"]:
         answer = {"action": "would stop"} if dry_run else launcher(home, name, "stop")
         outcomes[name] = {"action": answer.get("action"), "error": answer.get("error")}
-    settings = []
-    jupyter_changed = any(service["name"] == JUPYTER for service in params["services"]) and jupyter_files(
-        params, venv, project, dry_run, diffs, settings)
+    settings, jupyter_changed = [], False
     for service in params["services"]:
         name = service["name"]
         installed = {"installed": [], "upgraded": [], "changed": False}
         if service["packages"]:
-            venv_params = {"path": venv, "base_python": "python3", "requirements": service["packages"],
-                           "installer": None, "settings": None, "min_free_mb": params["min_free_mb"],
+            # A venv of its own takes the project venv's installer settings (indexes, CA bundle, installer).
+            installer_settings = None if venvs[name] == project_venv else load_settings(project_venv)
+            venv_params = {"path": venvs[name], "base_python": "python3", "requirements": service["packages"],
+                           "installer": None, "settings": installer_settings, "min_free_mb": params["min_free_mb"],
                            "lock_timeout": 600}
             installed = plan(venv_params) if dry_run else converge(venv_params)
+        if name == JUPYTER:  # after its install: a venv of its own is made (emptied) by the first one
+            jupyter_changed = jupyter_files(params, venvs[JUPYTER], project, dry_run, diffs, settings)
         reasons = [reason for reason, applies in (
             ("its entry changed", name in params["record_changed"]), ("its packages changed", installed["changed"]),
             ("Jupyter's settings changed", name == JUPYTER and jupyter_changed)) if applies]
@@ -369,7 +398,8 @@ def checked(module) -> tuple[list, dict]:
         services = normalize_all(params["services"])
     except ServiceError as error:
         module.fail_json(msg=f"{error}; nothing was changed")
-    problem = options_problem(params)
+    problem = options_problem(params) or (
+        dir_problem(params["service_venvs_dir"]) and f"service_venvs_dir: {dir_problem(params['service_venvs_dir'])}")
     if problem:
         module.fail_json(msg=f"{problem}; nothing was changed")
     listen = {}
@@ -408,7 +438,7 @@ def main() -> None:
         before = {name: previous_record(home, name) for name in record_names(home)}
         # The record keeps the name to listen on ("auto" decided here); the launcher resolves it at every start.
         records = {service["name"]: record(dict(service, ip=listen[service["name"]]), home, params["venv_dir"],
-                                           params["project_dir"]) for service in services}
+                                           params["project_dir"], params["service_venvs_dir"]) for service in services}
         record_changed = [name for name, new in records.items()
                           if before.get(name) is not None and before[name] != validate_record(new, file_name(name))]
         record_new = [name for name in records if name not in before]
@@ -440,6 +470,7 @@ def main() -> None:
 ARGUMENT_SPEC = dict(
     LAYOUT_ARGUMENT_SPEC,
     user={"type": "str", "required": True},
+    service_venvs_dir={"type": "str", "required": True},
     home={"type": "path", "required": True},
     services={"type": "list", "elements": "dict", "required": True},
     jupyter_token={"type": "str", "default": "", "no_log": True},

@@ -74,7 +74,12 @@ def facts(value) -> dict:
         "home_is_volume": bool(value("dev_user_home_is_volume")),
         "venv_dir": value("python_env_venv_dir"),
         "project_dir": value("python_env_project_dir"),
+        "service_venvs_dir": value("python_env_service_venvs_dir"),
         "services": services,
+        # What the project venv holds beside the user's packages: the kernel, and the packages of the
+        # services that run from it (python_env installs them, so the machine's lock holds them).
+        "project_venv_packages": [value("jupyter_kernel_spec")] + [
+            spec for service in services if service["venv"] == "project" for spec in service["packages"]],
     }
 
 

@@ -76,7 +76,8 @@ def test_the_first_machines_lock_holds_its_packages_and_the_hand_installed_one(m
     assert "six==1.16.0\n" in lock and "python-dateutil==2.9.0.post0\n" in lock
     marked = [line for line in lock.splitlines() if line.endswith("# by hand")]
     assert marked == [f"{BY_HAND}  # by hand"], "only the hand-installed one: JupyterLab's dependencies are not"
-    assert re.search(r"^jupyterlab==\S+$", lock, re.M), "what the playbook installs for Jupyter is locked too"
+    assert re.search(r"^ipykernel==\S+$", lock, re.M), "what the playbook installs for the kernel is locked too"
+    assert not re.search(r"^jupyterlab==", lock, re.M), "JupyterLab has a venv of its own: not the user's lock"
     pins = [line for line in lock.splitlines() if line and not line.startswith("#")]
     assert len(pins) == len(freeze(first).splitlines()), "every distribution is pinned"
     assert (locks[FIRST] / f"{FIRST}.requirements.lock").read_text() == lock, "the controller's copy is the same"
