@@ -276,6 +276,7 @@ def test_a_dry_run_says_a_busy_kernel_would_put_off_the_restart(tmp_path, stand_
 def test_the_run_says_which_of_jupyters_settings_changed(tmp_path, stand_ins):
     first = services.provision(provision_params(tmp_path), dry_run=False)
     assert first["settings"] == [f"~/{services.JUPYTER_CONFIG}: written", f"Jupyter's token: {services.MASK}",
+                                 "the kernel Python (project): written",
                                  "JupyterLab's defaults (no news from the internet): written"]
     settings = {"ServerApp": {"iopub_data_rate_limit": 10000000}, "MappingKernelManager": {"cull_idle_timeout": 60}}
     planned = services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=True)
