@@ -194,7 +194,8 @@ def test_a_dry_run_changes_nothing_and_says_what_would_happen(tmp_path, stand_in
 
 
 def busy(calls, kernels=1, pid=7):
-    calls["activity"] = {"pid": pid, "busy_kernels": kernels, "connections": 0, "terminals": 0, "last_activity": 0}
+    calls["activity"] = {"pid": pid, "busy_kernels": [f"Untitled{number}.ipynb" for number in range(kernels)],
+                         "connections": 0, "terminals": 0, "last_activity": 0}
     for name in ("jupyter", "web"):
         calls["answers"][(name, "start")] = {"action": "already running", "pid": pid, "url": "u"}
 

@@ -276,7 +276,7 @@ def jupyter_state(home: str) -> dict:
         return {"wait": f"Jupyter could not be asked whether a kernel is busy ({error})"}
     if activity is None:
         return {"pid": None, "wait": None}
-    busy = activity["busy_kernels"]
+    busy = len(activity["busy_kernels"])  # the busy kernels, named by their notebooks
     return {"pid": activity["pid"], "wait": f"{busy} kernel{'s' if busy > 1 else ''} busy" if busy else None}
 
 

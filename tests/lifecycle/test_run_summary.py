@@ -98,8 +98,8 @@ def test_a_converged_rerun_is_short_shows_the_url_and_says_nothing_changed(machi
     output = run(machine, PACKAGES)
     assert recap_changed(output) == 0
     assert re.search(r"jupyter: http://127\.0\.0\.1:\d+/lab\?token=\S+", output), output
-    assert "devbox-local: nothing changed" in output, output
-    for hidden in ("skipping:", "Validating arguments against arg spec", "included:", "ok: [devbox-local]\n"):
+    assert f"{machine.name}: nothing changed" in output, output
+    for hidden in ("skipping:", "Validating arguments against arg spec", "included:", f"ok: [{machine.name}]\n"):
         assert hidden not in output, hidden
     assert "Installed" not in the_report(output) and "Started" not in the_report(output)
     assert len(output.splitlines()) < 40, output
