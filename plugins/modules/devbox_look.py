@@ -12,9 +12,9 @@ description:
     C(~/.devbox), read without following links) and, in a child process that dropped to O(user), for the user's
     (each venv's distributions and Python, the shell block, Jupyter's files and token, each service's health by
     the launcher's own status logic).
-  - Compares with the stamp C(~/.devbox/look.json) that M(devbox_provision_record) writes at the end of a run: a
+  - Compares with the stamp C(~/.devbox/look.json) that M(devbox_provision_record) writes at the end of a run. A
     role has nothing to do when its inputs (O(inputs), digests the action plugin of the same name computes on
-    the controller) and its observation are those of the stamp. Some things make a role run anyway: the CUDA
+    the controller) and its observation are those of the stamp. Some things make a role run anyway, the CUDA
     smoke test (O(gpu_smoke_test)), swap below O(swap_min_mb) (the swap role warns or fails).
   - Returns what the final report needs when the roles are skipped (the GPUs, the swap, the venv's Python, where
     each service listens, Jupyter's token), so register the result with C(no_log) or let the action plugin hide it.
@@ -52,7 +52,7 @@ options:
     type: int
     default: 0
   inputs:
-    description: Per role, the digest of each of its inputs ({role: {input: digest}}), compared with the stamp's.
+    description: Per role, a dictionary of the digest of each of its inputs, compared with the stamp's.
     type: dict
     required: true
 """
@@ -65,9 +65,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 todo:
-  description: Each role that has something to do, with why (V(no stamp yet), V(inputs changed: NAME),
-    V(package removed by hand: NAME), V(jupyter down), V(.jupyter/jupyter_server_config.json changed), ...).
-    A role that is not listed has nothing to do.
+  description:
+    - 'Each role that has something to do, with why: "no stamp yet", "inputs changed: NAME", "package removed by
+      hand: NAME", "jupyter down", ".jupyter/jupyter_server_config.json changed", ...'
+    - A role that is not listed has nothing to do.
   returned: success
   type: dict
   sample: {python_env: ["package removed by hand: six"], services: ["package removed by hand: six", "jupyter down"]}

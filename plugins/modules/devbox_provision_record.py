@@ -14,7 +14,7 @@ description:
     only when the commit or the tags differ from the last record, so a converged rerun stays changed=0.
   - M(devbox_status) reads the record back with the same ownership checks.
   - With O(look), it also looks at the machine again, after the roles ran, and keeps in C(~/.devbox/look.json)
-    (root-owned) each named role's input digests and that observation: the stamp M(devbox_look) compares with
+    (root-owned) each named role's input digests and that observation, the stamp M(devbox_look) compares with
     at the next run. Writing the stamp is no change to the machine.
 extends_documentation_fragment:
   - devbox.machine.common
