@@ -169,7 +169,7 @@ def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
     elif action == "up":
         facts = machine.facts()  # the variables are checked before anything is built or created
         if runs_as_built_and_said(machine, facts["user"]):
-            say(f"{machine.name} runs {machine.image} as built from this tree, as the variables say")
+            say(f"checked {machine.name}: it runs {machine.image} as built from this tree, as the variables say")
         else:
             build_image(machine.image, facts["user"])
             machine.gpus, gpus_in_words = gpu_request(engine_info(), os.environ.get("DEVBOX_GPUS"))
