@@ -12,17 +12,19 @@ whose inputs and observation are both unchanged has nothing to do. Nothing here 
 from __future__ import annotations
 
 import glob
+import grp
 import hashlib
 import json
 import os
-import grp
 import pwd
 import re
 import shutil
+import stat
 import subprocess
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
     QUERY_ARGS, device_groups_needed, find_nvidia_smi, parse_cuda_version, parse_query)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import SETTING_FILE as IDLE_SETTING
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LauncherError, Service, read_token, status)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
@@ -36,8 +38,8 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import 
 # The roles of site.yml, in its order; each has an entry in the stamp.
 ROLES = ("dev_user", "gpu", "swap", "python_env", "services", "idle_stop")
 STAMP_FILE = "look.json"
-IDLE_SETTING = "idle_stop.json"  # devbox_idle.SETTING_FILE (that library is PID 1's and imports the launcher too)
-# Files of the user's that a role writes, relative to the home ({venv} and {project}: the layout's).
+# Files of the user's that a role writes, relative to the home ({venv}: the layout's); the services' are named
+# as the devbox_services module writes them.
 VENV_FILES = (COMPLETE_MARKER, "pip.conf", SETTINGS_FILE)
 PROJECT_FILES = ("requirements.txt", LOCK_FILE)
 SERVICE_FILES = (".jupyter/jupyter_server_config.json", ".local/bin/devbox-service",
@@ -166,11 +168,13 @@ def device_groups() -> list[str]:
     nodes = []
     for path in sorted(glob.glob("/dev/nvidia*")):
         info = os.stat(path)
+        if not stat.S_ISCHR(info.st_mode):
+            continue
         try:
             group = grp.getgrgid(info.st_gid).gr_name
         except KeyError:
             group = str(info.st_gid)
-        nodes.append((path, info.st_mode & 0o777, group))
+        nodes.append((path, stat.S_IMODE(info.st_mode), group))
     return device_groups_needed(nodes)
 
 
@@ -195,7 +199,8 @@ def observe(params: dict) -> dict:
     swap = swap_total_mb()
     roles = {
         "dev_user": {"account": f"{entry.pw_uid}:{entry.pw_gid}:{entry.pw_dir}:{entry.pw_shell}" if entry else ABSENT,
-                     "groups": ",".join(groups), "home": home_state, "record account.json": root_digest(home, RECORD_FILE)},
+                     "groups": ",".join(groups), "home": home_state, "home mounted": str(os.path.ismount(home)),
+                     "record account.json": root_digest(home, RECORD_FILE)},
         "gpu": {"gpus": digest(gpu), "device groups not joined": ",".join(
             sorted(set(device_groups()) - set(groups))) if gpu["present"] else ""},
         "swap": {"swap MB": str(swap)},

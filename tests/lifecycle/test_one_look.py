@@ -21,10 +21,10 @@ LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
 PACKAGES = {"python_env_packages": ["six==1.16.0"], "python_env_lock_copy_dir": LOCKS}
 
 
-def run(machine, packages: dict = PACKAGES) -> tuple[str, dict]:
+def run(machine, packages: dict = PACKAGES, *extra: str) -> tuple[str, dict]:
     """Provision; the output and bench's stats (host_task_runs, tasks)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as stats_file:
-        result = machine.provision("-e", json.dumps(packages), capture=True, env={
+        result = machine.provision("-e", json.dumps(packages), *extra, capture=True, env={
             "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "bench", "callback_plugins"),
             "ANSIBLE_CALLBACKS_ENABLED": "bench_stats", "BENCH_STATS_FILE": stats_file.name})
         output = result.stdout + result.stderr
@@ -64,6 +64,15 @@ def test_a_converged_rerun_is_one_module_run_and_still_reports(machine):
     token = machine.exec(f"cat {HOME}/.jupyter/devbox_token").stdout
     assert re.search(rf"jupyter: http://\S+/lab\?token={token}", output), output[-2000:]
     assert re.search(r"Venv: /home/pythonuser/project-venv \(Python 3\.\d+\)", output), output[-2000:]
+
+
+def test_a_run_limited_by_tags_runs_the_tagged_roles_in_full(machine):
+    output, stats = run(machine, PACKAGES, "--tags", "python_env")
+    assert recap_changed(output) == 0, changed_tasks(output)
+    assert "Ensure the venv and the packages" in output and "Ensure the dev user" not in output
+    assert module_runs(stats) > 1
+    output, stats = run(machine)
+    assert recap_changed(output) == 0 and module_runs(stats) == 1, changed_tasks(output)
 
 
 def test_a_package_removed_by_hand_comes_back(machine):
