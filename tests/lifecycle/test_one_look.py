@@ -68,7 +68,8 @@ def test_a_converged_rerun_is_one_module_run_and_still_reports(machine):
 
 def test_a_run_limited_by_tags_runs_the_tagged_roles_in_full(machine):
     output, stats = run(machine, PACKAGES, "--tags", "python_env")
-    assert recap_changed(output) == 0, changed_tasks(output)
+    # The run's record notes its tags (devbox_provision_record says changed when they differ): nothing else changed.
+    assert [task for task in changed_tasks(output) if not task.startswith("Record the run")] == []
     assert "Ensure the venv and the packages" in output and "Ensure the dev user" not in output
     assert module_runs(stats) > 1
     output, stats = run(machine)
