@@ -33,14 +33,15 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as impor
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import file_name
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import BEGIN_PREFIX, END
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-    COMPLETE_MARKER, LOCK_FILE, REQUESTED_RECORD, SETTINGS_FILE, built_for)
+    COMPLETE_MARKER, LOCK_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, built_for)
 
 # The roles of site.yml, in its order; each has an entry in the stamp.
 ROLES = ("dev_user", "gpu", "swap", "python_env", "services", "idle_stop")
 STAMP_FILE = "look.json"
 # Files of the user's that a role writes, relative to the home ({venv}: the layout's); the services' are named
 # as the devbox_services module writes them.
-VENV_FILES = (COMPLETE_MARKER, "pip.conf", SETTINGS_FILE)
+# REQUESTED_FILE: the list of an earlier version, which python_env removes (never read once root keeps its own).
+VENV_FILES = (COMPLETE_MARKER, "pip.conf", SETTINGS_FILE, REQUESTED_FILE)
 PROJECT_FILES = ("requirements.txt", LOCK_FILE)
 SERVICE_FILES = (".jupyter/jupyter_server_config.json", ".local/bin/devbox-service",
                  "{venv}/share/jupyter/lab/settings/overrides.d/devbox.json")
