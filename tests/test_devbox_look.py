@@ -11,7 +11,8 @@ from ansible.utils.vars import combine_vars
 from ansible_collections.devbox.machine.plugins.action.devbox_look import code_digest, input_digests
 from ansible_collections.devbox.machine.plugins.module_utils import devbox_look
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import (
-    ROLES, decide, observe, read_stamp, write_stamp)
+    PENDING_RESTART, ROLES, decide, observe, pending_restart, read_stamp, write_stamp)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import write_root_file
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import role_defaults, templated_value
 
 
@@ -109,3 +110,10 @@ def test_the_stamp_keeps_the_other_roles_entries(home):
     write_stamp(str(home), dict(inputs, swap={"x": "2"}), seen, ["swap"])
     stamp = read_stamp(str(home))
     assert stamp["swap"]["inputs"] == {"x": "2"} and stamp["gpu"]["inputs"] == {"x": "1"}
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the record is root's own file")
+def test_a_pending_restart_runs_the_services_whatever_the_stamp(home):
+    assert pending_restart(observe(params(home))["roles"]) == []
+    write_root_file(str(home), PENDING_RESTART, '{"jupyter": {"reasons": ["settings changed"], "pid": 1}}\n')
+    assert pending_restart(observe(params(home))["roles"]) == ["a restart that a busy kernel put off is pending"]

@@ -46,6 +46,9 @@ PROJECT_FILES = ("requirements.txt", LOCK_FILE)
 SERVICE_FILES = (".jupyter/jupyter_server_config.json", ".local/bin/devbox-service",
                  "{venv}/share/jupyter/lab/settings/overrides.d/devbox.json")
 ABSENT = "absent"
+# Root's record of a Jupyter restart a busy kernel put off (the devbox_services module's, from issue 25 on): while it
+# is there the services role runs at every run, to restart when no kernel is busy.
+PENDING_RESTART = "restart_pending.json"
 
 
 def digest(value) -> str:
@@ -213,6 +216,7 @@ def observe(params: dict) -> dict:
     }
     roles["services"].update({f"record {name}": root_digest(home, f"{LIBRARY_DIR}/{name}")
                               for name in params["libraries"]})
+    roles["services"][f"record {PENDING_RESTART}"] = root_digest(home, PENDING_RESTART)
     report = {"gpu": gpu, "swap_mb": swap, "python_version": None, "lock": None, "token": None}
     if entry is not None and home_state != ABSENT:
         try:
@@ -242,6 +246,12 @@ def changes(key: str, before, now) -> list[str]:
         what = "removed" if now == ABSENT else "created" if before == ABSENT else "changed"
         return [f"{key.split(' ', 1)[1]} {what}"]
     return [f"{key} changed: {before} -> {now}"]
+
+
+def pending_restart(observed: dict) -> list[str]:
+    """Why the services role runs whatever the stamp says: a restart left pending."""
+    return [] if observed["services"].get(f"record {PENDING_RESTART}") == ABSENT else [
+        "a restart that a busy kernel put off is pending"]
 
 
 def decide(stamp: dict | None, inputs: dict, observed: dict) -> dict:

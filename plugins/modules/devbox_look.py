@@ -15,7 +15,8 @@ description:
   - Compares with the stamp C(~/.devbox/look.json) that M(devbox_provision_record) writes at the end of a run. A
     role has nothing to do when its inputs (O(inputs), digests the action plugin of the same name computes on
     the controller) and its observation are those of the stamp. Some things make a role run anyway, the CUDA
-    smoke test (O(gpu_smoke_test)), swap below O(swap_min_mb) (the swap role warns or fails).
+    smoke test (O(gpu_smoke_test)), swap below O(swap_min_mb) (the swap role warns or fails), a restart of a
+    service left pending in C(~/.devbox/restart_pending.json).
   - Returns what the final report needs when the roles are skipped (the GPUs, the swap, the venv's Python, where
     each service listens, Jupyter's token), so register the result with C(no_log) or let the action plugin hide it.
   - The action plugin of the same name builds every option from the variables, so a task names none.
@@ -103,7 +104,8 @@ token:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_name
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import ROLES, decide, observe, read_stamp
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import (
+    ROLES, decide, observe, pending_restart, read_stamp)
 
 ARGUMENT_SPEC = dict(
     LAYOUT_ARGUMENT_SPEC,
@@ -128,6 +130,7 @@ def main() -> None:
         module.fail_json(msg=f"inputs must name every role of {', '.join(ROLES)}")
     seen = observe(params)
     todo = decide(read_stamp(params["home"]), params["inputs"], seen["roles"])
+    todo["services"] += pending_restart(seen["roles"])
     if params["gpu_smoke_test"]:
         todo["gpu"].append("the CUDA smoke test runs on every run (gpu_smoke_test)")
     if seen["report"]["swap_mb"] < params["swap_min_mb"]:
