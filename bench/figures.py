@@ -126,9 +126,12 @@ class Bench:
     def inventory(self, machines: list[Machine], connection: DockerConnection) -> str:
         """The local inventory's settings, one host per bench container."""
         with open(os.path.join(self.tree, "inventory", "local.yml")) as local:
-            group = yaml.safe_load(local)["all"]
-        template = dict(group.get("vars") or {})
-        template.update(next(iter(group["hosts"].values())) or {})
+            data = yaml.safe_load(local)
+        if "plugin" in data:  # the devbox_local plugin's host variables
+            template = dict(data.get("vars") or {})
+        else:  # a tree from before the plugin (bench/before_after.py): a static inventory of one host
+            template = dict(data["all"].get("vars") or {})
+            template.update(next(iter(data["all"]["hosts"].values())) or {})
         hosts = {}
         for machine in machines:
             hostvars = dict(template, devbox_private_ip=machine.name, jupyter_lab_spec=self.args.package_set,

@@ -9,7 +9,8 @@ devbox_service) as the user, with the one launcher the services module keeps on 
 one is logged and skipped, and the machine still comes up for repair. As PID 1 it reaps
 orphaned children (the services are detached from the sessions that start them) and, on
 SIGTERM or SIGINT, or by itself when idle stop is on and nobody has used the machine for that
-long (see devbox_idle), stops every service at once and exits 0.
+long (see devbox_idle: it warns the user's terminals first, and runs idle_stop_before_stop as the
+user within its limit), stops every service at once and exits 0.
 """
 import json
 import os
@@ -24,8 +25,11 @@ import time
 sys.path.insert(0, "/usr/local/lib/devbox")
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (  # noqa: E402
     LIBRARY_DIR, RECORD_DIR, AccountError, ensure_account, ensure_home, load_record)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import find_nvidia_smi  # noqa: E402
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (  # noqa: E402
-    IdleClock, jupyter_activity, load_minutes, user_sessions)
+    IdleClock, clock_text, gpu_use, jupyter_activity, last_input, load_setting, processes, read_stay_up, state_record,
+    tell_terminals, user_activity, write_state)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import SYSTEM_PATH  # noqa: E402
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as  # noqa: E402
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (  # noqa: E402
     JUPYTER, load_all, probe, service_pids)
@@ -39,6 +43,8 @@ IDLE_POLL_S = float(os.environ.get("DEVBOX_IDLE_POLL_S", "60"))
 # kill_timeout, after which Fly's init kills everything. Jupyter's launcher gives its kernels 20 s.
 STOP_BUDGET_S = 25
 START_TIMEOUT_S = 120
+# The last lines of idle_stop_before_stop's output that go to the log.
+BEFORE_STOP_LINES = 50
 
 
 def log(message: str) -> None:
@@ -140,41 +146,120 @@ def shut_down(home: str) -> None:
 
 
 def idle_long_enough(home: str, clock: IdleClock) -> bool:
-    """One look at the machine; True when idle stop is on and nobody used it for that long."""
-    now, minutes = time.time(), load_minutes(home)
+    """One look at the machine; True when idle stop is on and nobody used it for that long.
+
+    Each change of what keeps the machine up is logged; what this look saw goes to /run/devbox/idle.json for
+    status; idle_stop_warn_minutes before the stop, every terminal of the user is told (and the log says so).
+    """
+    now, setting = time.time(), load_setting(home)
+    minutes = setting["minutes"]
     try:
         account = load_record(home) if minutes else None
     except AccountError:
         account = None
     if account is None:
-        clock.quiet_since = now  # off, or nothing provisioned: the idle time starts when it is on
+        clock.quiet_since, clock.reason = now, ""  # off, or nothing provisioned: the idle time starts when it is on
         return False
+    # Turned on (or its minutes changed) after the boot: the idle time counts from then.
+    clock.quiet_since = max(clock.quiet_since, min(setting["since"], now))
+    user, uid = account["name"], account["uid"]
     try:
-        activity = run_as(account["name"], jupyter_activity, home,
-                          expected=(OSError, ValueError, KeyError, TypeError))
+        activity = run_as(user, jupyter_activity, home, expected=(OSError, ValueError, KeyError, TypeError))
         error = None
     except RunAsError as failure:
         activity, error = None, str(failure)  # Jupyter down or not answering: its processes count as use
     if error != clock.jupyter_error and error:
         log(f"idle stop: cannot ask Jupyter ({error.strip().splitlines()[-1]}); its processes count as use")
     clock.jupyter_error = error
-    before = clock.reason
     # A service that merely runs (TensorBoard serving its page) is no use of the machine unless its entry
     # says counts_as_use; Jupyter's processes count unless Jupyter itself says it is idle (above).
     others = [service for service in load_all(home)[0] if service["name"] != JUPYTER and not service["counts_as_use"]]
     try:
-        services = set(run_as(account["name"], service_pids, others, account["uid"]) if others else [])
+        services = set(run_as(user, service_pids, others, uid) if others else [])
     except RunAsError:
         services = set()  # not known: their processes count as use
-    in_use = clock.observe(now, activity, user_sessions(account["uid"], activity and activity["pid"], services=services))
-    if in_use != before:  # a line when it changes, so the log says why the machine keeps running
-        log(f"idle stop: in use ({in_use})" if in_use else f"idle stop: quiet; stopping after {minutes} min of this")
-    if in_use or clock.idle_for(now) < minutes * 60:
+    table = processes()
+    found = user_activity(uid, user, activity and activity["pid"], table, services)
+    orphans = ", ".join(found["orphans"][:5]) or None
+    if orphans != clock.orphans and orphans:
+        log(f"idle stop: not counting kernels left behind by a Jupyter server that is gone: {orphans}")
+    clock.orphans = orphans
+    reasons = []
+    if activity is not None:
+        reasons += [f"kernel busy ({escaped(name)})" for name in activity["busy_kernels"]]
+        if activity["connections"]:
+            reasons.append(f"{activity['connections']} browser connection(s) to kernels")
+    reasons += gpu_use(find_nvidia_smi(), uid, user, setting["gpu_percent"], table)
+    reasons += [escaped(session) for session in found["sessions"]]
+    held_until = read_stay_up(home, uid)
+    before = clock.reason
+    latest = max(activity["last_activity"] if activity else 0.0, last_input(found["waiting_ttys"]))
+    if held_until > now:
+        clock.observe(now, [f"held off by devbox-stay-up until {clock_text(held_until)}"])
+    else:
+        clock.observe(now, reasons, latest)
+    if clock.reason != before:  # a line when it changes, so the log says why the machine keeps running
+        log(f"idle stop: in use ({clock.reason})" if clock.reason
+            else f"idle stop: quiet; stopping after {minutes} min of this")
+    write_state(state_record(now, setting, clock, held_until, IDLE_POLL_S))
+    if clock.reason:
+        return False
+    left = minutes * 60 - clock.idle_for(now)
+    if left > 0 and left <= setting["warn_minutes"] * 60 and not clock.warned:
+        clock.warned = True
+        stop_at = clock_text(now + left)
+        told = tell_terminals(uid, f"devbox: this machine stops at {stop_at} (in {max(1, round(left / 60))} min) after "
+                                   f"{minutes} min without use; `devbox-stay-up 2h` keeps it up", table)
+        log(f"idle stop: stopping at {stop_at} unless it is used; told {told} terminal(s) of {user}")
+    if left > 0:
         return False
     log(f"idle stop: nobody used the machine for {clock.idle_for(now) / 60:.0f} min (idle_stop_minutes="
-        f"{minutes}): no kernel busy, no browser or terminal connected to Jupyter, no process of "
-        f"{account['name']} outside Jupyter")
+        f"{minutes}): no kernel busy, no browser connected, no busy GPU, no process of {user} outside Jupyter")
     return True
+
+
+def before_stop(home: str) -> None:
+    """idle_stop_before_stop, as the user in the project with the venv, cut at its limit; its output to the log.
+    Whatever it does, the stop goes on."""
+    command = load_setting(home)["before_stop"]
+    try:
+        account = load_record(home) if command else None
+    except AccountError:
+        account = None
+    if account is None:
+        return
+    limit = command["timeout_s"]
+    log(f"idle stop: running idle_stop_before_stop as {account['name']} (at most {limit} s)")
+    environment = {"HOME": account["home"], "USER": account["name"], "LOGNAME": account["name"],
+                   "SHELL": account["shell"], "LANG": "C.UTF-8", "VIRTUAL_ENV": command["venv"],
+                   "PATH": f"{command['venv']}/bin:{SYSTEM_PATH}"}
+    try:
+        # The cd happens as the user (Popen's cwd would be root's): the project is the user's directory.
+        process = subprocess.Popen(["/bin/sh", "-c", 'cd "$1" && exec /bin/sh -c "$2"', "before-stop",
+                                    command["project"], command["command"]], cwd="/", env=environment,
+                                   user=account["uid"], group=account["gid"],
+                                   extra_groups=os.getgrouplist(account["name"], account["gid"]),
+                                   start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT)
+    except OSError as error:
+        log(f"idle stop: idle_stop_before_stop could not start ({error}); stopping all the same")
+        return
+    try:
+        output, _ = process.communicate(timeout=limit)
+        outcome = f"exited with {process.returncode}" + ("" if process.returncode == 0 else "; stopping all the same")
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            output, _ = process.communicate(timeout=2)
+        except subprocess.TimeoutExpired:  # a child of its own that keeps the pipe open
+            output = b""
+        outcome = f"cut after {limit} s (idle_stop_before_stop_timeout); stopping all the same"
+    for line in output.decode(errors="replace").splitlines()[-BEFORE_STOP_LINES:]:
+        log(f"idle stop: before-stop: {escaped(line)}")
+    log(f"idle stop: idle_stop_before_stop {outcome}")
 
 
 def main() -> None:
@@ -191,6 +276,7 @@ def main() -> None:
         reap()
         time.sleep(IDLE_POLL_S)
         if idle_long_enough(home, clock):
+            before_stop(home)
             shut_down(home)
 
 

@@ -63,3 +63,18 @@ def test_stdout_is_only_the_image_name_on_a_fresh_machine(fresh_machine):
     assert result.stdout == "devbox-base:first-run\n"
     assert os.path.exists(os.path.join(fresh_machine, "debootstrap")), "apt-get was not asked for debootstrap"
     assert NOISE in result.stderr  # the tools' output is shown, on stderr
+
+
+def test_a_base_that_is_there_is_used_without_a_pull(tmp_path):
+    """The Debian base built on an earlier run is taken as it is: no `pulling ubuntu:22.04` at every run."""
+    calls = tmp_path / "calls"
+    fake(str(tmp_path), "docker", f"""
+        with open({str(calls)!r}, "a") as log:
+            log.write(" ".join(sys.argv[1:]) + "\\n")
+        sys.exit(0 if sys.argv[1:3] == ["image", "inspect"] and sys.argv[3] == "devbox-base:kept" else 1)
+        """)
+    env = dict(os.environ, DEVBOX_DOCKER=str(tmp_path / "docker"), DEVBOX_LOCAL_BASE="devbox-base:kept")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "base_image.py")],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "devbox-base:kept\n", "")
+    assert calls.read_text().splitlines() == ["image inspect ubuntu:22.04", "image inspect devbox-base:kept"]

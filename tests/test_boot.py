@@ -3,6 +3,7 @@ service is started as the user and all are stopped at once."""
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -179,6 +180,7 @@ def test_a_launcher_that_answers_something_else_is_shown_escaped(tmp_path, boot_
     ('{"action": ["started"], "error": 5, "pid": "42"}', "", 0, "exit 0"),
     ('{"action": "started", "pid": true}', "", 0, "started"),
     ('{"action": "started", "pid": 4.2}', "", 0, "started"),
+    ('{"action": "started", "pid": [123]}', "", 0, "started"),
     ('["started"]', "", 0, 'exit 0: ["started"]'),
     ("", "Traceback: \x1b]0;title\x07boom\n", 1, "exit 1: Traceback: \\x1b]0;title\\x07boom"),
     ("not json\r\nat all", "", 2, "exit 2: not json\\r\\nat all"),
@@ -191,3 +193,98 @@ def test_the_launchers_answer_is_shown_as_known_fields_of_known_types_escaped(st
 def test_escaped_keeps_printable_text_and_escapes_control_characters():
     assert devbox_boot.escaped("jupyter: ok é") == "jupyter: ok é"
     assert devbox_boot.escaped("a\x1b[0mb\tc\x9b") == "a\\x1b[0mb\\tc\\x9b"
+
+
+def full_account(home):
+    return dict(the_account(home), gid=os.getgid(), shell="/bin/sh")
+
+
+def before_stop_with(monkeypatch, home, command, timeout_s):
+    (home / "project").mkdir(exist_ok=True)
+    setting = {"minutes": 1, "before_stop": {"command": command, "timeout_s": timeout_s,
+                                             "project": str(home / "project"), "venv": str(home / "venv")}}
+    monkeypatch.setattr(devbox_boot, "load_setting", lambda _home: setting)
+    monkeypatch.setattr(devbox_boot, "load_record", lambda _home: full_account(home))
+
+
+def test_the_before_stop_command_runs_as_the_user_in_the_project_with_the_venv(tmp_path, boot_log, monkeypatch):
+    before_stop_with(monkeypatch, tmp_path, 'pwd; echo "$VIRTUAL_ENV"; command -v python3; id -u; exit 3', 30)
+    devbox_boot.before_stop(str(tmp_path))
+    assert boot_log[1:] == [f"idle stop: before-stop: {tmp_path}/project", f"idle stop: before-stop: {tmp_path}/venv",
+                            f"idle stop: before-stop: {shutil.which('python3', path=devbox_boot.SYSTEM_PATH)}",
+                            f"idle stop: before-stop: {os.getuid()}",
+                            "idle stop: idle_stop_before_stop exited with 3; stopping all the same"]
+
+
+def test_a_hanging_before_stop_command_is_cut_at_its_limit_with_what_it_started(tmp_path, boot_log, monkeypatch):
+    before_stop_with(monkeypatch, tmp_path, "echo saving; sleep 600 & echo $! > child.pid; sleep 600", 1)
+    started = time.monotonic()
+    devbox_boot.before_stop(str(tmp_path))
+    assert time.monotonic() - started < 10
+    assert "idle stop: before-stop: saving" in boot_log
+    assert boot_log[-1] == ("idle stop: idle_stop_before_stop cut after 1 s (idle_stop_before_stop_timeout); "
+                            "stopping all the same")
+    child = int((tmp_path / "project" / "child.pid").read_text())
+    time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
+
+
+def test_without_a_before_stop_command_nothing_runs(tmp_path, boot_log, monkeypatch):
+    monkeypatch.setattr(devbox_boot, "load_setting", lambda _home: {"minutes": 1, "before_stop": None})
+    devbox_boot.before_stop(str(tmp_path))
+    assert boot_log == []
+
+
+@pytest.fixture
+def quiet_machine(tmp_path, monkeypatch, boot_log):
+    """idle_long_enough on a machine where nothing is in use (Jupyter down, no GPU, no process of the user);
+    the setting and the hold as the test says, the state file in tmp_path; the terminals told, recorded."""
+    told = []
+    machine = {"setting": {"minutes": 1, "warn_minutes": 5, "gpu_percent": 10, "since": 0.0, "before_stop": None},
+               "held_until": 0.0, "told": told, "state": tmp_path / "state"}
+    monkeypatch.setattr(devbox_boot, "load_setting", lambda _home: machine["setting"])
+    monkeypatch.setattr(devbox_boot, "load_record", lambda _home: full_account(tmp_path))
+    monkeypatch.setattr(devbox_boot, "run_as", lambda *args, **kwargs: None)
+    monkeypatch.setattr(devbox_boot, "load_all", lambda _home: ([], []))
+    monkeypatch.setattr(devbox_boot, "processes", dict)
+    monkeypatch.setattr(devbox_boot, "find_nvidia_smi", lambda: None)
+    monkeypatch.setattr(devbox_boot, "read_stay_up", lambda _home, _uid: machine["held_until"])
+    monkeypatch.setattr(devbox_boot, "tell_terminals", lambda uid, message, table: told.append(message) or 2)
+    monkeypatch.setattr(devbox_boot, "write_state", lambda record: machine["state"].write_text(json.dumps(record)))
+    return machine
+
+
+def test_idle_stop_counts_from_when_it_was_turned_on_warns_once_then_stops(tmp_path, boot_log, quiet_machine):
+    clock = devbox_boot.IdleClock(time.time() - 3600)  # booted an hour ago
+    quiet_machine["setting"]["since"] = time.time() - 10  # turned on 10 s ago
+    assert not devbox_boot.idle_long_enough(str(tmp_path), clock)
+    assert 0 <= clock.idle_for(time.time()) < 20
+    assert boot_log[0] == "idle stop: quiet; stopping after 1 min of this"
+    assert "stopping at" in boot_log[1] and "told 2 terminal(s)" in boot_log[1]
+    assert len(quiet_machine["told"]) == 1 and "devbox-stay-up 2h" in quiet_machine["told"][0]
+    assert not devbox_boot.idle_long_enough(str(tmp_path), clock)
+    assert len(quiet_machine["told"]) == 1, "one warning per quiet spell"
+    assert json.loads(quiet_machine["state"].read_text())["stops_at"] > time.time()
+    clock.quiet_since -= 120
+    quiet_machine["setting"]["since"] -= 120
+    assert devbox_boot.idle_long_enough(str(tmp_path), clock)
+    assert boot_log[-1].startswith("idle stop: nobody used the machine for 2 min (idle_stop_minutes=1)")
+
+
+def test_a_hold_keeps_the_machine_up_and_its_end_starts_the_clock_afresh(tmp_path, boot_log, quiet_machine):
+    clock = devbox_boot.IdleClock(time.time() - 3600)
+    quiet_machine["held_until"] = time.time() + 600
+    assert not devbox_boot.idle_long_enough(str(tmp_path), clock)
+    assert boot_log[0].startswith("idle stop: in use (held off by devbox-stay-up until ")
+    assert json.loads(quiet_machine["state"].read_text())["held_until"] == quiet_machine["held_until"]
+    assert quiet_machine["told"] == []
+    quiet_machine["held_until"] = 0.0  # devbox-stay-up off
+    assert not devbox_boot.idle_long_enough(str(tmp_path), clock)
+    assert boot_log[-2] == "idle stop: quiet; stopping after 1 min of this" and clock.idle_for(time.time()) < 20
+
+
+def test_with_idle_stop_off_the_clock_stays_at_now(tmp_path, boot_log, quiet_machine):
+    quiet_machine["setting"]["minutes"] = 0
+    clock = devbox_boot.IdleClock(time.time() - 3600)
+    assert not devbox_boot.idle_long_enough(str(tmp_path), clock)
+    assert clock.idle_for(time.time()) < 5 and boot_log == []

@@ -22,8 +22,8 @@ def check(tmp_path, variables: dict, roles=None, via_role: str | None = None) ->
     task = ({"ansible.builtin.include_role": {"name": via_role, "tasks_from": "validate"}} if via_role
             else {"devbox_check_inputs": {"roles": roles or ALL_ROLES}})
     play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
-    inventory = tmp_path / "hosts.ini"  # an inventory file: python_env_lock_copy_dir's default lies beside it
-    inventory.write_text("localhost ansible_connection=local\n")
+    inventory = tmp_path / "hosts.yml"  # an inventory file: python_env_lock_copy_dir's default lies beside it
+    inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}))
     run = run_ansible("ansible-playbook", "-i", str(inventory), str(play), "-e", json.dumps(variables),
                       ANSIBLE_STDOUT_CALLBACK="json")
     report = json.loads(run.stdout)
@@ -69,6 +69,9 @@ def test_the_defaults_pass(tmp_path):
      'service streamlit: packages: "streamlit===" is not a requirement specifier'),
     ({"devbox_services": {"name": "streamlit"}}, "argument 'devbox_services' is of type dict"),
     ({"idle_stop_minutes": 99999}, "idle_stop_minutes=99999 must be whole minutes"),
+    ({"idle_stop_minutes": 60}, "this host is none of them (dev_user_home_is_volume is false, as on an SSH host)"),
+    ({"idle_stop_minutes": 60, "dev_user_home_is_volume": True, "idle_stop_gpu_percent": 101},
+     "idle_stop_gpu_percent=101 must be from 0 to 100"),
 ])
 def test_a_bad_value_is_named_with_the_fix(tmp_path, variables, expected):
     passed, problems, output = check(tmp_path, variables)

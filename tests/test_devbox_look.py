@@ -9,7 +9,6 @@ from ansible.template import Templar
 from ansible.utils.vars import combine_vars
 
 from ansible_collections.devbox.machine.plugins.action.devbox_look import code_digest, input_digests
-from ansible_collections.devbox.machine.plugins.module_utils import devbox_look
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import (
     PENDING_RESTART, ROLES, decide, observe, pending_restart, read_stamp, write_stamp)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import write_root_file
@@ -74,7 +73,7 @@ def home(tmp_path):
 
 
 def params(home) -> dict:
-    return {"user": pwd.getpwuid(os.getuid()).pw_name, "home": str(home), "venv_dir": "venv",
+    return {"user": pwd.getpwuid(os.getuid()).pw_name, "home": str(home), "venv_dir": "venv", "service_venvs_dir": "venvs",
             "project_dir": "project", "services": [], "libraries": ["devbox_launcher.py"], "gpu_required": "false"}
 
 
@@ -95,10 +94,12 @@ def test_observe_reads_the_venv_and_decide_names_what_changed(home):
     assert todo["dev_user"] == todo["gpu"] == todo["swap"] == []
 
 
-def test_every_venv_is_observed_alike(home, monkeypatch):
-    monkeypatch.setattr(devbox_look, "venvs", lambda params: ["venv", "other"])
-    seen = observe(params(home))["roles"]["python_env"]
-    assert seen["packages other"] == {} and seen["python other"] == "absent"
+def test_a_services_own_venv_is_observed_as_the_project_venv(home):
+    own = dict(params(home), services=[{"name": "jupyter", "ip": "127.0.0.1", "venv": "own"}])
+    seen = observe(own)["roles"]
+    assert seen["services"]["packages venvs/jupyter"] == {} and seen["services"]["python venvs/jupyter"] == "absent"
+    assert "packages venvs/jupyter" not in seen["python_env"], "a service's own venv is the services role's"
+    assert seen["services"]["service jupyter"].startswith("down")
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="the stamp is root's own file")

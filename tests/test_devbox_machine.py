@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, normalize
-from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import BUILT_IN, ROLES, TOP, machine
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
+    BUILT_IN, ROLES, TOP, machine, service_url)
 from test_module_docs import ROOT, load
 
 user_module = load(os.path.join(ROOT, "plugins", "modules", "devbox_user.py"))
@@ -42,6 +43,16 @@ def test_the_defaults_are_the_roles_own():
     assert (jupyter["name"], jupyter["port"], jupyter["ip"]) == ("jupyter", role_default("jupyter", "jupyter_port"), "auto")
     assert jupyter["packages"] == [role_default("jupyter", "jupyter_lab_spec")] and jupyter["counts_as_use"] is True
     assert "--ServerApp.port={port}" in jupyter["command"] and jupyter["url_path"] == "/lab"
+    assert jupyter["venv"] == "own" and facts["service_venvs_dir"] == role_default("python_env", "python_env_service_venvs_dir")
+    assert facts["project_venv_packages"] == [role_default("jupyter", "jupyter_kernel_spec")], \
+        "the project venv gets the kernel, not JupyterLab"
+
+
+def test_a_service_of_the_project_venv_brings_its_packages_to_the_project_venv():
+    facts = machine({"tensorboard_enabled": True, "devbox_services": [
+        {"name": "app", "port": 8501, "command": ["streamlit"], "packages": ["streamlit"]},
+        {"name": "tool", "port": 8502, "command": ["tool"], "packages": ["tool"], "venv": "own"}]})
+    assert facts["project_venv_packages"] == [role_default("jupyter", "jupyter_kernel_spec"), "streamlit"]
 
 
 def test_overrides_win_and_flow_into_the_templated_defaults():
@@ -66,6 +77,24 @@ def test_tensorboard_enabled_adds_tensorboard_with_its_own_variables():
     assert services["tensorboard"]["packages"] == [role_default("tensorboard", "tensorboard_spec")]
     assert by_name(machine({"tensorboard_enabled": True, "tensorboard_port": 7007}))["tensorboard"]["port"] == 7007
     assert "tensorboard" not in by_name(machine({"tensorboard_enabled": False}))
+
+
+def test_a_service_on_the_loopback_is_reached_behind_jupyters_login_which_gets_the_proxy():
+    plain = by_name(machine({"jupyter_port": 9000}))
+    assert role_default("jupyter", "jupyter_server_proxy_spec") not in plain["jupyter"]["packages"]
+    facts = machine({"jupyter_port": 9000, "tensorboard_enabled": True})
+    services = by_name(facts)
+    assert services["tensorboard"]["ip"] == "127.0.0.1"
+    assert services["jupyter"]["packages"][-1] == role_default("jupyter", "jupyter_server_proxy_spec")
+    assert service_url(services["tensorboard"], facts["services"], "localhost", None) == (
+        "http://localhost:9000/proxy/6006/")
+    # Jupyter's port arrives here under another number: the URL follows it; unpublished Jupyter, no URL.
+    assert service_url(services["tensorboard"], facts["services"], "127.0.0.1", {9000: 18000}) == (
+        "http://127.0.0.1:18000/proxy/6006/")
+    assert service_url(services["tensorboard"], facts["services"], "127.0.0.1", {}) is None
+    own = by_name(machine({"tensorboard_enabled": True, "tensorboard_ip": "10.0.0.5"}))
+    assert service_url(own["tensorboard"], list(own.values()), "localhost", None) == "http://localhost:6006/"
+    assert role_default("jupyter", "jupyter_server_proxy_spec") not in own["jupyter"]["packages"]
 
 
 def test_the_users_services_follow_the_built_in_ones():

@@ -1,5 +1,6 @@
 """What status reads and concludes: requested packages, the next run, swap, the volume."""
 import os
+import time
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import next_run, swap, unmet, volume
 
@@ -73,7 +74,7 @@ def test_services_lists_every_record_with_its_probe(tmp_path):
         port = server.getsockname()[1]
         for name, listening in (("streamlit", port), ("app", 1024 if port != 1024 else 1025)):
             entry = normalize({"name": name, "port": listening, "command": ["x"], "url_path": "/x"})
-            register(str(tmp_path), record(entry, str(tmp_path), "project-venv", "project"))
+            register(str(tmp_path), record(entry, str(tmp_path), "project-venv", "project", "services"))
         (tmp_path / ".devbox" / "service-broken.json").write_text("{}")
         found = services(str(tmp_path), os.getuid())
     assert found["services"] == [{"name": "app", "port": 1024 if port != 1024 else 1025, "url_path": "/x",
@@ -81,3 +82,17 @@ def test_services_lists_every_record_with_its_probe(tmp_path):
                                  {"name": "streamlit", "port": port, "url_path": "/x", "healthy": True}]
     assert len(found["problems"]) == 1 and "service-broken.json" in found["problems"][0]
     assert services(str(tmp_path), None)["services"][1]["healthy"] is False, "no user: nothing of theirs listens"
+
+
+def test_the_idle_line_reads_the_setting_and_the_boot_steps_last_look(tmp_path, monkeypatch):
+    from ansible_collections.devbox.machine.plugins.module_utils import devbox_machine_status
+    from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import save_setting
+    assert devbox_machine_status.idle_stop(str(tmp_path)) == {"minutes": 0, "line": "Idle stop: off (idle_stop_minutes: 0)"}
+    save_setting(str(tmp_path), {"minutes": 60, "warn_minutes": 5, "gpu_percent": 10, "before_stop": None}, now=1.0)
+    monkeypatch.setattr(devbox_machine_status, "boot_step_running", lambda: True)
+    monkeypatch.setattr(devbox_machine_status, "read_state", lambda: {
+        "time": time.time(), "poll_s": 60, "minutes": 60, "idle_for_s": 0, "in_use": "GPU 0 at 87%",
+        "held_until": None, "stops_at": None})
+    assert devbox_machine_status.idle_stop(str(tmp_path)) == {"minutes": 60, "line": "Idle stop: in use: GPU 0 at 87%"}
+    monkeypatch.setattr(devbox_machine_status, "boot_step_running", lambda: False)
+    assert "does not run on this machine" in devbox_machine_status.idle_stop(str(tmp_path))["line"]

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from ansible_collections.devbox.machine.plugins.module_utils import devbox_service
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import user_sessions
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import user_activity
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
     ServiceError, expand, load, load_all, normalize, normalize_all, probe, record, record_names, register,
     service_pids, unregister, validate_record)
@@ -20,7 +20,7 @@ def add_record(home, name, port, **fields):
     """Register a service (as the module does: an entry, normalized, made a record) into a home; the record."""
     entry = dict({"name": name, "port": port, "command": ["python3", "-m", "http.server", "{port}",
                                                           "--bind", "{ip}"]}, **fields)
-    kept = record(normalize(entry), str(home), "venv", "project")
+    kept = record(normalize(entry), str(home), "venv", "project", "services")
     register(str(home), kept)
     return kept
 
@@ -30,7 +30,7 @@ def add_record(home, name, port, **fields):
 def test_an_entry_gets_every_field_with_its_default():
     assert normalize(STREAMLIT) == dict(STREAMLIT, packages=[], ip="auto", health=None, counts_as_use=False,
                                         restart_on_change=True, env={}, url_path="/", cwd="{project}",
-                                        enabled=True)
+                                        enabled=True, venv="project")
 
 
 def test_defaults_are_copies_not_shared():
@@ -130,19 +130,42 @@ def test_placeholders_are_filled_in_and_other_braces_left_alone():
 # --- the records ---
 
 def test_a_record_drops_packages_and_enabled_and_resolves_the_layout():
-    kept = record(normalize(dict(STREAMLIT, packages=["streamlit"])), "/home/u", ".venvs/main", "work/src")
+    kept = record(normalize(dict(STREAMLIT, packages=["streamlit"])), "/home/u", ".venvs/main", "work/src", "svc")
     assert set(kept) == devbox_service.RECORD_FIELDS
     assert "packages" not in kept and "enabled" not in kept
     assert (kept["venv"], kept["project"]) == ("/home/u/.venvs/main", "/home/u/work/src")
+    assert kept["project_venv"] == "/home/u/.venvs/main", "a user's service runs from the project venv by default"
     # Read back, a record is an entry again (packages and enabled at their defaults) with its layout.
     assert validate_record(kept, "here") == dict(kept, packages=[], enabled=True)
 
 
+def test_a_service_with_a_venv_of_its_own_runs_from_it_and_still_knows_the_project_venv():
+    kept = record(normalize(dict(STREAMLIT, venv="own")), "/home/u", "project-venv", "project", ".local/venvs")
+    assert (kept["venv"], kept["project_venv"]) == ("/home/u/.local/venvs/streamlit", "/home/u/project-venv")
+    assert validate_record(kept, "here")["venv"] == "/home/u/.local/venvs/streamlit"
+
+
+def test_a_venv_choice_other_than_project_or_own_is_refused():
+    with pytest.raises(ServiceError, match="venv='/opt/venv' must be 'project'"):
+        normalize(dict(STREAMLIT, venv="/opt/venv"))
+
+
+def test_a_record_of_the_version_before_own_venvs_reads_as_running_from_the_project_venv():
+    """A machine's records from before the split: PID 1 and the launcher keep using them until the next run,
+    which sees the service move to its own venv (a changed record: it restarts there)."""
+    new = record(normalize(dict(STREAMLIT, venv="own")), "/home/u", "project-venv", "project", "svc")
+    old = {key: value for key, value in new.items() if key != "project_venv"}
+    old["venv"] = "/home/u/project-venv"
+    read = validate_record(old, "old")
+    assert read["venv"] == read["project_venv"] == "/home/u/project-venv"
+    assert read != validate_record(new, "new")
+
+
 def test_registered_services_are_read_back_sorted_by_name(tmp_path):
     tensorboard = record(normalize({"name": "tensorboard", "port": 6006, "command": ["tensorboard"]}),
-                         str(tmp_path), "venv", "project")
+                         str(tmp_path), "venv", "project", "services")
     jupyter = record(normalize({"name": "jupyter", "port": 8888, "command": ["jupyter", "lab"]}),
-                     str(tmp_path), "venv", "project")
+                     str(tmp_path), "venv", "project", "services")
     assert register(str(tmp_path), tensorboard) is True
     assert register(str(tmp_path), jupyter) is True
     assert register(str(tmp_path), jupyter) is False, "an unchanged record is not rewritten"
@@ -156,13 +179,13 @@ def test_registered_services_are_read_back_sorted_by_name(tmp_path):
 
 
 def test_a_dry_run_writes_nothing(tmp_path):
-    kept = record(normalize(STREAMLIT), str(tmp_path), "venv", "project")
+    kept = record(normalize(STREAMLIT), str(tmp_path), "venv", "project", "services")
     assert register(str(tmp_path), kept, dry_run=True) is True
     assert not (tmp_path / ".devbox").exists()
 
 
 def test_a_record_that_is_not_valid_is_not_registered(tmp_path):
-    kept = record(normalize(STREAMLIT), str(tmp_path), "venv", "project")
+    kept = record(normalize(STREAMLIT), str(tmp_path), "venv", "project", "services")
     with pytest.raises(ServiceError, match="not a service record of this version"):
         register(str(tmp_path), dict(kept, packages=[]))
     with pytest.raises(ServiceError, match="port=22"):
@@ -182,14 +205,14 @@ def test_a_removed_service_is_unregistered(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"venv": "venv"}, "venv and project must be absolute paths"),
-    ({"project": "/p\nq"}, "venv and project must be absolute paths"),
+    ({"venv": "venv"}, "venv, project and project_venv must be absolute paths"),
+    ({"project": "/p\nq"}, "venv, project and project_venv must be absolute paths"),
     ({"command": "rm -rf /"}, "command='rm -rf /' has the wrong type"),
     ({"port": 22}, "port=22"),
     ({"extra": 1}, "not a service record of this version"),
 ])
 def test_a_record_that_is_not_data_of_the_expected_shape_is_refused(tmp_path, change, message):
-    kept = record(normalize(STREAMLIT), str(tmp_path), "venv", "project")
+    kept = record(normalize(STREAMLIT), str(tmp_path), "venv", "project", "services")
     with pytest.raises(ServiceError) as error:
         validate_record(dict(kept, **change), "the record")
     assert message in str(error.value)
@@ -252,5 +275,6 @@ def test_idle_stop_does_not_count_a_services_processes_as_use():
     user = 1000
     table = {40: (1, user, "jupyter-lab"), 60: (1, user, "tensorboard"), 61: (60, user, "server"),
              70: (1, user, "bash")}
-    assert user_sessions(user, 40, table) == ["tensorboard (60)", "server (61)", "bash (70)"]
-    assert user_sessions(user, 40, table, services={60}) == ["bash (70)"]
+    assert user_activity(user, "u", 40, table)["sessions"] == [
+        "processes of u outside Jupyter: tensorboard (60), server (61), bash (70)"]
+    assert user_activity(user, "u", 40, table, services={60})["sessions"] == ["processes of u outside Jupyter: bash (70)"]

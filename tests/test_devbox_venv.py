@@ -226,13 +226,15 @@ def test_a_failed_install_names_the_index_with_the_password_masked(tmp_path):
 
 def test_plan_changes_nothing_and_asks_the_installer(tmp_path):
     venv = tmp_path / "venv"
-    assert plan(params(venv, requirements=["six==1.16.0"]))["changed"]  # absent: everything to do
+    absent = plan(params(venv, requirements=["six==1.16.0"]))
+    assert absent["changed"] and absent["would_install"] == ["six==1.16.0"]  # absent: everything to do
     assert not venv.exists()
     converge(params(venv, requirements=["six==1.16.0"]))
     before = installed_distributions(str(venv))
-    assert not plan(params(venv, requirements=["six>=1.10"]))["changed"]  # the installer's dry run settles it
-    assert plan(params(venv, requirements=["six==1.17.0"]))["changed"]
-    assert plan(params(venv, requirements=["tomli==2.0.1"]))["changed"]
+    settled = plan(params(venv, requirements=["six>=1.10"]))
+    assert not settled["changed"] and settled["would_install"] == []  # the installer's dry run settles it
+    assert plan(params(venv, requirements=["six==1.17.0"]))["would_install"] == ["six==1.17.0"]
+    assert plan(params(venv, requirements=["six==1.16.0", "tomli==2.0.1"]))["would_install"] == ["tomli==2.0.1"]
     assert installed_distributions(str(venv)) == before
 
 

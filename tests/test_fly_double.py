@@ -9,6 +9,7 @@ import re
 import socket
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -283,3 +284,75 @@ def test_status_json_has_flyctls_top_level_keys_and_the_org_slug(state):
     assert status["Name"] == "myapp" and status["Organization"]["Slug"] == ORG
     assert {"ID", "Name", "Slug"} <= set(status["Organization"])
     assert result.stdout == json.dumps(status, indent=4) + "\n"
+
+
+def test_version_json_is_buildinfo_on_one_line(state):
+    result = run_double(state, "version", "--json", FLY_DOUBLE_VERSION="0.3.230")
+    assert result.returncode == 0 and result.stdout.count("\n") == 1, "json.Encoder: one line"
+    info = json.loads(result.stdout)
+    assert list(info) == ["Name", "Version", "Commit", "BranchName", "BuildDate", "OS", "Architecture", "Environment"]
+    assert info["Version"] == "0.3.230"
+
+
+def start_proxy(state, port, **env):
+    proxy = subprocess.Popen([DOUBLE, "proxy", f"0:{port}", "127.0.0.1", "-a", "myapp", "--watch-stdin"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=fly_env(state, **env))
+    return proxy, proxy.stdout.readline()
+
+
+def test_a_proxy_of_a_newer_flyctl_restarts_a_stale_agent_and_its_tunnels_go_with_it(state):
+    """agent/client.go Establish: an agent older than the binary is killed with its tunnels, then restarted."""
+    server = echo_server()
+    port = server.getsockname()[1]
+    old, line = start_proxy(state, port, FLY_DOUBLE_VERSION="0.3.200", FLY_DOUBLE_AGENT_START_S="0")
+    new = None
+    try:
+        assert READY_LINE.match(line)
+        assert json.loads(run_double(state, "agent", "ping", "--json").stdout)["Version"] == "0.3.200"
+        new, line = start_proxy(state, port, FLY_DOUBLE_VERSION="0.3.230", FLY_DOUBLE_AGENT_START_S="0")
+        assert READY_LINE.match(line)
+        assert old.wait(10) is not None, "the tunnel the old agent carried is gone"
+        assert json.loads(run_double(state, "agent", "ping", "--json").stdout)["Version"] == "0.3.230"
+        new.stdin.close()
+        new.wait(10)
+        assert new.stderr.read() == (
+            "The running flyctl agent (v0.3.200) is older than the current flyctl (v0.3.230).\n"
+            "The out-of-date agent will be shut down along with existing wireguard connections. "
+            "The new agent will start automatically as needed.\n")
+    finally:
+        for proxy in filter(None, (old, new)):
+            proxy.kill()
+            proxy.wait()
+        server.close()
+
+
+def test_agent_restart_kills_the_agent_and_its_tunnels_then_starts_one(state):
+    server = echo_server()
+    proxy, line = start_proxy(state, server.getsockname()[1], FLY_DOUBLE_AGENT_START_S="0")
+    try:
+        assert READY_LINE.match(line)
+        before = json.loads(run_double(state, "agent", "ping", "--json").stdout)
+        assert run_double(state, "agent", "restart", FLY_DOUBLE_AGENT_START_S="0").returncode == 0
+        assert proxy.wait(10) is not None
+        after = json.loads(run_double(state, "agent", "ping", "--json").stdout)
+        assert after["PID"] != before["PID"] and list(after) == ["PID", "Version", "Background"]
+    finally:
+        proxy.kill()
+        proxy.wait()
+        server.close()
+
+
+def test_a_new_agents_first_tunnel_can_be_slow_and_proxies_wait_for_it(state):
+    """FLY_DOUBLE_TUNNEL_S: a new agent's tunnel comes up late; no proxy listens before it (WaitForTunnel)."""
+    server = echo_server()
+    proxy, line = start_proxy(state, server.getsockname()[1], FLY_DOUBLE_AGENT_START_S="0", FLY_DOUBLE_TUNNEL_S="2")
+    try:
+        listening_at = time.time()
+        assert READY_LINE.match(line)
+        with open(os.path.join(state, "agent.json"), encoding="utf-8") as handle:
+            assert listening_at >= json.load(handle)["tunnel_at"]
+    finally:
+        proxy.kill()
+        proxy.wait()
+        server.close()

@@ -17,7 +17,8 @@ from ansible.plugins.loader import inventory_loader
 
 import devbox_boot
 from ansible_collections.devbox.machine.plugins.module_utils import devbox_launcher
-from fly_testkit import ORG, ROOT, ca_path, calls, fingerprint, fly_env, make_state, signing_ca
+from fly_testkit import (DOUBLE, ORG, PROXY_HELPER, ROOT, ca_path, calls, echo_server, fingerprint, fly_env, make_state,
+                         process_gone, signing_ca)
 
 # Loaded as Ansible loads it, so its option definitions are registered.
 inventory_loader.add_directory(os.path.join(ROOT, "plugins", "inventory"))
@@ -208,12 +209,13 @@ def test_with_several_machines_the_open_hint_names_each_machine():
 
 def test_the_open_hint_names_every_services_port_from_the_facts():
     plugin = plugin_with({})
+    # TensorBoard on the loopback (its default) is reached through Jupyter: no proxy of its own.
     given = {"jupyter_port": 9000, "tensorboard_enabled": True,
              "devbox_services": [{"name": "streamlit", "port": 8501, "command": ["streamlit", "hello"]}]}
     settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml"), given) | {"app": "myapp"}
     plugin.add_hosts(settings, "fly", "/k", MACHINES[:1])
     assert plugin.inventory.get_host("aged-wind-2649").get_vars()["devbox_open_hint"] == (
-        "fly proxy 9000 -a myapp (jupyter); fly proxy 6006 -a myapp (tensorboard); fly proxy 8501 -a myapp (streamlit)")
+        "fly proxy 9000 -a myapp (jupyter); fly proxy 8501 -a myapp (streamlit)")
 
 
 def test_the_facts_must_agree_with_fly_toml_before_anything_is_created(tmp_path):
@@ -344,6 +346,26 @@ def test_a_certificate_is_reused_only_with_an_hour_left_and_the_right_principals
     assert not fly.certificate_is_usable(str(tmp_path / "missing"), wanted)
 
 
+def test_a_credentials_folder_with_an_at_sign_never_reaches_fly_ssh_issue(tmp_path, monkeypatch):
+    """flyctl takes a path with "@" for an email address, then prompts (the double does the same)."""
+    state = make_state(str(tmp_path / "state"), {"myapp": ORG})
+    for name, value in fly_env(state).items():
+        monkeypatch.setenv(name, value)
+    folder = tmp_path / "me@work" / "creds"
+    flyctl = fly.Flyctl(shutil.which("fly"), "myapp")
+    prompted = flyctl.run("ssh", "issue", ORG, str(folder.parent / "key"), "--org", ORG)
+    assert prompted.returncode == 1 and "prompt: non interactive" in prompted.stderr
+    key = fly.ensure_certificate(flyctl, ORG, str(folder), ["root", "alice"], 6)
+    assert key == str(folder / "id_fly_myapp") and fly.certificate_is_usable(key, ["root", "alice"])
+    assert sorted(os.listdir(folder)) == ["id_fly_myapp", "id_fly_myapp-cert.pub"]
+    assert all(stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600 for name in os.listdir(folder))
+    issued = [c["argv"] for c in calls(state) if c["argv"][:2] == ["ssh", "issue"]][-1]
+    assert "@" not in issued[3] and not os.path.exists(os.path.dirname(issued[3])), "the scratch folder is gone"
+    monkeypatch.setattr(fly.tempfile, "gettempdir", lambda: str(tmp_path / "tmp@x"))
+    with pytest.raises(fly.FlyInventoryError, match=r'both hold "@".*credentials_dir'):
+        fly.ensure_certificate(flyctl, ORG, str(tmp_path / "a@b"), ["root"], 6)
+
+
 def test_ensure_certificate_issues_into_a_fresh_path_and_moves_the_pair_into_place(tmp_path, monkeypatch):
     state = make_state(str(tmp_path / "state"), {"myapp": ORG})
     for name, value in fly_env(state).items():
@@ -375,6 +397,8 @@ def fly_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("DEVBOX_FLY_TOML", write(tmp_path, FLY_TOML.replace('"myapp"', f'"{app}"')))
     monkeypatch.setenv("DEVBOX_FLY_CREDENTIALS_DIR", str(tmp_path / "creds"))
+    # The Machines here are not containers: the first tunnel's `fly proxy` finds none in DNS at once.
+    monkeypatch.setenv("FLY_DOUBLE_DNS_WAIT", "0")
     source = tmp_path / "fly.yml"
     source.write_text("plugin: fly\n")
     return {"app": app, "state": state, "source": str(source)}
@@ -427,9 +451,13 @@ def test_a_run_issues_for_root_the_user_and_fly_from_the_apps_org_and_starts_the
     assert fly.certificate_status(certificate)[1] == ["root", "alice", "fly"]
     assert signing_ca(certificate) == fingerprint(ca_path(fly_home["state"], ORG) + ".pub")
     argvs = [c["argv"] for c in calls(fly_home["state"])]
-    assert argvs[-2:] == [["agent", "ping"], ["agent", "start"]], "the agent runs before any proxy starts"
+    proxies = [i for i, argv in enumerate(argvs) if argv[0] == "proxy"]
+    assert argvs[proxies[0] - 2:proxies[0]] == [["agent", "ping", "--json"], ["agent", "start"]], \
+        "the agent runs before any proxy starts"
+    before = len(calls(fly_home["state"]))
     parse(fly_home["source"])
-    assert [c["argv"] for c in calls(fly_home["state"])][-1] == ["agent", "ping"], "a running agent is only pinged"
+    again = [c["argv"][:2] for c in calls(fly_home["state"])[before:] if c["argv"][0] in ("agent", "version")]
+    assert again == [["agent", "ping"], ["version", "--json"]], "a running, current agent is only pinged"
 
 
 def test_a_missing_app_names_fly_launch(fly_home, monkeypatch, tmp_path):
@@ -493,3 +521,86 @@ def test_one_login_name_rule_for_fly_toml_the_role_check_and_the_module(tmp_path
     check_accepts = not RULES["dev_user"]({"dev_user_name": user, "dev_user_uid": 1000, "dev_user_gid": 1000,
                                            "dev_user_home": "/home/alice"}, {})
     assert (fly_accepts, check_accepts, module_accepts) == (valid, valid, valid)
+
+
+class Said:
+    """Stands in for the plugin's Display: what it said and warned."""
+
+    def __init__(self):
+        self.lines, self.warnings = [], []
+
+    def display(self, message, **_):
+        self.lines.append(message)
+
+    def warning(self, message, **_):
+        self.warnings.append(message)
+
+    def v(self, message, **_):
+        self.lines.append(message)
+
+
+def agent_state(state):
+    with open(os.path.join(state, "agent.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def test_a_stale_agent_is_restarted_once_before_the_proxies_and_a_current_one_is_left_alone(fly_home, monkeypatch):
+    """After flyctl updated itself: the agent an older flyctl started is restarted here, once, not by each proxy."""
+    server = echo_server()
+    monkeypatch.setenv("FLY_DOUBLE_AGENT_START_S", "0")
+    old = subprocess.Popen([DOUBLE, "proxy", f"0:{server.getsockname()[1]}", "127.0.0.1", "-a", fly_home["app"],
+                            "--watch-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=dict(os.environ, FLY_DOUBLE_VERSION="0.3.200"))
+    said = Said()
+    monkeypatch.setattr(fly, "display", said)
+    try:
+        assert old.stdout.readline().startswith("Proxying localhost:")
+        flyctl = fly.Flyctl(DOUBLE, fly_home["app"])
+        flyctl.ensure_agent()
+        assert agent_state(fly_home["state"])["version"] == "0.3.220"
+        assert old.wait(10) is not None, "the old agent's tunnels went with it"
+        assert any("agent runs v0.3.200, flyctl is v0.3.220" in warning and "restart any `fly proxy` of yours"
+                   in warning for warning in said.warnings)
+        flyctl.ensure_agent()
+        restarts = [c["argv"] for c in calls(fly_home["state"]) if c["argv"][:2] == ["agent", "restart"]]
+        assert restarts == [["agent", "restart"]], "restarted once, then left alone"
+    finally:
+        old.kill()
+        old.wait()
+        server.close()
+
+
+def test_the_first_tunnel_gets_flyctls_patience_and_says_what_it_waits_for(fly_home, monkeypatch):
+    """A new agent whose tunnel takes longer than a connection's proxy waits: the first proxy waits for it."""
+    server = echo_server()
+    monkeypatch.setenv("FLY_DOUBLE_AGENT_START_S", "0")
+    monkeypatch.setenv("FLY_DOUBLE_TUNNEL_S", "6")
+    monkeypatch.setattr(fly, "FIRST_TUNNEL_NOTE_S", 1)
+    said = Said()
+    monkeypatch.setattr(fly, "display", said)
+    try:
+        # What one SSH connection's proxy does with a short patience: it gives up before the tunnel is up.
+        impatient = subprocess.run([sys.executable, PROXY_HELPER, "--fly", DOUBLE, "--app", fly_home["app"],
+                                    "--ready-timeout", "2", "--port", str(server.getsockname()[1]), "127.0.0.1"],
+                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert impatient.returncode == 255 and "printed no readiness line within 2 s" in impatient.stderr
+        flyctl = fly.Flyctl(DOUBLE, fly_home["app"])
+        flyctl.open_first_tunnel("127.0.0.1")
+        assert said.warnings == [], said.warnings
+        assert [line for line in said.lines if "waiting for flyctl's WireGuard tunnel" in line
+                and "up to 4 minutes" in line]
+        assert fly.FIRST_TUNNEL_WAIT_S > 4 * 60
+        proxies = [c for c in calls(fly_home["state"]) if c["argv"][0] == "proxy"]
+        assert all(process_gone(c["pid"]) for c in proxies), "the first tunnel's proxy is stopped once it is up"
+    finally:
+        server.close()
+
+
+def test_the_readmes_quick_start_names_the_users_app_in_fly_toml(tmp_path):
+    """The README's `sed` line, run as written in a copy of the project's fly.toml: the inventory reads $APP."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        line = next(line for line in handle if line.startswith("sed -i.bak ") and "fly.toml" in line)
+    shutil.copyfile(os.path.join(ROOT, "fly.toml"), tmp_path / "fly.toml")
+    command = line.split("#", 1)[0].strip()
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, env=dict(os.environ, APP="devbox-alice-ml"), check=True)
+    assert fly.read_fly_toml(str(tmp_path / "fly.toml"))["app"] == "devbox-alice-ml"

@@ -357,8 +357,21 @@ def test_jupyters_environment_names_its_token_file_and_runtime_dir(home):
     assert env["JUPYTER_TOKEN_FILE"] == f"{home}/.jupyter/devbox_token"
     assert env["JUPYTER_RUNTIME_DIR"] == f"{home}/{launcher.JUPYTER_RUNTIME_DIR}"
     assert env["LANG"] == "en_GB.UTF-8", "the record's env comes last"
+    assert env["JUPYTER_PREFER_ENV_PATH"] == "0", "the user's kernel specs (the project's) before its own venv's"
     assert set(env) == {"HOME", "USER", "LOGNAME", "SHELL", "PATH", "VIRTUAL_ENV", "LANG", "JUPYTER_TOKEN_FILE",
-                        "JUPYTER_RUNTIME_DIR"}
+                        "JUPYTER_RUNTIME_DIR", "JUPYTER_PREFER_ENV_PATH"}
+
+
+def test_a_service_of_its_own_venv_runs_its_program_from_there_with_the_project_venv_active(home):
+    own = home / "services" / "tool" / "bin"
+    own.mkdir(parents=True)
+    (own / "tool").write_text("#!/bin/sh\n")
+    (own / "tool").chmod(0o755)
+    tool = service(home, "tool", 8700, command=["tool", "--port", "{port}", "{venv}"], venv="own")
+    assert tool.argv() == [str(own / "tool"), "--port", "8700", f"{home}/services/tool"]
+    env = tool.environment()
+    assert env["PATH"].startswith(f"{home}/venv/bin:{home}/services/tool/bin:"), "a terminal it opens: the user's venv"
+    assert env["VIRTUAL_ENV"] == f"{home}/venv"
 
 
 def test_the_health_probe_uses_the_token_and_goes_straight_to_the_server_despite_a_proxy(home, monkeypatch):

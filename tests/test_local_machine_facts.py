@@ -50,13 +50,16 @@ def test_the_facts_are_the_defaults_the_local_inventory_and_the_vars():
 def test_every_enabled_service_is_published_on_its_own_port():
     assert machine().wanted_ports() == {local_facts()["services"][0]["port"]: (local_facts()["services"][0]["port"],
                                                                                  "jupyter")}
-    both = machine(jupyter_port=PORT, tensorboard_enabled=True, tensorboard_port=6100)
+    # On the loopback only (tensorboard_ip's default), TensorBoard is reached through Jupyter's port.
+    assert machine(jupyter_port=PORT, tensorboard_enabled=True).wanted_ports() == {PORT: (PORT, "jupyter")}
+    both = machine(jupyter_port=PORT, tensorboard_enabled=True, tensorboard_ip="auto", tensorboard_port=6100)
     assert both.wanted_ports() == {PORT: (PORT, "jupyter"), 6100: (6100, "tensorboard")}
     streamlit = {"name": "streamlit", "port": 8501, "command": ["streamlit", "hello"]}
     assert machine(devbox_services=[streamlit]).wanted_ports()[8501] == (8501, "streamlit")
     # DEVBOX_PORT moves Jupyter on this computer (the URL follows), 0 is any free port, None publishes nothing.
     assert machine(port=18870, jupyter_port=PORT).wanted_ports() == {PORT: (18870, "jupyter")}
-    assert machine(port=0, tensorboard_enabled=True).wanted_ports() == {8888: (0, "jupyter"), 6006: (0, "tensorboard")}
+    assert machine(port=0, tensorboard_enabled=True, tensorboard_ip="auto").wanted_ports() == {
+        8888: (0, "jupyter"), 6006: (0, "tensorboard")}
     assert machine(port=None).wanted_ports() == {}
     assert "jupyter on 127.0.0.1:9000" in published_in_words(machine(jupyter_port=PORT))
 
@@ -115,7 +118,8 @@ def test_a_container_that_differs_from_the_facts_is_replaced(built):
     everywhere = {"8888/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8888"}]}
     assert machine().differences(inspected(bindings=everywhere)), "only 127.0.0.1 is kept"
     assert machine().differences(inspected(image="sha256:older")) == ["it runs another image than devbox:unit"]
-    assert machine(tensorboard_enabled=True).differences(inspected()), "a new service's port is published"
+    assert machine(tensorboard_enabled=True, tensorboard_ip="auto").differences(inspected()), \
+        "a new service's port is published"
 
 
 def test_a_taken_port_names_the_port_and_the_service():
@@ -151,7 +155,7 @@ def test_docker_run_arguments_follow_the_facts(monkeypatch):
     runs = []
     monkeypatch.setattr(docker_machines, "docker", lambda *args, **_: runs.append(args) or
                         subprocess.CompletedProcess(args, 0, "", ""))
-    machine(dev_user_name=USER, jupyter_port=PORT, tensorboard_enabled=True).run()
+    machine(dev_user_name=USER, jupyter_port=PORT, tensorboard_enabled=True, tensorboard_ip="auto").run()
     (args,) = runs
     assert args[args.index("-v") + 1] == f"devbox-unit-home:/home/{USER}"
     assert [args[i + 1] for i, arg in enumerate(args) if arg == "-p"] == ["127.0.0.1:6006:6006",

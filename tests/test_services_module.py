@@ -107,6 +107,7 @@ def stand_ins(monkeypatch):
 
     def converge(params):
         calls["converge"].append((params["path"], params["requirements"]))
+        calls.setdefault("settings", []).append(params["settings"])
         return {"changed": False, "installed": [], "upgraded": []}
 
     def launcher(home, name, command):
@@ -115,21 +116,32 @@ def stand_ins(monkeypatch):
 
     monkeypatch.setattr(services, "converge", converge)
     monkeypatch.setattr(services, "launcher", launcher)
+    # Jupyter's own view of its kernels (PID 1's idle stop asks the same): none serving unless a test says so.
+    monkeypatch.setattr(services, "jupyter_activity", lambda home: calls.get("activity"))
     return calls
 
 
 def provision_params(home, **changes):
-    jupyter = normalize({"name": "jupyter", "port": 8888, "command": ["jupyter", "lab"], "packages": ["jupyterlab"]})
+    jupyter = normalize({"name": "jupyter", "port": 8888, "command": ["jupyter", "lab"], "packages": ["jupyterlab"],
+                         "venv": "own"})
     web = normalize({"name": "web", "port": 8501, "command": ["python3", "-m", "http.server", "{port}"]})
     return dict({"home": str(home), "venv_dir": ".venvs/main", "project_dir": "work/src", "services": [jupyter, web],
+                 "service_venvs_dir": ".local/venvs",
                  "listen": {"jupyter": "127.0.0.1", "web": "127.0.0.1"}, "removed": [], "record_changed": [],
-                 "record_new": [], "jupyter_token": "t" * 40, "jupyter_server_settings": {}, "min_free_mb": 0},
+                 "record_new": [], "jupyter_token": "t" * 40, "jupyter_server_settings": {}, "min_free_mb": 0,
+                 "pending": {}, "jupyter_restart": "idle"},
                 **changes)
 
 
 def test_other_venv_and_project_dirs_reach_the_packages_and_jupyters_settings(tmp_path, stand_ins):
+    main = tmp_path / ".venvs" / "main"
+    main.mkdir(parents=True)
+    (main / "devbox-installer.json").write_text('{"installer": "pip", "index_url": "https://mirror.example/simple"}')
     result = services.provision(provision_params(tmp_path, removed=["old"]), dry_run=False)
-    assert stand_ins["converge"] == [(f"{tmp_path}/.venvs/main", ["jupyterlab"])], "only listed packages install"
+    assert stand_ins["converge"] == [(f"{tmp_path}/.local/venvs/jupyter", ["jupyterlab"])], \
+        "only listed packages install, into the venv of Jupyter's own"
+    assert stand_ins["settings"] == [{"installer": "pip", "index_url": "https://mirror.example/simple"}], \
+        "with the project venv's installer settings"
     # Jupyter's settings were written on this pass: it restarts to read them (a stop of nothing, then a start).
     assert stand_ins["launcher"] == [("old", "stop"), ("jupyter", "restart"), ("web", "start")]
     config = json.loads((tmp_path / services.JUPYTER_CONFIG).read_text())
@@ -139,8 +151,11 @@ def test_other_venv_and_project_dirs_reach_the_packages_and_jupyters_settings(tm
     assert result["services"]["web"]["listen"] == "127.0.0.1" and result["services"]["old"]["action"] == "started"
     command = tmp_path / services.COMMAND
     assert os.access(command, os.X_OK) and f'"$HOME/.devbox/{services.LAUNCHER}" "$@"' in command.read_text()
-    lab = tmp_path / ".venvs/main/share/jupyter/lab/settings/overrides.d/devbox.json"
+    lab = tmp_path / ".local/venvs/jupyter/share/jupyter/lab/settings/overrides.d/devbox.json"
     assert json.loads(lab.read_text()) == services.LAB_DEFAULTS
+    kernel = json.loads((tmp_path / services.KERNEL_SPEC).read_text())
+    assert kernel["argv"][:3] == [f"{main}/bin/python", "-m", "ipykernel_launcher"], "the project venv's interpreter"
+    assert kernel["display_name"] == "Python (project)"
 
 
 def test_a_changed_record_restarts_its_service_unless_it_says_not_to(tmp_path, stand_ins):
@@ -176,3 +191,113 @@ def test_a_dry_run_changes_nothing_and_says_what_would_happen(tmp_path, stand_in
         {"old": "would stop", "jupyter": "would start", "web": None}
     assert stand_ins["launcher"] == [("web", "status")] and stand_ins["converge"] == []
     assert os.listdir(tmp_path) == [], "nothing was written"
+
+
+def busy(calls, kernels=1, pid=7):
+    calls["activity"] = {"pid": pid, "busy_kernels": kernels, "connections": 0, "terminals": 0, "last_activity": 0}
+    for name in ("jupyter", "web"):
+        calls["answers"][(name, "start")] = {"action": "already running", "pid": pid, "url": "u"}
+
+
+def test_a_busy_kernel_puts_off_jupyters_restart_and_the_run_says_why(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    stand_ins["launcher"].clear()
+    busy(stand_ins)
+    result = services.provision(provision_params(tmp_path, jupyter_server_settings={"ServerApp": {"x": 1}}),
+                                dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "start"), ("web", "start")], "never a restart while busy"
+    jupyter = result["services"]["jupyter"]
+    assert jupyter["action"] == "restart pending" and jupyter["changed"] is False
+    assert jupyter["reason"] == "Jupyter's settings changed; not now: 1 kernel busy"
+    assert result["pending"] == {"jupyter": {"reasons": ["Jupyter's settings changed"], "pid": 7}}
+    assert result["changed"] is True, "the settings were written"
+
+
+def test_jupyter_restart_now_restarts_jupyter_busy_kernels_and_all(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    stand_ins["launcher"].clear()
+    busy(stand_ins, kernels=2)
+    result = services.provision(provision_params(tmp_path, jupyter_server_settings={"ServerApp": {"x": 1}},
+                                                 jupyter_restart="now"), dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "restart"), ("web", "start")]
+    assert result["services"]["jupyter"]["action"] == "restarted" and result["pending"] == {}
+    assert result["services"]["jupyter"]["reason"] == "Jupyter's settings changed"
+
+
+def test_a_pending_restart_happens_on_the_next_run_with_no_kernel_busy(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    earlier = {"jupyter": {"reasons": ["Jupyter's settings changed"], "pid": 7}}
+    busy(stand_ins)
+    still = services.provision(provision_params(tmp_path, pending=earlier), dry_run=False)
+    assert still["pending"] == earlier and still["services"]["jupyter"]["action"] == "restart pending"
+    assert still["changed"] is False, "nothing new: the restart still waits"
+    stand_ins["launcher"].clear()
+    busy(stand_ins, kernels=0)
+    result = services.provision(provision_params(tmp_path, pending=earlier), dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "restart"), ("web", "start")] and result["pending"] == {}
+    assert result["services"]["jupyter"]["reason"] == "Jupyter's settings changed"
+
+
+def test_a_pending_restart_is_settled_by_a_restart_in_between(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    stand_ins["launcher"].clear()
+    busy(stand_ins, pid=99)  # another server than the one spared: it read the settings when it started
+    result = services.provision(provision_params(tmp_path, pending={"jupyter": {"reasons": ["x"], "pid": 7}}),
+                                dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "start"), ("web", "start")] and result["pending"] == {}
+
+
+def test_a_restart_stays_pending_while_jupyter_cannot_be_asked(tmp_path, stand_ins, monkeypatch):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    stand_ins["launcher"].clear()
+    busy(stand_ins)
+
+    def unanswered(home):
+        raise OSError("timed out")
+
+    monkeypatch.setattr(services, "jupyter_activity", unanswered)
+    earlier = {"jupyter": {"reasons": ["its packages changed"], "pid": 7}}
+    result = services.provision(provision_params(tmp_path, pending=earlier), dry_run=False)
+    assert stand_ins["launcher"] == [("jupyter", "start"), ("web", "start")] and result["pending"] == earlier
+    assert result["services"]["jupyter"]["reason"].endswith(
+        "not now: Jupyter could not be asked whether a kernel is busy (timed out)")
+
+
+def test_a_dry_run_says_a_busy_kernel_would_put_off_the_restart(tmp_path, stand_ins):
+    services.provision(provision_params(tmp_path), dry_run=False)
+    busy(stand_ins)
+    stand_ins["answers"][("jupyter", "status")] = {"healthy": True}
+    stand_ins["answers"][("web", "status")] = {"healthy": True}
+    result = services.provision(provision_params(tmp_path, jupyter_server_settings={"ServerApp": {"x": 1}}),
+                                dry_run=True)
+    assert result["services"]["jupyter"]["action"] == "would wait to restart" and result["pending"] == {}
+
+
+def test_the_run_says_which_of_jupyters_settings_changed(tmp_path, stand_ins):
+    first = services.provision(provision_params(tmp_path), dry_run=False)
+    assert first["settings"] == [f"~/{services.JUPYTER_CONFIG}: written", f"Jupyter's token: {services.MASK}",
+                                 "JupyterLab's defaults (no news from the internet): written"]
+    settings = {"ServerApp": {"iopub_data_rate_limit": 10000000}, "MappingKernelManager": {"cull_idle_timeout": 60}}
+    planned = services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=True)
+    done = services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=False)
+    assert planned["settings"] == done["settings"] == [
+        "MappingKernelManager: (unset) -> {\"cull_idle_timeout\": 60}",
+        "ServerApp.iopub_data_rate_limit: (unset) -> 10000000"]
+    assert services.provision(provision_params(tmp_path, jupyter_server_settings=settings), dry_run=False)[
+        "settings"] == []
+
+
+def test_a_setting_named_for_a_secret_is_masked():
+    before = {"ServerApp": {"x": 1, "ssl_options": {"keyfile": "/a", "ciphers": "A"}}}
+    after = {"ServerApp": {"x": 2, "ssl_options": {"keyfile": "/b", "ciphers": "B"}}}
+    assert services.setting_changes(before, after) == [
+        'ServerApp.ssl_options.ciphers: "A" -> "B"',
+        f"ServerApp.ssl_options.keyfile: {services.MASK} -> {services.MASK}",
+        "ServerApp.x: 1 -> 2"]
+
+
+def test_a_new_service_that_does_not_run_yet_is_started_not_restarted(tmp_path, stand_ins):
+    stand_ins["answers"][("jupyter", "status")] = {"pid": None, "healthy": False}
+    result = services.provision(provision_params(tmp_path, record_new=["jupyter", "web"]), dry_run=False)
+    assert ("jupyter", "start") in stand_ins["launcher"] and ("jupyter", "restart") not in stand_ins["launcher"]
+    assert result["services"]["jupyter"]["action"] == "started" and result["services"]["jupyter"]["reason"] == "new"

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Print the name of a base image the Dockerfile can build on, making one if needed.
 
-Order: the Dockerfile's default (ubuntu:22.04) when present or pullable; otherwise a
-Debian 12 image built here with debootstrap and `docker import`, cached under
-DEVBOX_LOCAL_BASE so it is built once. Progress goes to stderr, the name to stdout.
+Order: the Dockerfile's default (ubuntu:22.04) when present; the Debian 12 image built here
+before (DEVBOX_LOCAL_BASE) when present; ubuntu:22.04 when it can be pulled; otherwise that
+Debian 12 image, built with debootstrap and `docker import`, so it is built once and no pull is
+tried again. Progress goes to stderr, the name to stdout.
 """
 from __future__ import annotations
 
@@ -70,10 +71,15 @@ def build_debian_base(name: str) -> None:
 
 
 def choose_base() -> str:
-    if image_exists(DEFAULT_BASE) or try_pull(DEFAULT_BASE):
+    # A base that is there is used without a word: a pull is tried only when neither is, so a computer
+    # without a registry does not try (and fail) again at every run.
+    if image_exists(DEFAULT_BASE):
         return DEFAULT_BASE
-    if not image_exists(LOCAL_BASE):
-        build_debian_base(LOCAL_BASE)
+    if image_exists(LOCAL_BASE):
+        return LOCAL_BASE
+    if try_pull(DEFAULT_BASE):
+        return DEFAULT_BASE
+    build_debian_base(LOCAL_BASE)
     say(f"using {LOCAL_BASE}")
     return LOCAL_BASE
 

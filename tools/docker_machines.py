@@ -8,8 +8,9 @@ tests/ (tests/conftest.py puts tools/ on the path) and bench/ (which does the sa
 
 The local machine holds no fact of its own: the user, the home (the volume's mount point), the
 services and their ports come from the machine's facts (plugins/plugin_utils/devbox_machine.py:
-the roles' defaults, overlaid with inventory/local.yml's host variables, what this tool passes
-and the user's variables), read through `LocalMachine.facts()`.
+the roles' defaults, overlaid with the local inventory's variables for the host of that name, as
+Ansible reads them: inventory/group_vars/all, inventory/local.yml's vars, inventory/host_vars/<name>;
+then what this tool passes and the user's variables), read through `LocalMachine.facts()`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -33,18 +35,27 @@ if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 
 from ansible.errors import AnsibleError  # noqa: E402
+from ansible.inventory.group import Group  # noqa: E402
+from ansible.inventory.host import Host  # noqa: E402
 from ansible.parsing.dataloader import DataLoader  # noqa: E402
 from ansible.utils.vars import combine_vars  # noqa: E402
+from ansible.vars.plugins import get_vars_from_inventory_sources  # noqa: E402
+
+from ansible_collections.devbox.machine.plugins.inventory.devbox_local import (  # noqa: E402
+    DEFAULT_NAME, host_name, host_vars)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import BadName  # noqa: E402
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (  # noqa: E402
-    JUPYTER, ServiceError)
+    JUPYTER, ServiceError, behind_jupyter)
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine  # noqa: E402
 
 LOCAL_INVENTORY = os.path.join(ROOT, "inventory", "local.yml")
-# The host of inventory/local.yml; every local machine (any DEVBOX_NAME) is that host, reached by its name.
-LOCAL_HOST = "devbox-local"
+# The local machine when DEVBOX_NAME names none: its container and the host of inventory/local.yml.
+LOCAL_HOST = DEFAULT_NAME
 # LocalMachine(port=OWN_PORTS): every service published on this computer on its own port (`make up`).
 OWN_PORTS = "own"
+# Fly's own kill_timeout when fly.toml sets none.
+FLY_KILL_TIMEOUT_S = 5
 # A docker call that has not returned after this long is stuck (builds may take longer: no limit).
 DOCKER_TIMEOUT_S = 600
 # The image the tests run; its tag also names their containers, so runs of two tags never collide.
@@ -127,11 +138,16 @@ def as_json(variables: dict) -> str:
     return json.dumps(variables, default=str)
 
 
-def local_host_vars(inventory: str = LOCAL_INVENTORY) -> dict:
-    """The host variables of the local machine in inventory/local.yml (the group `all`'s vars first)."""
-    data = DataLoader().load_from_file(inventory, trusted_as_template=True) or {}
-    group = data.get("all") or {}
-    return combine_vars(group.get("vars") or {}, (group.get("hosts") or {}).get(LOCAL_HOST) or {})
+def local_host_vars(name: str = LOCAL_HOST, inventory: str = LOCAL_INVENTORY) -> dict:
+    """The variables the local inventory gives the host `name`, in Ansible's order: group_vars/all beside the
+    inventory, then the file's own vars (the plugin's host variables), then host_vars/<name> beside it.
+    Read by Ansible's own vars plugins, as a playbook run reads them."""
+    name = host_name(name)
+    loader = DataLoader()
+    config = loader.load_from_file(inventory, trusted_as_template=True) or {}
+    everyone = get_vars_from_inventory_sources(loader, [inventory], [Group("all")], "all")
+    own = get_vars_from_inventory_sources(loader, [inventory], [Host(name)], "all")
+    return combine_vars(combine_vars(everyone, host_vars(name, config.get("vars") or {})), own)
 
 
 def port_is_free(port: int) -> bool:
@@ -238,7 +254,9 @@ class LocalMachine:
 
     def tool_vars(self) -> dict:
         """What this tool itself tells every run: the container to reach, and where services whose ip is auto
-        listen in it (its own name, its address on the Docker network the published ports lead to)."""
+        listen in it (its own name, its address on the Docker network the published ports lead to), as the
+        local inventory says for the host of this name; on the command line too, for a run started without
+        DEVBOX_NAME in its environment (which then names the host devbox-local)."""
         return {"ansible_host": self.name, "devbox_private_ip": self.name}
 
     def facts(self) -> dict:
@@ -247,7 +265,9 @@ class LocalMachine:
         key = as_json(self.given)
         if self._facts is None or self._facts[0] != key:
             try:
-                found = machine(combine_vars(combine_vars(local_host_vars(), self.tool_vars()), self.given))
+                found = machine(combine_vars(combine_vars(local_host_vars(self.name), self.tool_vars()), self.given))
+            except BadName as error:
+                raise MachineError(str(error)) from None
             except (ServiceError, KeyError, ValueError, TypeError, AnsibleError) as error:
                 raise MachineError(f"the variables do not describe a machine: {error}") from None
             self._facts = (key, found)
@@ -267,6 +287,8 @@ class LocalMachine:
             return {}
         wanted = {}
         for service in self.facts()["services"]:
+            if behind_jupyter(service):
+                continue  # reached through Jupyter's port
             if self.port == OWN_PORTS:
                 host = service["port"]
             elif service["name"] == JUPYTER:
@@ -328,21 +350,33 @@ class LocalMachine:
             reasons.append("GPUs " + ("off" if self.gpus else "on") + ", wanted " + ("on" if self.gpus else "off"))
         return reasons
 
+    def start_reasons(self, info: dict | None = None) -> list[str] | None:
+        """Why start() would (re)create the container: None when it runs and is what the facts say (it is
+        kept), [] when there is none, else the reasons to replace it."""
+        info = self.inspect() if info is None else info
+        if info is None:
+            return []
+        reasons = self.differences(info)
+        if info["State"]["Status"] != "running":
+            reasons.append(f"it is {info['State']['Status']}")
+        return reasons or None
+
     def start(self) -> list[str]:
         """Start the container unless it runs and is what the facts say (image, the volume at the home, the
         services' ports, the GPUs asked for); anything else is replaced. Returns why it was replaced.
 
         Like a Fly Machine after a deploy or a restart: the root FS comes fresh from the image
-        and the volume stays. MachineError (nothing left behind) when a port is taken.
+        and the volume stays; a running container is stopped as Fly stops one (stop()) first. MachineError
+        (nothing left behind) when a port is taken.
         """
         info = self.inspect()
-        reasons = self.differences(info) if info else []
-        if info and info["State"]["Status"] == "running" and not reasons:
+        reasons = self.start_reasons(info)
+        if reasons is None:
             return []
-        if info and info["State"]["Status"] != "running":
-            reasons.append(f"it is {info['State']['Status']}")
         self.check_ports_free(info)
         if info is not None:
+            if info["State"]["Status"] == "running":
+                self.stop()
             self.remove()
         self.run()
         return reasons
@@ -405,7 +439,14 @@ class LocalMachine:
                 found.setdefault(int(inside.split("/")[0]), int(outside.rsplit(":", 1)[1]))
         return found
 
+    def stop(self) -> None:
+        """Stop the container as Fly stops a Machine: SIGTERM to PID 1, which stops every service cleanly (Jupyter
+        shuts its kernels down), and SIGKILL only after fly.toml's kill_timeout."""
+        timeout = stop_timeout()
+        docker("stop", "-t", str(timeout), self.name, check=False, timeout=timeout + DOCKER_TIMEOUT_S)
+
     def remove(self) -> None:
+        """Remove the container at once (SIGKILL if it runs: stop() first for a clean stop)."""
         docker("rm", "-f", self.name, check=False)
 
     def remove_volume(self) -> None:
@@ -431,8 +472,9 @@ class LocalMachine:
 
     def provision(self, *extra: str, capture: bool = False, playbook: str = "site.yml",
                   env: dict | None = None) -> subprocess.CompletedProcess:
-        """Run the playbook (site.yml unless told) against this container; env adds to os.environ."""
-        env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), **(env or {}))
+        """Run the playbook (site.yml unless told) against this container, the inventory's host named as it
+        (DEVBOX_NAME); env adds to os.environ."""
+        env = {**os.environ, "ANSIBLE_CONFIG": os.path.join(ROOT, "ansible.cfg"), "DEVBOX_NAME": self.name, **(env or {})}
         return subprocess.run(self.playbook_command(*extra, playbook=playbook), cwd=ROOT, env=env, text=True,
                               capture_output=capture)
 
@@ -440,6 +482,18 @@ class LocalMachine:
 def local_facts(given: dict | None = None) -> dict:
     """The facts of the local machine `make up` makes with these variables (none: the defaults)."""
     return LocalMachine(LOCAL_HOST, volume=f"{LOCAL_HOST}-home", image="", given=given).facts()
+
+
+def stop_timeout(fly_toml: str = os.path.join(ROOT, "fly.toml")) -> int:
+    """Seconds PID 1 gets between SIGTERM and SIGKILL: fly.toml's kill_timeout, the one stop budget of every
+    target (a number of seconds, or a duration such as "30s")."""
+    with open(fly_toml, "rb") as config:
+        value = tomllib.load(config).get("kill_timeout", FLY_KILL_TIMEOUT_S)
+    if isinstance(value, str) and re.fullmatch(r"\d+s?", value.strip()):
+        value = int(value.strip().rstrip("s"))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MachineError(f"{fly_toml}: kill_timeout = {value!r} must be a number of seconds")
+    return value
 
 
 def describe_bindings(bindings: dict) -> str:

@@ -3,16 +3,22 @@
 
   up       build the image, start the container (or reuse it), run playbooks/site.yml
   check    a dry run of playbooks/site.yml against the running container (--check --diff)
-  down     stop and remove the container; the volume (venv, notebooks, token) stays
-  destroy  remove the container and the volume
+  down     stop the container as a Fly stop does (SIGTERM to PID 1, then fly.toml's kill_timeout), remove it;
+           the volume (venv, notebooks, token) stays
+  destroy  the same, then remove the volume: asks first, unless FORCE=1
+  shell    bash as the dev user in ~/project with the venv active; CMD='...' runs that one command instead
+  logs     PID 1's log and each service's (Jupyter's first)
+  restart  restart the services through their launcher (~/.local/bin/devbox-service), not the container
   image    build the image (DEVBOX_IMAGE) unless its inputs are unchanged (`make image`)
 
 Like a Fly Machine, the container's root FS is thrown away by `down` and only the volume
-survives. Every fact comes from the machine's facts (the roles' defaults, inventory/local.yml,
-VARS): the volume is mounted at the home they name, every service's port is published on
-127.0.0.1 only (DEVBOX_PORT moves Jupyter's to another port of this computer; the printed URL
-follows), the image is built for their user. A container that differs from them is replaced,
-the volume kept. The tests drive the same class (tools/docker_machines.py).
+survives. Every fact comes from the machine's facts (the roles' defaults, the local inventory's
+variables for the host DEVBOX_NAME: inventory/group_vars/all, inventory/local.yml,
+inventory/host_vars/<name>.yml; then VARS): the volume is mounted at the home they name, every
+service's port is published on 127.0.0.1 only (DEVBOX_PORT moves Jupyter's to another port of
+this computer; the printed URL follows), the image is built for their user. A container that
+differs from them is replaced, the volume kept. The tests drive the same class
+(tools/docker_machines.py).
 
 Where the Docker engine has the NVIDIA runtime the container gets the GPUs (`--gpus all`;
 DEVBOX_GPUS=none turns that off, another value is passed to --gpus as it is). One action per
@@ -30,10 +36,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-from docker_machines import (OWN_PORTS, ROOT, LocalMachine, MachineError, base_image, build_devbox_image, docker,
-                             docker_output, parse_vars)
+from docker_machines import (DOCKER, LOCAL_HOST, OWN_PORTS, ROOT, LocalMachine, MachineError, base_image,
+                             build_devbox_image, docker, docker_output, parse_vars, stop_timeout)
+
+# docker_machines put playbooks/collections on the path: the launcher's own places, and the escaping of the
+# status report for what the machine prints.
+from ansible_collections.devbox.machine.plugins.action.devbox_status_report import escaped  # noqa: E402
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (  # noqa: E402
+    STATE_DIR, SYSTEM_PATH)
+from ansible_collections.devbox.machine.plugins.modules.devbox_services import COMMAND  # noqa: E402
 
 LOCK_DIR = os.path.join(ROOT, ".cache")
+# The volume of the local machine when DEVBOX_VOLUME names none.
+DEFAULT_VOLUME = "devbox-home"
 
 
 def say(message: str) -> None:
@@ -155,41 +170,158 @@ def published_in_words(machine: LocalMachine) -> str:
         or "no port published"
 
 
+def make_command(machine: LocalMachine, command: str) -> str:
+    """`make COMMAND` as the user would type it for this machine: with its DEVBOX_NAME and DEVBOX_VOLUME when they
+    are not the defaults, so that a hint never acts on another machine."""
+    settings = [f"DEVBOX_NAME={machine.name}"] if machine.name != LOCAL_HOST else []
+    settings += [f"DEVBOX_VOLUME={machine.volume}"] if machine.volume != DEFAULT_VOLUME else []
+    return "`" + " ".join([*settings, "make", command]) + "`"
+
+
+def truthy(name: str, environ=os.environ) -> bool:
+    """A yes/no setting of the environment (FORCE, SHOW_TOKEN): 1, true, yes are yes; unset, empty, 0, false,
+    no are no; anything else is refused, so that a typo never means yes."""
+    value = environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "y", "on"):
+        return True
+    if value in ("", "0", "false", "no", "n", "off"):
+        return False
+    raise MachineError(f"{name}={environ[name]!r} must be 1 (yes) or 0 (no)")
+
+
+def confirm_destroy(machine: LocalMachine, environ=os.environ, ask=input) -> None:
+    """Return when the volume may go: FORCE=1, or the user typed its name at the terminal; MachineError
+    otherwise (without a terminal nobody can be asked, so the answer is no)."""
+    if truthy("FORCE", environ):
+        return
+    what = f"the volume {machine.volume} (the venv, every notebook, the token) and the container {machine.name}"
+    if not sys.stdin.isatty():
+        raise MachineError(f"{make_command(machine, 'destroy')} removes {what}, and there is no terminal to ask: "
+                           f"run {make_command(machine, 'destroy FORCE=1')} to remove them without asking")
+    try:
+        answer = ask(f"This removes {what}. Type {machine.volume} to go on: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != machine.volume:
+        raise MachineError("nothing removed: the answer was not the volume's name")
+
+
+def running(machine: LocalMachine) -> None:
+    """MachineError unless the container runs."""
+    if machine.state() != "running":
+        raise MachineError(f"{machine.name} is not running: {make_command(machine, 'up')} starts it")
+
+
+def as_dev_user(machine: LocalMachine) -> list[str]:
+    """`docker exec` options: the facts' dev user in ~/project, with the venv first on PATH, as a login would."""
+    facts = machine.facts()
+    home = facts["home"]
+    venv = f"{home}/{facts['venv_dir']}"
+    return ["-u", facts["user"], "-w", f"{home}/{facts['project_dir']}", "-e", f"HOME={home}",
+            "-e", f"USER={facts['user']}", "-e", f"VIRTUAL_ENV={venv}", "-e", f"PATH={venv}/bin:{SYSTEM_PATH}"]
+
+
+def shell(machine: LocalMachine, command: str | None) -> None:
+    """Replace this process with bash in the container as the dev user: interactive, or running `command`."""
+    running(machine)
+    terminal = ["-it"] if sys.stdin.isatty() and not command else ["-i"]
+    bash = ["bash", "-c", command] if command else ["bash", "-i"]
+    sys.stdout.flush()
+    os.execv(DOCKER, [DOCKER, "exec", *terminal, *as_dev_user(machine), machine.name, *bash])
+
+
+def show_logs(machine: LocalMachine, lines: int = 200) -> None:
+    """The end of PID 1's log and of each service's, escaped (the services are the user's programs)."""
+    if machine.state() is None:
+        raise MachineError(f"{machine.name} does not exist: {make_command(machine, 'up')} starts it")
+    pid1 = docker("logs", "--tail", str(lines), machine.name)
+    say(f"PID 1 of {machine.name} (docker logs, last {lines} lines)")
+    for line in (pid1.stdout + pid1.stderr).splitlines():
+        print(escaped(line))
+    if machine.state() != "running":
+        say(f"{machine.name} is {machine.state()}: the services' logs are on the volume, "
+            f"{make_command(machine, 'up')} shows them again")
+        return
+    facts = machine.facts()
+    for service in facts["services"]:
+        log = f"{facts['home']}/{STATE_DIR}/{service['name']}.log"
+        found = docker("exec", "-u", facts["user"], machine.name, "tail", "-n", str(lines), log, check=False)
+        say(f"{service['name']} ({log}, last {lines} lines)")
+        print("\n".join(escaped(line) for line in found.stdout.splitlines()) if found.returncode == 0
+              else f"no log yet: {escaped(found.stderr.strip())}")
+
+
+def restart_services(machine: LocalMachine) -> None:
+    """Each service of the facts restarted by its launcher, as the dev user; the container keeps running."""
+    running(machine)
+    facts = machine.facts()
+    failed = []
+    for service in facts["services"]:
+        result = docker("exec", *as_dev_user(machine), machine.name, f"{facts['home']}/{COMMAND}", service["name"],
+                        "restart", check=False)
+        try:
+            answer = json.loads(result.stdout)
+        except ValueError:
+            answer = {"error": (result.stdout + result.stderr).strip() or f"exit status {result.returncode}"}
+        if result.returncode != 0 or "error" in answer:
+            failed.append(service["name"])
+            say(f"{service['name']}: failed: {escaped(answer.get('error'))}")
+        else:
+            say(f"{service['name']}: {escaped(answer.get('action', 'restarted'))}")
+    if failed:
+        raise MachineError(f"not restarted: {', '.join(failed)}; `make logs` shows why")
+
+
 def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
-    """One of up, check, down, destroy, image; the caller holds the machine's lock and has put the user's
-    variables in machine.given (they reach ansible-playbook as JSON)."""
+    """One action of the command line; the caller holds the machine's lock (but for image, shell, logs) and has
+    put the user's variables in machine.given (they reach ansible-playbook as JSON)."""
     if action == "check":
         if machine.state() != "running":
-            sys.exit(f"{machine.name} is not running: a dry run needs the machine up (`make up`)")
-        say("dry run of playbooks/site.yml: nothing changes; `changed` marks what the next `make up` would change")
+            sys.exit(f"{machine.name} is not running: a dry run needs the machine up ({make_command(machine, 'up')})")
+        say("dry run of playbooks/site.yml: nothing changes; `changed` marks what the next "
+            f"{make_command(machine, 'up')} would change")
         if machine.provision("--check", "--diff", *playbook_args).returncode != 0:
             sys.exit("failed: the dry run did not finish; see the error above")
     elif action == "image":
         build_image(machine.image, machine.facts()["user"])
+    elif action == "shell":
+        shell(machine, os.environ.get("CMD") or None)
+    elif action == "logs":
+        show_logs(machine)
+    elif action == "restart":
+        restart_services(machine)
     elif action == "up":
         facts = machine.facts()  # the variables are checked before anything is built or created
         if runs_as_built_and_said(machine, facts["user"]):
             say(f"checked {machine.name}: it runs {machine.image} as built from this tree, as the variables say")
         else:
+            machine.check_ports_free(machine.inspect())  # a port in use stops the run before the build, too
             build_image(machine.image, facts["user"])
             machine.gpus, gpus_in_words = gpu_request(engine_info(), os.environ.get("DEVBOX_GPUS"))
-            say(f"starting {machine.name}: volume {machine.volume} at {facts['home']}, "
-                f"{published_in_words(machine)}, GPUs: {gpus_in_words}")
-            replaced = machine.start()
-            if replaced:
-                say(f"replaced the container (the volume stays): {'; '.join(replaced)}")
+            if machine.start_reasons() is not None:  # a running container that is what the facts say: no word
+                say(f"starting {machine.name}: volume {machine.volume} at {facts['home']}, "
+                    f"{published_in_words(machine)}, GPUs: {gpus_in_words}")
+                replaced = machine.start()
+                if replaced:
+                    say(f"replaced the container (the volume stays): {'; '.join(replaced)}")
         say("provisioning with playbooks/site.yml")
         if machine.provision(*playbook_args).returncode != 0:
             sys.exit("failed: ansible-playbook playbooks/site.yml did not finish; the volume is intact, "
-                     "fix the error above and run `make up` again")
+                     f"fix the error above and run {make_command(machine, 'up')} again")
     else:
+        if action == "destroy":
+            confirm_destroy(machine)
+        if machine.state() == "running":
+            say(f"stopping {machine.name}: SIGTERM to PID 1, which stops every service cleanly "
+                f"(up to {stop_timeout()} s, fly.toml's kill_timeout)")
+            machine.stop()
         machine.remove()
         say(f"removed container {machine.name}")
         if action == "destroy":
             machine.remove_volume()
             say(f"removed volume {machine.volume}")
         else:
-            say(f"volume {machine.volume} kept: `make up` brings everything back")
+            say(f"volume {machine.volume} kept: {make_command(machine, 'up')} brings everything back")
 
 
 def jupyter_host_port(setting: str | None) -> int | str:
@@ -205,8 +337,8 @@ def jupyter_host_port(setting: str | None) -> int | str:
 def local_machine(environ=os.environ) -> LocalMachine:
     """The local machine the environment names (DEVBOX_NAME, DEVBOX_VOLUME, DEVBOX_IMAGE, DEVBOX_PORT, VARS);
     MachineError when VARS or DEVBOX_PORT cannot be used."""
-    return LocalMachine(name=environ.get("DEVBOX_NAME", "devbox-local"),
-                        volume=environ.get("DEVBOX_VOLUME", "devbox-home"),
+    return LocalMachine(name=environ.get("DEVBOX_NAME") or LOCAL_HOST,
+                        volume=environ.get("DEVBOX_VOLUME") or DEFAULT_VOLUME,
                         image=environ.get("DEVBOX_IMAGE", "devbox:latest"),
                         port=jupyter_host_port(environ.get("DEVBOX_PORT")),
                         given=parse_vars(environ.get("VARS")))
@@ -214,7 +346,7 @@ def local_machine(environ=os.environ) -> LocalMachine:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["up", "check", "down", "destroy", "image"])
+    parser.add_argument("action", choices=["up", "check", "down", "destroy", "shell", "logs", "restart", "image"])
     parser.add_argument("playbook_args", nargs="*",
                         help="extra arguments for ansible-playbook (after --); $VARS (YAML or JSON, a mapping) adds "
                              "the playbook's variables")
@@ -222,7 +354,7 @@ def main() -> None:
     try:
         machine = local_machine()
         machine.facts()  # VARS that do not make a machine stop here, before anything is created
-        if args.action == "image":  # no container involved: no lock
+        if args.action in ("image", "shell", "logs"):  # nothing of the machine changes: no lock
             act(machine, args.action, args.playbook_args)
         else:
             with machine_lock(machine.name):

@@ -6,8 +6,9 @@ running one gets playbooks/status.yml over the docker connection (one module run
 installed or restarted), which lists every registered service, up or down, with its URL on this
 computer: http://127.0.0.1:<the port docker publishes it on><its path>, built on the controller
 from the port status checked. The Jupyter URL carries its token only with --show-token
-(`make status SHOW_TOKEN=1`): `make up` prints it once, but status output is the kind that
-gets pasted into chats and issues. VARS as for `make up`.
+(`make status SHOW_TOKEN=1`; SHOW_TOKEN=0 or unset hides it, any other value is refused): `make up`
+prints it once, but status output is the kind that gets pasted into chats and issues. VARS as
+for `make up`.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import json
 import sys
 
 from docker_machines import LocalMachine, MachineError, docker
-from local_machine import local_machine
+from local_machine import local_machine, make_command, truthy
 
 # docker_machines put playbooks/collections on the path: the same escaping as the report's own.
 from ansible_collections.devbox.machine.plugins.action.devbox_status_report import escaped  # noqa: E402
@@ -30,9 +31,9 @@ def playbook_blocks(machine: LocalMachine, show_token: bool) -> tuple[int, list[
     """Run status.yml with the JSON callback; (exit status, the lines to print)."""
     published = {str(port): here for port, here in machine.published_ports().items()}  # what `make up` published
     extra = ["-e", json.dumps({"status_show_token": show_token,
-                               "status_token_hint": "`make status SHOW_TOKEN=1` prints the URL with it",
+                               "status_token_hint": f"{make_command(machine, 'status SHOW_TOKEN=1')} prints the URL with it",
                                "devbox_address_here": "127.0.0.1", "devbox_ports_here": published,
-                               "status_unpublished_hint": "`make up` publishes every service's port"})]
+                               "status_unpublished_hint": f"{make_command(machine, 'up')} publishes every service's port"})]
     run = machine.provision(*extra, playbook="status.yml", capture=True,
                             env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
     try:
@@ -52,9 +53,11 @@ def playbook_blocks(machine: LocalMachine, show_token: bool) -> tuple[int, list[
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--show-token", action="store_true", help="print the Jupyter URL with its token")
+    parser.add_argument("--show-token", action="store_true",
+                        help="print the Jupyter URL with its token (as SHOW_TOKEN=1 in the environment)")
     args = parser.parse_args()
     try:
+        show_token = args.show_token or truthy("SHOW_TOKEN")
         machine = local_machine()  # VARS as for `make up`: what would the next run change?
         machine.facts()
     except MachineError as error:
@@ -68,12 +71,12 @@ def main() -> int:
             else f"no volume {machine.volume} yet")
     print(f"{machine.name}:")
     if state is None:
-        print(f"  down: no container; {kept}. `make up` starts it.")
+        print(f"  down: no container; {kept}. {make_command(machine, 'up')} starts it.")
         return 0
     if state != "running":
-        print(f"  down: the container is {state}; {kept}. `make up` starts it again.")
+        print(f"  down: the container is {state}; {kept}. {make_command(machine, 'up')} starts it again.")
         return 0
-    status, lines = playbook_blocks(machine, args.show_token)
+    status, lines = playbook_blocks(machine, show_token)
     for line in lines:
         print(f"  {escaped(line)}")
     return status

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import sys
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
@@ -31,6 +33,9 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_records impo
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import name_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import MAX_MINUTES, setting_problems
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_uv_project import (
+    credentials_problem, source_problems)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import control_problem, mask_credentials
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
     BUILT_IN, ROLES, TOP, facts, play_value, role_defaults)
@@ -126,7 +131,7 @@ def python_env(v: dict, everything: dict) -> list[str]:
         f"python_env_index_url / python_env_extra_index_urls: {shown(masked(url))}"
         " is not an http(s):// or file:// URL"
         for url in urls if not re.match(r"^(https?|file)://", url)]
-    for name in ("python_env_venv_dir", "python_env_project_dir"):
+    for name in ("python_env_venv_dir", "python_env_project_dir", "python_env_service_venvs_dir"):
         if dir_problem(v[name]):
             problems.append(
                 f"{name}={shown(v[name])} must be a plain path relative to the home, such as 'venv' or"
@@ -141,6 +146,7 @@ def python_env(v: dict, everything: dict) -> list[str]:
                         " (a machine's lock is kept in locks/<machine>.requirements.lock)")
     elif v["python_env_lock_file"]:
         problems += lock_file_problems(v["python_env_lock_file"])
+    problems += uv_project_problems(v)
     if v["python_env_sync"] and not v["python_env_lock_file"]:
         problems.append("python_env_sync=true needs python_env_lock_file: the lock says what to keep, everything else is removed")
     if v["python_env_lock_copy_dir"] and not os.path.isabs(v["python_env_lock_copy_dir"]):
@@ -152,6 +158,22 @@ def python_env(v: dict, everything: dict) -> list[str]:
         problems.append(f"{host_problem} (python_env_lock_copy_dir keeps a copy of its lock under that name;"
                         " or set python_env_lock_copy_dir: \"\")")
     return problems
+
+
+def uv_project_problems(v: dict) -> list[str]:
+    """A uv project is the whole list of the user's packages: checked with uv here when uv is installed."""
+    problems = [] if credentials_problem(v["python_env_index_credentials"]) is None else [
+        credentials_problem(v["python_env_index_credentials"])]
+    source = v["python_env_project_source"]
+    if not source:
+        return problems
+    others = [name for name in ("python_env_packages", "python_env_requirements_file", "python_env_lock_file")
+              if v[name]]
+    if others:
+        problems.append(f"python_env_project_source and {', '.join(others)} both name your packages: keep them in "
+                        "pyproject.toml (`uv add <package>`, then `uv lock`) and leave these unset")
+    beside = os.path.join(os.path.dirname(sys.executable), "uv")
+    return problems + source_problems(source, beside if os.access(beside, os.X_OK) else shutil.which("uv"))
 
 
 def listen_problems(name: str, value, reached: str) -> list[str]:
@@ -175,6 +197,9 @@ def jupyter(v: dict, _all: dict) -> list[str]:
     if not is_requirement(v["jupyter_lab_spec"]):
         problems.append(f"jupyter_lab_spec={shown(v['jupyter_lab_spec'])} must be a requirement specifier pip can"
                         " parse (e.g. 'jupyterlab==4.2.5')")
+    if not is_requirement(v["jupyter_kernel_spec"]):
+        problems.append(f"jupyter_kernel_spec={shown(v['jupyter_kernel_spec'])} must be a requirement specifier pip"
+                        " can parse (e.g. 'ipykernel==6.29.5')")
     problem = settings_problem(v["jupyter_server_settings"])
     return problems + ([problem] if problem else [])
 
@@ -209,10 +234,18 @@ def services(_v: dict, _all: dict, value) -> list[str]:
     return problems
 
 
-def idle_stop(v: dict, _all: dict) -> list[str]:
-    if not 0 <= v["idle_stop_minutes"] <= 10080:
-        return [f"idle_stop_minutes={v['idle_stop_minutes']} must be whole minutes from 0 (never stop) to 10080 (a week)"]
-    return []
+def idle_stop(v: dict, everything: dict) -> list[str]:
+    """The module's own rules (devbox_idle.setting_problems). Only the image's boot step acts on idle stop: the
+    targets that run it (the local machine, Fly Machines) have their home on a volume; a host without one (an
+    SSH host) is refused here, before any change. The module asks the machine itself too."""
+    problems = setting_problems({"minutes": v["idle_stop_minutes"], "warn_minutes": v["idle_stop_warn_minutes"],
+                                 "gpu_percent": v["idle_stop_gpu_percent"], "before_stop": v["idle_stop_before_stop"],
+                                 "before_stop_timeout": v["idle_stop_before_stop_timeout"], "project": "-", "venv": "-"})
+    if 0 < v["idle_stop_minutes"] <= MAX_MINUTES and everything.get("dev_user_home_is_volume") is False:
+        problems.append(f"idle_stop_minutes={v['idle_stop_minutes']}: only the image's boot step (the local machine, a "
+                        "Fly Machine) acts on idle stop, and this host is none of them (dev_user_home_is_volume is "
+                        "false, as on an SSH host): set idle_stop_minutes: 0 for it")
+    return problems
 
 
 # Variables of earlier versions, each with what replaces it: set, they stop the run instead of being ignored.

@@ -42,8 +42,9 @@ ROLE_INPUTS = {
                                               "devbox_private_ip")),
     "idle_stop": (("idle_stop",), ("dev_user_home",)),
 }
-# Variables naming a file on the controller whose content is an input too.
+# Variables naming a file on the controller whose content is an input too, and a folder whose files are.
 FILE_INPUTS = ("python_env_requirements_file", "python_env_lock_file")
+FOLDER_INPUTS = {"python_env_project_source": ("pyproject.toml", "uv.lock")}
 # The project's own code: a new version of the playbook runs every role again.
 CODE = ("roles", "plugins", "boot")
 # The values the play reads across roles (a skipped role's defaults are not loaded): the roles' tasks and the
@@ -88,6 +89,8 @@ def input_digests(loader, value, code: str) -> dict:
         names = set(role_defaults(loader, own)) | set(more)
         inputs[role] = {name: digest(value(name, None)) for name in sorted(names)}
         inputs[role].update({f"file {name}": file_input(value(name)) for name in FILE_INPUTS if name in names})
+        inputs[role].update({f"file {name}/{file}": file_input(value(name) and os.path.join(value(name), file))
+                             for name, files in FOLDER_INPUTS.items() if name in names for file in files})
         inputs[role]["the project's code"] = code
     return inputs
 
@@ -104,8 +107,10 @@ class ActionModule(ActionBase):
             machine = facts(value)
             arguments = {
                 "user": machine["user"], "home": machine["home"], "venv_dir": machine["venv_dir"],
-                "project_dir": machine["project_dir"], "libraries": list(LIBRARIES),
-                "services": [{"name": service["name"], "ip": service["ip"]} for service in machine["services"]],
+                "project_dir": machine["project_dir"], "service_venvs_dir": machine["service_venvs_dir"],
+                "libraries": list(LIBRARIES),
+                "services": [{"name": service["name"], "ip": service["ip"], "venv": service["venv"]}
+                             for service in machine["services"]],
                 "gpu_required": str(value("gpu_required")).lower(), "gpu_smoke_test": bool(value("gpu_smoke_test")),
                 "swap_min_mb": int(value("swap_min_mb")),
                 "inputs": input_digests(self._loader, value, code_digest()),
@@ -131,7 +136,7 @@ class ActionModule(ActionBase):
         result.update(
             changed=False, run=[role for role in ROLES if role in todo or not full_run],
             stamp={"inputs": arguments["inputs"], "roles": stamped, "observe": {key: arguments[key] for key in (
-                "user", "venv_dir", "project_dir", "libraries", "services", "gpu_required")}},
+                "user", "venv_dir", "project_dir", "service_venvs_dir", "libraries", "services", "gpu_required")}},
             warnings=looked.get("warnings", []) + [f"{role} runs again: {reason}" for role, reasons in todo.items()
                                                    for reason in reasons if not reason.startswith(EXPECTED)],
             ansible_facts=self._facts(machine, looked, value, task_vars),

@@ -17,7 +17,8 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import spelling_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import STATE_DIR
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER, ServiceError
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
+    JUPYTER, ServiceError, behind_jupyter)
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
     TOP, facts, play_value, service_url)
 
@@ -42,9 +43,10 @@ class ActionModule(ActionBase):
                 libraries[name] = source.read()
         arguments = {
             "user": machine["user"], "home": machine["home"], "venv_dir": machine["venv_dir"],
-            "project_dir": machine["project_dir"], "services": machine["services"], "libraries": libraries,
+            "project_dir": machine["project_dir"], "service_venvs_dir": machine["service_venvs_dir"],
+            "services": machine["services"], "libraries": libraries,
             "jupyter_token": value("jupyter_token"), "jupyter_server_settings": value("jupyter_server_settings"),
-            "min_free_mb": int(value("python_env_min_free_mb")),
+            "min_free_mb": int(value("python_env_min_free_mb")), "jupyter_restart": value("jupyter_restart"),
         }
         result.update(self._execute_module(module_name=self._task.resolved_action or "devbox_services",
                                            module_args=arguments, task_vars=task_vars))
@@ -70,10 +72,12 @@ def report(machine: dict, result: dict, value, task_vars: dict) -> list[str]:
         problem = spelling_problem(listen)
         if problem:
             raise ServiceError(f"{name}: the machine answered with the listening name {listen!r}: {problem}")
-        query = f"?token={result['token']}" if name == JUPYTER and result.get("token") else ""
-        url = service_url(service, address_here, ports_here)
+        behind = behind_jupyter(service)
+        query = f"?token={result['token']}" if (name == JUPYTER or behind) and result.get("token") else ""
+        url = service_url(service, machine["services"], address_here, ports_here)
         lines.append(f"{name}: {url}{query}" if url else f"{name}: listens on port {port}, not published here")
-        forwards += ["-L", f"{port}:{listen}:{port}"]
+        if not behind:
+            forwards += ["-L", f"{port}:{listen}:{port}"]
     login = f"{task_vars.get('ansible_user', 'root')}@{task_vars.get('ansible_host', task_vars.get('inventory_hostname'))}"
     tunnel = shlex.join(["ssh", "-N", *forwards, login])
     lines.append(f"Open it: {value('devbox_open_hint', tunnel)}")

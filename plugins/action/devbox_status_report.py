@@ -60,7 +60,10 @@ def service_lines(found: dict, options: dict, wanted: list[dict] | None = None) 
             lines.append(f"{name}: DOWN (nothing of the dev user listens on port {port}); the next run "
                          + ("unregisters it (it is no longer in the list)" if leaving else "starts it"))
             continue
-        url = service_url(service, options["address_here"], options["ports_here"])
+        # Behind Jupyter's login or on a port of its own: the facts say (the record does not).
+        declared = next((entry for entry in wanted or [] if (entry["name"], entry["port"]) == (name, port)), {})
+        url = service_url(dict(service, ip=declared.get("ip")), wanted or [], options["address_here"],
+                          options["ports_here"])
         if url is None:
             lines.append(f"{name}: up on port {port}, not published on this computer: "
                          f"{options['unpublished_hint'] or 'the next make up publishes it'}")

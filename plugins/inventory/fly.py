@@ -22,6 +22,10 @@ description:
     fly.toml and the machine's facts (the roles' defaults with these and the extra variables over them); fails
     before anything is created when the facts' user is not C(NONROOT_USER) or their home is not the C([mounts])
     destination. The hint is one C(fly proxy <port>) per service of the facts.
+  - Before any host is reached, flyctl's agent is started once, or restarted once when C(fly agent ping --json)
+    names another version than C(fly version --json); then one Machine's C(fly proxy) opens the first tunnel
+    alone, with flyctl's 4-minute patience, and the connections' proxies follow in parallel.
+  - The certificate is never issued into a path holding C(@) (flyctl takes it for an email address).
   - Stopped Machines are reported; with O(start_stopped) they are started first. Machines whose host Fly
     cannot reach (C(host_status) not C(ok)) are reported and left out.
 options:
@@ -92,8 +96,9 @@ from cryptography.hazmat.primitives.serialization import SSHCertificate, load_ss
 
 # The login-name rule of the devbox_user module and the boot step.
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import LOGIN_NAME_RULE, is_login_name
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, behind_jupyter
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine
+from ansible_collections.devbox.machine.plugins.plugin_utils.fly_proxy_command import FlyProxy, ProxyError
 
 display = Display()
 
@@ -112,6 +117,10 @@ FOREVER = 2**64 - 1
 FLY_TIMEOUT_S = 180
 START_WAIT_S = 90
 SSH_CONNECT_TIMEOUT_S = 60
+# flyctl's WaitForTunnel (agent/client.go) waits 4 minutes for a tunnel; the first proxy a little longer.
+FIRST_TUNNEL_WAIT_S = 250
+# The first proxy says what it waits for when it takes longer than this.
+FIRST_TUNNEL_NOTE_S = 5
 INSTALL_HINT = "install flyctl: `curl -L https://fly.io/install.sh | sh` (then add ~/.fly/bin to PATH)"
 
 
@@ -187,7 +196,7 @@ def fly_facts(path: str, settings: dict, given: dict | None = None) -> dict:
 def open_hint(facts: dict, app: str, target: str = "") -> str:
     """How to reach every service from here: one `fly proxy <port>` per service, each in a terminal of its own."""
     return "; ".join(" ".join(filter(None, ["fly proxy", str(service["port"]), target, "-a", app]))
-                     + f" ({service['name']})" for service in facts["services"])
+                     + f" ({service['name']})" for service in facts["services"] if not behind_jupyter(service))
 
 
 def tables_with(value, key: str) -> bool:
@@ -280,16 +289,61 @@ class Flyctl:
         if result.returncode != 0:
             raise FlyInventoryError(f"`fly machine start {machine_id} -a {self.app}` failed: {error_text(result)}")
 
+    def version(self) -> str:
+        """flyctl's own version (`fly version --json`, internal/command/version: buildinfo.Info's Version), or
+        "" when it does not say."""
+        result = self.run("version", "--json")
+        try:
+            return str(json.loads(result.stdout)["Version"]).removeprefix("v") if result.returncode == 0 else ""
+        except (ValueError, KeyError, TypeError):
+            return ""
+
     def ensure_agent(self) -> None:
-        """flyctl's agent, running before the proxies start: the first `fly proxy` without one
-        starts it under a 1 s lock, and proxies started together then fail ("another process is
-        already starting the agent"). `fly agent start` fails if one runs, so ping first; a
-        start that loses a race with another run still leaves an agent that answers."""
-        if self.run("agent", "ping").returncode == 0:
+        """flyctl's agent, running and current before the proxies start, started once and here.
+
+        The first `fly proxy` without an agent starts one under a 1 s lock, and proxies started together
+        then fail ("another process is already starting the agent"). After flyctl updates itself, the
+        running agent is older than the binary: `fly agent ping` still answers, and the next `fly proxy`
+        kills it and starts another (agent/client.go Establish), dropping every tunnel it carried, so
+        each of the parallel proxies could restart it in turn. Compare the versions here and restart
+        a stale background agent once (as Establish would: only a background one). `fly agent start`
+        fails if one runs, so ping first; a start that loses a race with another run still leaves an
+        agent that answers."""
+        ping = self.run("agent", "ping", "--json")
+        if ping.returncode != 0:
+            started = self.run("agent", "start")
+            if started.returncode != 0 and self.run("agent", "ping").returncode != 0:
+                raise FlyInventoryError(f"`fly agent start` failed: {error_text(started)}")
             return
-        started = self.run("agent", "start")
-        if started.returncode != 0 and self.run("agent", "ping").returncode != 0:
-            raise FlyInventoryError(f"`fly agent start` failed: {error_text(started)}")
+        try:
+            agent = json.loads(ping.stdout)
+            agent_version, background = str(agent["Version"]).removeprefix("v"), bool(agent["Background"])
+        except (ValueError, KeyError, TypeError):
+            return
+        flyctl_version = self.version()
+        if not flyctl_version or agent_version == flyctl_version or not background:
+            return
+        display.warning(f"flyctl's agent runs v{agent_version}, flyctl is v{flyctl_version} (updated since the "
+                        "agent started): restarting the agent once now (`fly agent restart`). That closes the "
+                        "tunnels it carried: restart any `fly proxy` of yours that stops.")
+        restarted = self.run("agent", "restart")
+        if restarted.returncode != 0:
+            raise FlyInventoryError(f"`fly agent restart` failed: {error_text(restarted)}")
+
+    def open_first_tunnel(self, host: str) -> None:
+        """One `fly proxy` before the parallel ones, with flyctl's own patience: a new agent's first tunnel
+        (a new WireGuard peer) can take up to 4 minutes (agent/client.go WaitForTunnel), while each SSH
+        connection's proxy gives up well before ssh's ConnectTimeout. Once it is up, the others find it.
+        A failure here is only reported: each connection then says what went wrong for its Machine."""
+        proxy = FlyProxy(self.executable, self.app, host, 22)
+        note = (f"fly inventory: waiting for flyctl's WireGuard tunnel to the app's network (`fly proxy` to {host}); "
+                "the first one from this computer can take up to 4 minutes")
+        try:
+            proxy.start(FIRST_TUNNEL_WAIT_S, slow=(FIRST_TUNNEL_NOTE_S, lambda: display.display(note, stderr=True)))
+        except ProxyError as error:
+            display.warning(f"fly inventory: the first tunnel did not open: {error}")
+        finally:
+            proxy.stop()
 
 
 def error_text(result: subprocess.CompletedProcess) -> str:
@@ -400,6 +454,23 @@ def certificate_is_usable(key: str, principals: list[str], now: datetime.datetim
     return (valid_to is None or valid_to - now >= MIN_REMAINING) and set(principals) <= set(listed)
 
 
+def issue_folder(folder: str) -> str:
+    """Where `fly ssh issue` writes a fresh key: the credentials folder, unless its path holds "@".
+
+    flyctl parses the path argument as an email address first (mail.ParseAddress, internal/command/ssh/
+    issue.go); a path with "@" passes for one, and flyctl then prompts for a path, which fails without a
+    terminal. Such a folder gets the key through the system's temporary folder (mkdtemp: 0700)."""
+    if "@" not in folder:
+        return folder
+    elsewhere = tempfile.gettempdir()
+    if "@" in elsewhere:
+        raise FlyInventoryError(
+            f"the credentials folder {folder} and the temporary folder {elsewhere} both hold \"@\": `fly ssh issue` "
+            "takes such a path for an email address and then prompts for another. Set credentials_dir in "
+            "inventory/fly.yml (or DEVBOX_FLY_CREDENTIALS_DIR) to a folder without \"@\"")
+    return elsewhere
+
+
 def ensure_certificate(flyctl: Flyctl, org: str, folder: str, principals: list[str], hours: int) -> str:
     """Path of a private key whose -cert.pub is valid for at least another hour; issued when needed."""
     if not 1 <= hours <= 72:
@@ -410,7 +481,7 @@ def ensure_certificate(flyctl: Flyctl, org: str, folder: str, principals: list[s
     if certificate_is_usable(key, principals):
         return key
     # Never --overwrite (flyctl loops forever on it): issue into a fresh path, then move into place.
-    scratch = tempfile.mkdtemp(prefix=".issue-", dir=folder)
+    scratch = tempfile.mkdtemp(prefix=".issue-", dir=issue_folder(folder))
     try:
         fresh = os.path.join(scratch, "key")
         args = ["ssh", "issue", org, fresh, "--hours", str(hours)]
@@ -425,8 +496,9 @@ def ensure_certificate(flyctl: Flyctl, org: str, folder: str, principals: list[s
                                     f"{error_text(result)}")
         for path in (fresh, fresh + "-cert.pub"):
             os.chmod(path, 0o600)
-        os.replace(fresh + "-cert.pub", key + "-cert.pub")
-        os.replace(fresh, key)
+        # shutil.move: the scratch folder may be on another filesystem (issue_folder).
+        shutil.move(fresh + "-cert.pub", key + "-cert.pub")
+        shutil.move(fresh, key)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     display.v(f"fly inventory: issued a {hours}-hour SSH certificate for {', '.join(principals)} in {folder}")
@@ -469,6 +541,7 @@ class InventoryModule(BaseInventoryPlugin):
         key = ensure_certificate(flyctl, org, self.project_path(self.get_option("credentials_dir"), ".fly/ssh"),
                                  principals, self.get_option("certificate_hours"))
         flyctl.ensure_agent()
+        flyctl.open_first_tunnel(f"{machines[0]['id']}.vm.{app}.internal")
         self.add_hosts(settings, flyctl.executable, key, machines)
 
     def own_machines(self, app: str, groups: list[str], machines: list[dict]) -> list[dict]:

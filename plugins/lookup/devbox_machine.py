@@ -6,9 +6,10 @@ DOCUMENTATION = r"""
 name: devbox_machine
 short_description: The dev machine's facts (user, home, layout, services), from the variables
 description:
-  - Returns one dictionary with C(user), C(uid), C(gid), C(home), C(home_is_volume), C(venv_dir), C(project_dir)
-    and C(services) (every enabled service, checked, with every field filled in) from the play's variables over
-    the roles' defaults, where each default is spelled once.
+  - Returns one dictionary with C(user), C(uid), C(gid), C(home), C(home_is_volume), C(venv_dir), C(project_dir),
+    C(service_venvs_dir), C(services) (every enabled service, checked, with every field filled in) and
+    C(project_venv_packages) (the kernel's and those of the services that run from the project venv), from the
+    play's variables over the roles' defaults, where each default is spelled once.
   - The services are the built-in C(jupyter_service) and C(tensorboard_service) followed by C(devbox_services).
 author: devbox maintainers
 options: {}

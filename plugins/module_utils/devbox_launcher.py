@@ -9,8 +9,9 @@ placeholders filled in, is started detached from the calling session (a new sess
 log), tracked by a pidfile (pid and start time) and probed (a socket of the user listening on
 its port; its health path answering, when it has one). The address is resolved at every start
 under the listening-address rule (devbox_address): the 6PN address can change across reboots.
-The service starts with a clean environment (HOME, USER, PATH with the venv first, LANG), plus
-the record's `env`: nothing of PID 1's or of Ansible's.
+The service runs from its venv (the project venv, or one of its own) and starts with a clean
+environment (HOME, USER, PATH with the project venv first, LANG), plus the record's `env`: nothing
+of PID 1's or of Ansible's.
 
 What is Jupyter's own is small and here: its token file (0600 on the volume, made on the first
 start), a server that serves another token is restarted, and a Jupyter of the user's that
@@ -111,13 +112,18 @@ class Service:
                                            "venv": self.record["venv"], "project": self.record["project"]})
 
     def environment(self) -> dict:
-        """A clean environment: the user's basics, the venv first on PATH, the record's env on top."""
+        """A clean environment: the user's basics, the record's env on top. The project venv is the active one,
+        first on PATH: a terminal or a `!pip` that Jupyter starts from its own venv works in the user's; the
+        service's own venv follows (its program itself is found there first, by argv)."""
         entry = pwd.getpwuid(os.getuid())
+        folders = dict.fromkeys([f"{self.record['project_venv']}/bin", f"{self.record['venv']}/bin"])
         env = {"HOME": self.home, "USER": entry.pw_name, "LOGNAME": entry.pw_name, "SHELL": entry.pw_shell,
-               "PATH": f"{self.record['venv']}/bin:{SYSTEM_PATH}", "VIRTUAL_ENV": self.record["venv"],
+               "PATH": ":".join([*folders, SYSTEM_PATH]), "VIRTUAL_ENV": self.record["project_venv"],
                "LANG": "C.UTF-8"}
         if self.jupyter:
-            env.update(JUPYTER_TOKEN_FILE=self.token_file,
+            # JUPYTER_PREFER_ENV_PATH=0: the user's kernel specs (the project's, ~/.local/share/jupyter/kernels)
+            # come before those of the venv Jupyter runs from, whose own ipykernel would otherwise be the default.
+            env.update(JUPYTER_TOKEN_FILE=self.token_file, JUPYTER_PREFER_ENV_PATH="0",
                        JUPYTER_RUNTIME_DIR=os.path.join(self.home, JUPYTER_RUNTIME_DIR))
         return dict(env, **self.record["env"])
 

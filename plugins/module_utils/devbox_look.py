@@ -30,7 +30,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher imp
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     LIBRARY_DIR, RECORD_FILE, AccountError, read_root_file, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import file_name
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER, file_name
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import BEGIN_PREFIX, END
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
     COMPLETE_MARKER, LOCK_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, built_for)
@@ -44,7 +44,8 @@ STAMP_FILE = "look.json"
 VENV_FILES = (COMPLETE_MARKER, "pip.conf", SETTINGS_FILE, REQUESTED_FILE)
 PROJECT_FILES = ("requirements.txt", LOCK_FILE)
 SERVICE_FILES = (".jupyter/jupyter_server_config.json", ".local/bin/devbox-service",
-                 "{venv}/share/jupyter/lab/settings/overrides.d/devbox.json")
+                 ".local/share/jupyter/kernels/python3/kernel.json",
+                 "{jupyter_venv}/share/jupyter/lab/settings/overrides.d/devbox.json")
 ABSENT = "absent"
 # Root's record of a Jupyter restart a busy kernel put off (the devbox_services module's, from issue 25 on): while it
 # is there the services role runs at every run, to restart when no kernel is busy.
@@ -57,9 +58,15 @@ def digest(value) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
+def service_venv_dir(params: dict, service: dict) -> str:
+    """The venv a service runs from, relative to the home (devbox_service.service_venv's rule)."""
+    return f"{params['service_venvs_dir']}/{service['name']}" if service.get("venv") == "own" else params["venv_dir"]
+
+
 def venvs(params: dict) -> list[str]:
-    """Every venv the roles keep, relative to the home: a new one is one more name here."""
-    return [params["venv_dir"]]
+    """Every venv the roles keep, relative to the home: the project's and each service's own."""
+    return [params["venv_dir"]] + [service_venv_dir(params, service) for service in params["services"]
+                                   if service.get("venv") == "own"]
 
 
 def file_digest(path: str) -> str:
@@ -117,19 +124,21 @@ def as_user(params: dict) -> dict:
     python_env, services, packages = {}, {}, {}
     for relative in venvs(params):
         path = os.path.join(home, relative)
+        # The project venv is python_env's (and the services' that run from it); a service's own, the services'.
+        keeper = python_env if relative == params["venv_dir"] else services
         packages[relative] = distributions(path)
-        python_env[f"python {relative}"] = built_for(path, 3) or ABSENT
-        python_env[f"interpreter {relative}"] = "runs" if os.access(os.path.join(path, "bin", "python"), os.X_OK) \
+        keeper[f"python {relative}"] = built_for(path, 3) or ABSENT
+        keeper[f"interpreter {relative}"] = "runs" if os.access(os.path.join(path, "bin", "python"), os.X_OK) \
             else "missing"
-        python_env.update({f"file {relative}/{name}": file_digest(os.path.join(path, name)) for name in VENV_FILES})
-        python_env[f"packages {relative}"] = packages[relative]
-        services[f"packages {relative}"] = packages[relative]
+        keeper.update({f"file {relative}/{name}": file_digest(os.path.join(path, name)) for name in VENV_FILES})
+        keeper[f"packages {relative}"] = services[f"packages {relative}"] = packages[relative]
     python_env.update({f"file {params['project_dir']}/{name}": file_digest(os.path.join(project, name))
                        for name in PROJECT_FILES})
     python_env["shell block ~/.bashrc"] = shell_block(home)
     report = {"python_version": built_for(venv), "lock": read_text(os.path.join(project, LOCK_FILE)), "token": None}
+    jupyter = next((service for service in params["services"] if service["name"] == JUPYTER), {})
     for pattern in SERVICE_FILES:
-        relative = pattern.format(venv=params["venv_dir"])
+        relative = pattern.format(jupyter_venv=service_venv_dir(params, jupyter))
         services[f"file {relative}"] = file_digest(os.path.join(home, relative))
     for name in (service["name"] for service in params["services"]):
         try:
@@ -185,7 +194,8 @@ def device_groups() -> list[str]:
 def observe(params: dict) -> dict:
     """{"roles": {role: {key: value}}, "report": {...}} for the machine as it is now; changes nothing.
 
-    params: user, home, venv_dir, project_dir, services ([{name, ...}]), libraries (the launcher's file names
+    params: user, home, venv_dir, project_dir, service_venvs_dir, services ([{name, venv, ...}]), libraries (the
+    launcher's file names
     under ~/.devbox/lib), gpu_required.
     """
     home, user = params["home"], params["user"]

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import QUERY_ARGS, find_nvidia_smi, parse_query
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (
+    boot_step_running, load_setting, read_state, status_line)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import RecordError, load
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import load_all, probe
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
@@ -60,6 +63,13 @@ def gpus() -> dict:
         return {"nvidia_smi": True, "names": [gpu["name"] for gpu in parse_query(result.stdout)]}
     except ValueError as error:
         return {"nvidia_smi": True, "names": [], "error": str(error)}
+
+
+def idle_stop(home: str) -> dict:
+    """As root: the idle stop setting, what the boot step saw at its last look (/run/devbox/idle.json), and the
+    line that says it: the idle clock, or what keeps the machine up."""
+    setting = load_setting(home)
+    return {"minutes": setting["minutes"], "line": status_line(setting, read_state(), boot_step_running(), time.time())}
 
 
 def provision_record(home: str) -> dict:

@@ -494,3 +494,43 @@ def _open_existing_folder(home: str, subdirs: list[str]) -> int | None:
     if directory is None:
         return None
     return _open_root_subdirs(directory, subdirs, os.path.join(home, RECORD_DIR), create=False)
+
+
+def read_user_file(home: str, relative: str, uid: int, limit: int) -> str | None:
+    """~/<relative> when it is the user's own small regular file, read as untrusted data; None when absent.
+
+    Reached from directory descriptors without following a link (nor a FIFO's wait: opened non-blocking),
+    owned by uid, at most limit bytes of UTF-8; AccountError when it is anything else.
+    """
+    *subdirs, name = _relative_parts(relative)
+    path = os.path.join(home, relative)
+    directory = _open_home(home)
+    if directory is None:
+        return None
+    try:
+        for part in subdirs:
+            try:
+                child = os.open(part, _DIRECTORY, dir_fd=directory)
+            except FileNotFoundError:
+                return None
+            except OSError as error:
+                raise AccountError(f"{path}: a link or not a directory on the way") from error
+            os.close(directory)
+            directory = child
+        try:
+            descriptor = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                                 dir_fd=directory)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise AccountError(f"{path} is not a plain file: {error}") from error
+    finally:
+        os.close(directory)
+    with os.fdopen(descriptor, "rb") as kept:
+        info = os.fstat(kept.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:
+            raise AccountError(f"{path} is not a regular file of uid {uid}")
+        data = kept.read(limit + 1)
+    if len(data) > limit:
+        raise AccountError(f"{path} is longer than {limit} bytes")
+    return data.decode("utf-8")

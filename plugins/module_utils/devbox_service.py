@@ -24,6 +24,9 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 PLACEHOLDERS = ("ip", "port", "home", "venv", "project")
 # Jupyter is the one service with more to it (its token, its settings, its own view of use).
 JUPYTER = "jupyter"
+# A service listening only here is reached behind Jupyter's login (jupyter-server-proxy's
+# /proxy/<port>/), through whatever way the user reaches Jupyter: no port of its own to open.
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MAX_TEXT = 4096
 
 # Every field of an entry: (types, default); a default of REQUIRED must be given.
@@ -41,13 +44,25 @@ FIELDS = {
     "url_path": (str, "/"),
     "cwd": (str, "{project}"),
     "enabled": (bool, True),
+    "venv": (str, "project"),
 }
-# What the record adds: the resolved layout, so the launcher and PID 1 need nothing else.
-RECORD_FIELDS = set(FIELDS) - {"packages", "enabled"} | {"venv", "project"}
+# Which venv a service runs from: the project venv (the user's packages: an app that imports them), or a
+# venv of its own (JupyterLab, TensorBoard: their dependencies never meet the user's pins).
+VENV_CHOICES = ("project", "own")
+# What the record adds: the resolved layout, so the launcher and PID 1 need nothing else. Its venv is the
+# path the service runs from; project_venv the user's (its shells and kernels see that one first).
+RECORD_FIELDS = set(FIELDS) - {"packages", "enabled"} | {"venv", "project", "project_venv"}
+# A record of the version before services had venvs of their own: it ran from the project venv.
+OLD_RECORD_FIELDS = RECORD_FIELDS - {"project_venv"}
 
 
 class ServiceError(Exception):
     """An entry or a record that cannot be used; the message names the service, the field and the value."""
+
+
+def behind_jupyter(service: dict) -> bool:
+    """Whether the service is reached at Jupyter's /proxy/<port>/ rather than on a port of its own."""
+    return service["name"] != JUPYTER and service.get("ip") in LOOPBACK
 
 
 def file_name(name: str) -> str:
@@ -102,6 +117,9 @@ def normalize(entry, where: str = "devbox_services entry") -> dict:
         raise ServiceError(f"{label}: env must map variable names (letters, digits, '_') to text")
     if _text_problem(clean["ip"]):
         raise ServiceError(f"{label}: ip={clean['ip']!r} must be an address or a host name")
+    if clean["venv"] not in VENV_CHOICES:
+        raise ServiceError(f"{label}: venv={clean['venv']!r} must be 'project' (the project venv, with the user's "
+                           "packages) or 'own' (a venv of its own)")
     return clean
 
 
@@ -133,21 +151,32 @@ def expand(text: str, values: dict) -> str:
     return text
 
 
-def record(service: dict, home: str, venv_dir: str, project_dir: str) -> dict:
+def service_venv(service: dict, home: str, venv_dir: str, service_venvs_dir: str) -> str:
+    """The venv a normalized entry runs from: the project venv, or <service_venvs_dir>/<name> under the home."""
+    if service["venv"] == "own":
+        return os.path.join(home, service_venvs_dir, service["name"])
+    return os.path.join(home, venv_dir)
+
+
+def record(service: dict, home: str, venv_dir: str, project_dir: str, service_venvs_dir: str) -> dict:
     """What PID 1 and the launcher keep of a normalized entry: no packages, the layout resolved."""
     kept = {key: value for key, value in service.items() if key in RECORD_FIELDS}
-    return dict(kept, venv=os.path.join(home, venv_dir), project=os.path.join(home, project_dir))
+    return dict(kept, venv=service_venv(service, home, venv_dir, service_venvs_dir),
+                project=os.path.join(home, project_dir), project_venv=os.path.join(home, venv_dir))
 
 
 def validate_record(data, where: str) -> dict:
-    """A record read back from ~/.devbox, checked as the entry it came from; ServiceError when not usable."""
+    """A record read back from ~/.devbox, checked as the entry it came from; ServiceError when not usable.
+    A record of the version before own venvs ran its service from the project venv: it reads as such."""
+    if isinstance(data, dict) and set(data) == OLD_RECORD_FIELDS:
+        data = dict(data, project_venv=data["venv"])
     if not isinstance(data, dict) or set(data) != RECORD_FIELDS:
         raise ServiceError(f"{where} is not a service record of this version")
-    paths = (data["venv"], data["project"])
+    paths = (data["venv"], data["project"], data["project_venv"])
     if not all(isinstance(path, str) and os.path.isabs(path) and not _text_problem(path) for path in paths):
-        raise ServiceError(f"{where}: venv and project must be absolute paths")
-    entry = {key: value for key, value in data.items() if key in FIELDS}
-    return dict(normalize(entry, where), venv=data["venv"], project=data["project"])
+        raise ServiceError(f"{where}: venv, project and project_venv must be absolute paths")
+    entry = {key: value for key, value in data.items() if key in FIELDS and key != "venv"}
+    return dict(normalize(entry, where), venv=data["venv"], project=data["project"], project_venv=data["project_venv"])
 
 
 def record_text(service_record: dict) -> str:

@@ -2,8 +2,13 @@
 
 Each machine reached over SSH becomes `Host devbox-<app>-<name>` (Fly) or `devbox-<name>`, logging
 in as the dev user with the same key, certificate and ProxyCommand as the playbook (taken from
-ansible_ssh_common_args), minus Ansible's own connection sharing. Machines reached otherwise
-(the local container, through `docker exec`) have no SSH server and are listed with a reason.
+ansible_ssh_common_args), with a connection sharing of its own instead of Ansible's: one master
+connection per machine (on Fly one `fly proxy`) for every client, a terminal and VS Code alike.
+A Fly Machine's SSH server runs commands without a shell and gives a login a bare /bin/sh in /, so
+an interactive login (no command given, told apart by ssh_login_wanted.py) gets a RemoteCommand
+that is a plain word list: bash as a login shell in the project, which activates the venv.
+Machines reached otherwise (the local container, through `docker exec`) have no SSH server and are
+listed with a reason.
 """
 from __future__ import annotations
 
@@ -14,9 +19,20 @@ import subprocess
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import FLY_PRIVATE_NAME
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import BadName, checked_name
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import behind_jupyter
 
-# Ansible's connection sharing: its ControlPath is Ansible's own; a user's ssh gets none.
+# Ansible's connection sharing: its ControlPath is Ansible's own; the file sets the user's (control_lines).
 LEFT_OUT = {"controlmaster", "controlpersist", "controlpath"}
+# How long a master connection outlives its last client (a VS Code reload, the next `ssh <name>`).
+CONTROL_PERSIST = "10m"
+# A Unix socket path's limit (104 on macOS, 108 on Linux), less what ssh appends to the path while
+# the master starts (a dot and 16 random characters) and the 40 characters of %C.
+SOCKET_PATH_MAX = 104 - 17 - 40 - 2
+FALLBACK_CONTROL_DIR = "~/.ssh"
+# TERM for the login's bash: Fly's server passes none (the environment is PATH alone).
+LOGIN_TERM = "xterm-256color"
+# A home or project path that can stand in a word list and an ssh config line as it is.
+PLAIN_PATH = re.compile(r"^[A-Za-z0-9._/-]+$")
 SSH_CONNECTIONS = {"ssh", "ansible.builtin.ssh", "paramiko", "ansible.builtin.paramiko_ssh", "paramiko_ssh"}
 FILE_PREFIX = "devbox_"
 
@@ -82,7 +98,44 @@ def certificate_facts(path: str) -> dict:
     return {"valid": valid.group(1).strip() if valid else "unknown", "principals": block.group(1).split() if block else []}
 
 
-def host_block(entry: dict) -> tuple[list[str], list[str]]:
+def control_lines(directory: str) -> list[str]:
+    """One master connection per machine (%C: a hash of the connection), shared by every ssh client; its
+    socket beside the config, or in ~/.ssh where that path would be too long for a socket."""
+    folder = os.path.abspath(directory).replace("%", "%%") if directory else FALLBACK_CONTROL_DIR
+    if len(folder) > SOCKET_PATH_MAX:
+        folder = FALLBACK_CONTROL_DIR
+    path = f"{folder}/%C"
+    return ["    ControlMaster auto", f"    ControlPath {quoted('ControlPath', path)}",
+            f"    ControlPersist {CONTROL_PERSIST}"]
+
+
+def plain_path(value, what: str) -> str:
+    if not isinstance(value, str) or not PLAIN_PATH.match(value) or ".." in value.split("/"):
+        raise SshConfigError(f"{what} {value!r} is not a plain path (letters, digits, '.', '_', '-', '/')")
+    return value
+
+
+def login_block(host: str, entry: dict, login_check: list[str]) -> list[str]:
+    """For a Fly Machine: an interactive login (no command given) runs bash as a login shell in the project,
+    as the dev user, with the variables a login would have; every word plain, so no shell is needed."""
+    user, home = entry["user"], plain_path(entry["home"], "the home (dev_user_home)")
+    if not home.startswith("/"):
+        raise SshConfigError(f"the home (dev_user_home) {home!r} is not an absolute path")
+    project = os.path.join(home, plain_path(entry.get("project_dir"), "the project (python_env_project_dir)"))
+    check = " ".join(shlex.quote(word) for word in login_check).replace("%", "%%")
+    if '"' in check:
+        raise SshConfigError(f"the login check {login_check!r} holds a double quote")
+    command = ["/usr/bin/env", "-C", project, f"HOME={home}", f"USER={user}", f"LOGNAME={user}", "SHELL=/bin/bash",
+               f"TERM={LOGIN_TERM}", "/bin/bash", "-l"]
+    return [f"# {host}: an interactive login (`ssh {host}` alone) gets bash in the project with the venv; Fly's",
+            "# server runs no shell of its own. Commands (`ssh <name> cmd`, VS Code) are left as they are.",
+            f'Match originalhost {host} exec "{check}"',
+            "    RequestTTY yes",
+            f"    RemoteCommand {' '.join(command)}"]
+
+
+def host_block(entry: dict, directory: str = "",
+               login_check: list[str] | None = None) -> tuple[list[str], list[str]]:
     """(config lines, notes for the user) for one machine reached over SSH."""
     host, notes = alias(entry), []
     lines = [f"# {entry['inventory_name']}" + (f" (Fly app {entry['fly_app']})" if entry.get("fly_app") else ""),
@@ -106,8 +159,12 @@ def host_block(entry: dict) -> tuple[list[str], list[str]]:
                              f"not {entry['user']}: logging in as {entry['user']} will be refused")
             else:
                 notes.append(f"{host}: certificate valid {facts['valid']}; rerun this to renew it")
-    for service in entry.get("services", []):
+    lines += control_lines(directory)
+    # A service behind Jupyter's login needs no forward of its own.
+    for service in [service for service in entry.get("services", []) if not behind_jupyter(service)]:
         lines.append(f"    LocalForward {forward_line(host, service, bool(entry.get('fly_app')))}")
+    if entry.get("fly_app") and login_check:
+        lines += [""] + login_block(host, entry, login_check)
     if not entry.get("fly_app"):
         notes.append(f"{host}: logs in as {entry['user']} with your own SSH key (in ~{entry['user']}/.ssh/authorized_keys)")
     return [line(text) for text in lines] + [""], notes
@@ -138,15 +195,17 @@ def docker_hint(entry: dict) -> str:
             "VS Code: Dev Containers, 'Attach to Running Container'")
 
 
-def render(entries: list[dict]) -> tuple[str, list[str], list[str]]:
-    """(file text, Host names, notes)."""
+def render(entries: list[dict], directory: str = "",
+           login_check: list[str] | None = None) -> tuple[str, list[str], list[str]]:
+    """(file text, Host names, notes); directory holds the file (and the master connections' sockets),
+    login_check is the command (a word list) that tells an interactive login from a command."""
     blocks, names, notes = [], [], []
     for entry in sorted(entries, key=lambda item: item["inventory_name"]):
         if entry.get("connection", "ssh") not in SSH_CONNECTIONS:
             notes.append(f"{entry['inventory_name']}: reached with {entry['connection']}, not SSH (no SSH server "
                          "there): no Host entry" + docker_hint(entry))
             continue
-        lines, host_notes = host_block(entry)
+        lines, host_notes = host_block(entry, directory, login_check)
         blocks += lines
         names.append(alias(entry))
         notes += host_notes

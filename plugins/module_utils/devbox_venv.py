@@ -725,7 +725,7 @@ def playbook_roots(params: dict, lock: dict | None, requirement_text: str) -> di
 
 def empty_result() -> dict:
     return {"changed": False, "rebuilt": None, "reinstalled": [], "moved": [], "installed": [], "removed": [],
-            "upgraded": [], "diff": [], "python_version": None, "distributions": 0,
+            "upgraded": [], "diff": [], "python_version": None, "distributions": 0, "project": None, "warnings": [],
             "lock": None, "lock_path": None, "lock_written": False, "url_requirements": [], "requested": None}
 
 
@@ -739,9 +739,10 @@ def keep_lock(params: dict, venv: str, settings: dict, requested: dict, result: 
     result["lock_written"] = write_if_changed(result["lock_path"], result["lock"], 0o644, dry_run)
 
 
-def plan(params: dict) -> dict:
+def plan(params: dict, plan_project=None) -> dict:
     """What converge would do, changing nothing (check mode): the settings files' diffs, and
-    the installer's own dry run for requirements that the metadata cannot settle."""
+    the installer's own dry run for requirements that the metadata cannot settle. A uv project
+    (params["project"]) is planned by plan_project (devbox_uv_project's, given by the module)."""
     venv = params["path"]
     lock = load_lock(params)
     result = empty_result()
@@ -754,15 +755,29 @@ def plan(params: dict) -> dict:
     result["python_version"], result["distributions"] = built_for(venv), len(installed)
     if health != "ok":
         owed = set(installed_distributions(venv, portable_only=True)) - TOOLING
-        result.update(changed=True, rebuilt=reason if owed else None, reinstalled=sorted(owed))
+        result.update(changed=True, rebuilt=reason if owed else None, reinstalled=sorted(owed),
+                      would_install=list(params["requirements"])
+                      + requirement_lines(params.get("requirements_file_text") or ""))
         return result
     if save_settings(venv, settings, dry_run=True, diffs=result["diff"]):
         result["changed"] = True
-    if (installer == "uv" and not os.path.exists(os.path.join(venv, "bin", "uv"))) or os.path.exists(venv + ".pending.json"):
+    needs_uv = installer == "uv" or params.get("project")  # a uv project is synced by uv, whatever the installer
+    if (needs_uv and not os.path.exists(os.path.join(venv, "bin", "uv"))) or os.path.exists(venv + ".pending.json"):
         result["changed"] = True
         return result
     text = params.get("requirements_file_text") or ""
+    if params.get("project"):
+        changes = plan_project(venv, params, settings, installed)
+        result.update({key: changes[key] for key in ("installed", "removed", "upgraded", "warnings")})
+        result["diff"] += changes["diff"]
+        result["changed"] = result["changed"] or changes["changed"]
+        roots = merge_requested(load_requested(venv, params), playbook_roots(params, None, ""))
+        keep_lock(params, venv, settings, merge_requested(roots, roots_of(changes["locked"])), result, dry_run=True)
+        return result
     requested = list(params["requirements"]) + requirement_lines(text)
+    # What the run would say it installs: each plain name missing or pinned to another version, as asked.
+    result["would_install"] = [spec for spec in requested
+                               if SIMPLE_SPEC.match(spec) and not surely_satisfied([spec], installed)]
     if lock and params.get("sync"):
         result["removed"] = [f"{name}=={installed[name]}" for name in not_in_lock(lock, installed)]
     if result["removed"] or not lock_satisfied(lock, installed):
@@ -796,8 +811,9 @@ def install_requested(venv: str, installer: str, settings: dict, params: dict, r
             raise lock_failure(error, lock, params.get("lock_name") or "the lock", settings) if lock else error
 
 
-def converge(params: dict) -> dict:
-    """Bring the venv to the requested state; return what happened (changed, details)."""
+def converge(params: dict, converge_project=None) -> dict:
+    """Bring the venv to the requested state; return what happened (changed, details). A uv project
+    (params["project"]) is installed by converge_project (devbox_uv_project's, given by the module)."""
     venv, base_python = params["path"], params["base_python"]
     lock = load_lock(params)  # a lock that cannot be used fails here, before anything changes
     # Distributions owed to a rebuilt venv, kept outside it so an interrupted rebuild is
@@ -828,7 +844,7 @@ def converge(params: dict) -> dict:
             result["changed"] = True
         if save_settings(venv, settings, diffs=result["diff"]):
             result["changed"] = True
-        if installer == "uv" and ensure_uv(venv, settings):
+        if (installer == "uv" or params.get("project")) and ensure_uv(venv, settings):
             result["changed"] = True
         if health != "ok":
             mark_complete(venv)
@@ -848,7 +864,12 @@ def converge(params: dict) -> dict:
             if owed:
                 result["moved"] = reinstall_owed(venv, installer, settings, owed)
                 result["reinstalled"] = sorted(f"{name}=={version}" for name, version in owed.items())
-            install_requested(venv, installer, settings, params, requirement_files, lock)
+            if params.get("project"):
+                result["project"] = converge_project(venv, params, settings, installed_distributions(venv))
+                result["changed"] = result["changed"] or result["project"]["changed"]
+                result["warnings"] = result["project"].pop("warnings")
+            else:
+                install_requested(venv, installer, settings, params, requirement_files, lock)
             if lock and params.get("sync"):
                 extra = not_in_lock(lock, installed_distributions(venv))
                 if extra:
@@ -862,6 +883,8 @@ def converge(params: dict) -> dict:
             os.remove(pending_path)
         requested_roots = merge_requested(requested_before,
                                           playbook_roots(params, lock, params.get("requirements_file_text") or ""))
+        if result.get("project"):  # what the uv project's lock installs is asked for, not by hand
+            requested_roots = merge_requested(requested_roots, roots_of(result["project"]["locked"]))
         result["requested"] = requested_roots  # root keeps it (the devbox_venv module), not the user's venv
         forget_old_requested(venv, params)
         distributions = read_distributions(venv)

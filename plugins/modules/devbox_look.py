@@ -29,8 +29,12 @@ options:
     description: The dev user, whose things are observed as that user.
     type: str
     required: true
+  service_venvs_dir:
+    description: Where the services' own venvs are, relative to the home (python_env_service_venvs_dir).
+    type: str
+    required: true
   services:
-    description: Every service of the machine, as checked entries (only C(name) and C(ip) are read).
+    description: Every service of the machine, as checked entries (only C(name), C(ip) and C(venv) are read).
     type: list
     elements: dict
     required: true
@@ -111,6 +115,7 @@ ARGUMENT_SPEC = dict(
     LAYOUT_ARGUMENT_SPEC,
     user={"type": "str", "required": True},
     home={"type": "path", "required": True},
+    service_venvs_dir={"type": "str", "required": True},
     services={"type": "list", "elements": "dict", "required": True},
     libraries={"type": "list", "elements": "str", "required": True},
     gpu_required={"type": "str", "choices": ["auto", "true", "false"], "default": "auto"},

@@ -14,9 +14,15 @@ description:
     launcher and its libraries are kept as root's own files under C(~/.devbox/lib/), and one root-owned record
     per service in C(~/.devbox/service-<name>.json), which PID 1 reads at boot and at stop.
   - As O(user), in a child process that dropped to that user, each service's packages are installed into the
-    venv, Jupyter's settings and token are written, and each service is started (when it is not serving) or
-    restarted (when its record, its packages or Jupyter's settings changed and it restarts on change) by the
-    one launcher C(devbox_launcher.py).
+    venv it runs from (its C(venv) field, the project venv or a venv of its own under O(service_venvs_dir) made
+    with the project venv's installer settings); Jupyter's settings, token and kernel spec are written (C(python3),
+    named Python (project), the project venv's interpreter, a new notebook's default); each service is started
+    (when it is not serving) or restarted (when its record, its packages or Jupyter's settings changed and it
+    restarts on change) by the one launcher C(devbox_launcher.py).
+  - Jupyter is not restarted while a kernel is busy (Jupyter asked as PID 1's idle stop asks), unless
+    O(jupyter_restart=now); the restart is left pending, with its reasons, in the root-owned
+    C(~/.devbox/restart_pending.json), and the next run restarts it when no kernel is busy (a restart in between,
+    by hand or by a reboot, settles it).
   - A service whose record is there but which left the list is stopped and its record removed.
   - Returns Jupyter's token for the report, so register the result with C(no_log).
 extends_documentation_fragment:
@@ -26,6 +32,11 @@ extends_documentation_fragment:
 options:
   user:
     description: The user who runs the services; the module works as this user.
+    type: str
+    required: true
+  service_venvs_dir:
+    description: Where a service whose C(venv) is V(own) gets its venv, C(<this>/<name>), relative to the home
+      (python_env_service_venvs_dir).
     type: str
     required: true
   services:
@@ -52,6 +63,13 @@ options:
     description: Free space the volume must have before packages are installed, in MB.
     type: int
     required: true
+  jupyter_restart:
+    description:
+      - When a change needs Jupyter restarted; V(idle) waits while a kernel is busy (the restart stays pending for
+        the next run), V(now) restarts it anyway, busy kernels and all.
+    type: str
+    choices: [idle, now]
+    required: true
 """
 
 EXAMPLES = r"""
@@ -63,12 +81,21 @@ EXAMPLES = r"""
 
 RETURN = r"""
 services:
-  description: Per service, what happened (V(started), V(already running), in check mode V(would start) or
-    V(would restart), null when nothing would), where it listens on the machine, its pid, and what was installed.
+  description: Per service, what happened (V(started), V(restarted), V(already running), V(restart pending), in
+    check mode V(would start), V(would restart) or V(would wait to restart), null when nothing would), why
+    (C(reason)), where it listens on the machine, its pid, and what was installed.
   returned: success
   type: dict
-  sample: {jupyter: {action: already running, url: "http://172.17.0.3:8888/", pid: 4242, listen: devbox-local,
-           installed: [], upgraded: []}}
+  sample: {jupyter: {action: restart pending, reason: "Jupyter's settings changed; not now: 1 kernel busy",
+           url: "http://172.17.0.3:8888/", pid: 4242, listen: devbox-local, installed: [], upgraded: []}}
+settings:
+  description: >-
+    What changed (in check mode, would change) in Jupyter's settings, one line each, as
+    C(Section.setting: old -> new); the values of settings named for a secret, and the token, masked.
+  returned: success
+  type: list
+  elements: str
+  sample: ["ServerApp.iopub_data_rate_limit: 1000000 -> 10000000"]
 removed:
   description: The services stopped and unregistered because they left the list.
   returned: success
@@ -83,22 +110,26 @@ token:
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem, listen_name
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import jupyter_activity
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LOCK_TIMEOUT_S, START_TIMEOUT_S, TOKEN_FILE)
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import (
+    LAYOUT_ARGUMENT_SPEC, dir_problem, options_problem)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
-    LIBRARY_DIR, AccountError, remove_root_file, write_root_file_if_changed)
+    LIBRARY_DIR, AccountError, read_root_json, remove_root_file, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
-    JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, unregister, validate_record)
+    JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, service_venv, unregister,
+    validate_record)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-    VenvError, converge, plan, write_if_changed)
+    VenvError, converge, json_object, load_settings, plan, write_if_changed)
 
 # The launcher, kept with its libraries in ~/.devbox under the collection's own tree (LIBRARY_DIR), so
 # they import each other by the collection's name as everywhere else.
@@ -108,12 +139,21 @@ LAUNCHER = f"{LIBRARY_DIR}/devbox_launcher.py"
 # overrides.json to the user.
 LAB_DEFAULTS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}
 JUPYTER_CONFIG = ".jupyter/jupyter_server_config.json"
+# The project's kernel, under the user's Jupyter data folder: named python3, it is the default kernel of a
+# new notebook and of every notebook saved before Jupyter had a venv of its own.
+KERNEL_SPEC = ".local/share/jupyter/kernels/python3/kernel.json"
 # The user's own command for the launcher: `devbox-service jupyter restart`.
 COMMAND = ".local/bin/devbox-service"
 # The per-service launchers of earlier versions, replaced by the one launcher.
 OLD_LAUNCHERS = {"jupyter": ".local/bin/devbox-jupyter", "tensorboard": ".local/bin/devbox-tensorboard"}
 # Where those launchers imported their libraries from (root's own files), now under LIBRARY_DIR.
 OLD_LIBRARIES = ("devbox_address.py", "devbox_launcher.py")
+# Root's own record of the restarts a busy kernel put off (ServerApp settings written, the server not restarted).
+PENDING_FILE = "restart_pending.json"
+# What the run says of a setting whose name speaks of a secret: its value never.
+SECRET_SETTING = re.compile(r"token|password|secret|key|cookie|salt|hash|credential", re.IGNORECASE)
+MASK = "********"
+UNSET = object()
 
 
 def jupyter_config(project: str, listen: str, port: int, settings: dict) -> dict:
@@ -163,28 +203,130 @@ def retire_old_launchers(home: str) -> None:
         os.remove(path)
 
 
-def jupyter_files(params: dict, venv: str, project: str, dry_run: bool, diffs: list) -> bool:
-    """As the user: Jupyter's settings, the given token, JupyterLab's defaults; True when any changed."""
+def setting_changes(before: dict, after: dict, prefix: str = "") -> list[str]:
+    """Each setting that differs between two of Jupyter's configs, as `Section.name: old -> new`; the value of a
+    setting whose name speaks of a secret is masked."""
+    changes = []
+    for key in sorted(set(before) | set(after), key=str):
+        name, old, new = f"{prefix}{key}", before.get(key, UNSET), after.get(key, UNSET)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += setting_changes(old, new, f"{name}.")
+            continue
+        old, new = ("(unset)" if value is UNSET else MASK if SECRET_SETTING.search(name)
+                    else json.dumps(value, sort_keys=True)[:80] for value in (old, new))
+        changes.append(f"{name}: {old} -> {new}")
+    return changes
+
+
+def kernel_spec(project_venv: str) -> dict:
+    """The kernel of the project venv's own interpreter: %pip install in a notebook installs there."""
+    return {"argv": [os.path.join(project_venv, "bin", "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python (project)", "language": "python", "metadata": {"debugger": True}}
+
+
+def jupyter_files(params: dict, venv: str, project: str, dry_run: bool, diffs: list, settings: list) -> bool:
+    """As the user: Jupyter's settings, the given token, the project's kernel, JupyterLab's defaults in the venv
+    Jupyter runs from (venv); True when any changed. What changed is added to settings, in words, secrets masked."""
     home = params["home"]
     service = next(service for service in params["services"] if service["name"] == JUPYTER)
     if not dry_run:
         os.makedirs(os.path.join(home, ".jupyter"), mode=0o700, exist_ok=True)
     config = jupyter_config(project, params["listen"][JUPYTER], service["port"], params["jupyter_server_settings"])
-    changed = write_if_changed(os.path.join(home, JUPYTER_CONFIG), json.dumps(config, indent=2, sort_keys=True) + "\n",
-                               0o600, dry_run, diffs)
-    if params["jupyter_token"]:
-        changed = write_if_changed(os.path.join(home, TOKEN_FILE), params["jupyter_token"], 0o600, dry_run) or changed
+    config_path = os.path.join(home, JUPYTER_CONFIG)
+    before = json_object(read_text(config_path)) if os.path.exists(config_path) else None
+    changed = write_if_changed(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n", 0o600, dry_run, diffs)
+    if changed:
+        settings += [f"~/{JUPYTER_CONFIG}: written"] if before is None else setting_changes(before, config)
+    if params["jupyter_token"] and write_if_changed(os.path.join(home, TOKEN_FILE), params["jupyter_token"], 0o600,
+                                                    dry_run):
+        settings.append(f"Jupyter's token: {MASK}")
+        changed = True
+    kernel = os.path.join(home, KERNEL_SPEC)
+    if not dry_run:
+        os.makedirs(os.path.dirname(kernel), exist_ok=True)
+    if write_if_changed(kernel, json.dumps(kernel_spec(os.path.join(home, params["venv_dir"])), indent=2) + "\n",
+                        0o644, dry_run, diffs):
+        settings.append("the kernel Python (project): written")
+        changed = True
     lab_defaults = os.path.join(venv, "share", "jupyter", "lab", "settings", "overrides.d", "devbox.json")
     if not dry_run:
         os.makedirs(os.path.dirname(lab_defaults), exist_ok=True)
-    return write_if_changed(lab_defaults, json.dumps(LAB_DEFAULTS, indent=2) + "\n", 0o644, dry_run, diffs) or changed
+    if write_if_changed(lab_defaults, json.dumps(LAB_DEFAULTS, indent=2) + "\n", 0o644, dry_run, diffs):
+        settings.append("JupyterLab's defaults (no news from the internet): written")
+        changed = True
+    return changed
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as existing:
+            return existing.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def jupyter_state(home: str) -> dict:
+    """As the user: the serving Jupyter's pid (None when none serves) and why it must not restart now (its busy
+    kernels, or that Jupyter could not be asked: then its pid is not known either), asked as PID 1's idle stop asks."""
+    try:
+        activity = jupyter_activity(home)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return {"wait": f"Jupyter could not be asked whether a kernel is busy ({error})"}
+    if activity is None:
+        return {"pid": None, "wait": None}
+    busy = activity["busy_kernels"]
+    return {"pid": activity["pid"], "wait": f"{busy} kernel{'s' if busy > 1 else ''} busy" if busy else None}
+
+
+def still_pending(earlier: dict | None, state: dict) -> list[str]:
+    """Why an earlier run left Jupyter's restart pending, while the server it spared still serves (a restart
+    since, by hand or by a reboot, read the new settings); kept while Jupyter cannot be asked."""
+    if earlier is None or ("pid" in state and (state["pid"] is None or earlier["pid"] not in (None, state["pid"]))):
+        return []
+    return earlier["reasons"]
+
+
+def why(action: str | None, reasons: list[str], wait: str | None, new: bool) -> str | None:
+    """The reason given for what happened to a service, in words."""
+    if action in ("started", "would start"):
+        return "new" if new else "it was not running"
+    if action in ("restarted", "would restart"):
+        return "; ".join(reasons)
+    if action in ("restart pending", "would wait to restart"):
+        return f"{'; '.join(reasons)}; not now: {wait}"
+    return None
+
+
+def load_pending(home: str) -> dict:
+    """The restarts earlier runs left pending, by service: {"reasons": [...], "pid": ...}; what is not of that shape
+    is dropped (the next restart decision then rests on this run's changes alone)."""
+    try:
+        data = read_root_json(home, PENDING_FILE) or {}
+    except (AccountError, OSError):
+        return {}
+    return {name: {"reasons": entry["reasons"], "pid": entry.get("pid")} for name, entry in data.items()
+            if isinstance(entry, dict) and isinstance(entry.get("reasons"), list)
+            and all(isinstance(reason, str) for reason in entry["reasons"])
+            and (entry.get("pid") is None or (isinstance(entry["pid"], int) and not isinstance(entry["pid"], bool)))}
+
+
+def keep_pending(home: str, pending: dict, dry_run: bool) -> None:
+    """Root's own record of the restarts left pending, for the next run; gone when none is."""
+    if pending:
+        write_root_file_if_changed(home, PENDING_FILE, json.dumps(pending, indent=2, sort_keys=True) + "\n", dry_run)
+    else:
+        remove_root_file(home, PENDING_FILE, dry_run)
 
 
 def provision(params: dict, dry_run: bool) -> dict:
     """As the user: every service's packages and files, then each service stopped, started or restarted."""
     home = params["home"]
-    venv, project = os.path.join(home, params["venv_dir"]), os.path.join(home, params["project_dir"])
-    diffs, outcomes = [], {}
+    project_venv, project = os.path.join(home, params["venv_dir"]), os.path.join(home, params["project_dir"])
+    venvs = {service["name"]: service_venv(service, home, params["venv_dir"], params["service_venvs_dir"])
+             for service in params["services"]}
+    diffs, outcomes, pending = [], {}, {}
     if not dry_run:
         os.makedirs(os.path.join(home, os.path.dirname(COMMAND)), mode=0o755, exist_ok=True)
     command_text = ("#!/bin/sh\n# devbox-service NAME start|stop|restart|status\n"
@@ -195,36 +337,58 @@ def provision(params: dict, dry_run: bool) -> dict:
     for name in params["removed"]:
         answer = {"action": "would stop"} if dry_run else launcher(home, name, "stop")
         outcomes[name] = {"action": answer.get("action"), "error": answer.get("error")}
-    jupyter_changed = any(service["name"] == JUPYTER for service in params["services"]) and jupyter_files(
-        params, venv, project, dry_run, diffs)
+    settings, jupyter_changed = [], False
     for service in params["services"]:
         name = service["name"]
         installed = {"installed": [], "upgraded": [], "changed": False}
         if service["packages"]:
-            venv_params = {"path": venv, "base_python": "python3", "requirements": service["packages"],
-                           "installer": None, "settings": None, "min_free_mb": params["min_free_mb"],
+            # A venv of its own takes the project venv's installer settings (indexes, CA bundle, installer).
+            installer_settings = None if venvs[name] == project_venv else load_settings(project_venv)
+            venv_params = {"path": venvs[name], "base_python": "python3", "requirements": service["packages"],
+                           "installer": None, "settings": installer_settings, "min_free_mb": params["min_free_mb"],
                            "lock_timeout": 600}
             installed = plan(venv_params) if dry_run else converge(venv_params)
-        restart = service["restart_on_change"] and (
-            name in params["record_changed"] or installed["changed"] or (name == JUPYTER and jupyter_changed))
+        if name == JUPYTER:  # after its install: a venv of its own is made (emptied) by the first one
+            jupyter_changed = jupyter_files(params, venvs[JUPYTER], project, dry_run, diffs, settings)
+        reasons = [reason for reason, applies in (
+            ("its entry changed", name in params["record_changed"]), ("its packages changed", installed["changed"]),
+            ("Jupyter's settings changed", name == JUPYTER and jupyter_changed)) if applies]
+        wait = None
+        if name == JUPYTER and (reasons or name in params["pending"]):
+            state = jupyter_state(home)
+            reasons += [reason for reason in still_pending(params["pending"].get(name), state) if reason not in reasons]
+            # A busy kernel is never killed unasked: the restart waits for a run when none is (or for `now`).
+            wait = state["wait"] if params["jupyter_restart"] != "now" else None
+        new = name in params["record_new"]
+        if reasons and not dry_run and new and launcher(home, name, "status").get("pid") is None:
+            reasons = []  # new, and nothing of it runs yet: its start reads everything
+        restart = service["restart_on_change"] and bool(reasons)
         if dry_run:
             running = name not in params["record_new"] and launcher(home, name, "status").get("healthy") is True
-            answer = {"action": "would restart" if restart and running else None if running else "would start"}
+            answer = {"action": "would start" if not running else None if not restart
+                      else "would wait to restart" if wait else "would restart"}
         else:
-            answer = launcher(home, name, "restart" if restart else "start")
+            answer = dict(launcher(home, name, "restart" if restart and not wait else "start"))
             if "error" in answer:
                 raise ServiceError(f"{name}: {answer['error']}")
-        acted = answer.get("action") in ("started", "would start", "would restart")
+            if restart and not wait:
+                answer["action"] = "restarted"
+            elif restart and answer.get("action") == "already running":
+                answer["action"] = "restart pending"
+                pending[name] = {"reasons": reasons, "pid": answer.get("pid")}
+        acted = answer.get("action") in ("started", "restarted", "would start", "would restart")
         outcomes[name] = {"action": answer.get("action"), "url": answer.get("url"), "pid": answer.get("pid"),
                           "listen": params["listen"][name], "installed": installed.get("installed", []),
-                          "upgraded": installed.get("upgraded", []), "changed": bool(installed["changed"]) or acted}
+                          "upgraded": installed.get("upgraded", []), "changed": bool(installed["changed"]) or acted,
+                          "reason": why(answer.get("action"), reasons, wait, new)}
     token = None
     if not dry_run and JUPYTER in outcomes:
         with open(os.path.join(home, TOKEN_FILE)) as token_file:
             token = token_file.read().strip()
     changed = changed_command or jupyter_changed or any(
         outcome.get("changed") or outcome.get("action") in ("stopped", "would stop") for outcome in outcomes.values())
-    return {"services": outcomes, "token": token, "diff": diffs, "changed": changed}
+    return {"services": outcomes, "token": token, "diff": diffs, "settings": settings, "changed": changed,
+            "pending": pending}
 
 
 def checked(module) -> tuple[list, dict]:
@@ -234,7 +398,8 @@ def checked(module) -> tuple[list, dict]:
         services = normalize_all(params["services"])
     except ServiceError as error:
         module.fail_json(msg=f"{error}; nothing was changed")
-    problem = options_problem(params)
+    problem = options_problem(params) or (
+        dir_problem(params["service_venvs_dir"]) and f"service_venvs_dir: {dir_problem(params['service_venvs_dir'])}")
     if problem:
         module.fail_json(msg=f"{problem}; nothing was changed")
     listen = {}
@@ -273,10 +438,11 @@ def main() -> None:
         before = {name: previous_record(home, name) for name in record_names(home)}
         # The record keeps the name to listen on ("auto" decided here); the launcher resolves it at every start.
         records = {service["name"]: record(dict(service, ip=listen[service["name"]]), home, params["venv_dir"],
-                                           params["project_dir"]) for service in services}
+                                           params["project_dir"], params["service_venvs_dir"]) for service in services}
         record_changed = [name for name, new in records.items()
                           if before.get(name) is not None and before[name] != validate_record(new, file_name(name))]
         record_new = [name for name in records if name not in before]
+        pending = load_pending(home)
         registered = any([register(home, new, dry_run) for new in records.values()])
     except (AccountError, ServiceError, OSError) as error:
         module.fail_json(msg=f"cannot keep the services' records in {home}/.devbox: {error}")
@@ -284,14 +450,16 @@ def main() -> None:
     try:
         result = run_as(params["user"], provision, dict(
             params, services=services, listen=listen, removed=removed, record_changed=record_changed,
-            record_new=record_new), dry_run, expected=(VenvError, ServiceError, OSError))
+            record_new=record_new, pending=pending), dry_run, expected=(VenvError, ServiceError, OSError))
     except RunAsError as error:
         module.fail_json(msg=str(error))
     try:
+        keep_pending(home, result.pop("pending"), dry_run)
         for name in removed:
             unregister(home, name, dry_run)
-    except (ServiceError, OSError) as error:
-        module.fail_json(msg=f"cannot remove a left service's record from {home}/.devbox: {error}")
+    except (AccountError, ServiceError, OSError) as error:
+        module.fail_json(msg=f"cannot keep the pending restarts or remove a left service's record in {home}/.devbox: "
+                             f"{error}")
     diffs = result.pop("diff")
     if module._diff:
         result["diff"] = diffs
@@ -302,12 +470,14 @@ def main() -> None:
 ARGUMENT_SPEC = dict(
     LAYOUT_ARGUMENT_SPEC,
     user={"type": "str", "required": True},
+    service_venvs_dir={"type": "str", "required": True},
     home={"type": "path", "required": True},
     services={"type": "list", "elements": "dict", "required": True},
     jupyter_token={"type": "str", "default": "", "no_log": True},
     jupyter_server_settings={"type": "dict", "default": {}},
     libraries={"type": "dict", "required": True},
     min_free_mb={"type": "int", "required": True},
+    jupyter_restart={"type": "str", "choices": ["idle", "now"], "required": True},
 )
 
 

@@ -12,8 +12,15 @@ description:
     inventory files."
   - Each machine reached over SSH becomes one C(Host devbox-<app>-<name>) (Fly) or C(devbox-<name>),
     logging in as the dev user with the playbook's own key, certificate and ProxyCommand (the C(-o)
-    options of C(ansible_ssh_common_args) and C(ansible_ssh_extra_args)), minus Ansible's own
-    connection sharing (ControlMaster, ControlPersist, ControlPath).
+    options of C(ansible_ssh_common_args) and C(ansible_ssh_extra_args)), with a connection sharing
+    of its own instead of Ansible's (ControlMaster auto, ControlPersist 10m, a ControlPath in
+    O(directory), or in C(~/.ssh) where that path is too long for a socket), so every client (a
+    terminal, VS Code) shares one master connection, on Fly one C(fly proxy), per machine.
+  - "A Fly Machine's SSH server runs commands without a shell and gives a login a bare C(/bin/sh) in C(/).
+    With O(login_check), an interactive login to a Fly Machine (C(ssh <name>) with no command) gets, through
+    C(Match originalhost <name> exec), C(RequestTTY yes) and a RemoteCommand that is a plain word list: C(/usr/bin/env
+    -C <home>/<project> HOME=... USER=... /bin/bash -l), so bash starts in the project and its login block
+    activates the venv. Commands (C(ssh <name> cmd), VS Code's server) are left as they are."
   - Machines reached otherwise (C(docker exec)) get no entry; RV(lines) says why, and for a container how
     to open a shell there instead.
   - Checks that a certificate names the dev user and reports how long it stays valid.
@@ -41,9 +48,18 @@ options:
         C(home) (for the C(docker exec) hint).
       - C(common_args) and C(extra_args) may hold only C(-o Key=Value) options; any other ssh flag is
         refused, since it has no equivalent in the config file.
+      - C(project_dir) (the project, relative to C(home)) for a Fly Machine's interactive login.
     type: list
     elements: dict
     required: true
+  login_check:
+    description:
+      - The command, as a list of words, that ssh runs (C(Match exec)) to tell an interactive login from a command;
+        it exits 0 for a login. playbooks/ssh_config.yml passes the controller's Python and
+        C(plugins/plugin_utils/ssh_login_wanted.py). Empty leaves Fly logins in the server's own shell.
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: partial
@@ -67,7 +83,9 @@ EXAMPLES = r"""
           -o CertificateFile=/home/me/devbox/.fly/ssh/id_fly_my-devbox-cert.pub
         extra_args: ""
         fly_app: my-devbox
+        project_dir: project
         inventory_file: /home/me/devbox/inventory/fly.yml
+    login_check: [/home/me/devbox/.venv/bin/python, /home/me/devbox/plugins/plugin_utils/ssh_login_wanted.py]
   delegate_to: localhost
   run_once: true
   register: ssh_config_result
@@ -116,6 +134,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_ssh_config i
 ARGUMENT_SPEC = {
     "directory": {"type": "path", "required": True},
     "hosts": {"type": "list", "elements": "dict", "required": True},
+    "login_check": {"type": "list", "elements": "str", "default": []},
 }
 
 
@@ -123,7 +142,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     directory, entries = module.params["directory"], module.params["hosts"]
     try:
-        text, names, notes = render(entries)
+        text, names, notes = render(entries, directory, module.params["login_check"])
         name = file_name(entries)
     except SshConfigError as error:
         module.fail_json(msg=str(error))

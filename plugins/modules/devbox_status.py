@@ -16,7 +16,7 @@ description:
   - The action M(devbox_status_report) (plugins/action/devbox_status_report.py) runs it, fills O(user), O(home) and
     O(venv_dir) from the machine's facts and builds, on the controller, each service's line and URL from the
     port it checked, and what the next run would change about the services.
-  - RV(lines) is the rest of the report as readable lines (venv, GPU, swap, volume, last run).
+  - RV(lines) is the rest of the report as readable lines (venv, GPU, swap, volume, last run, idle stop).
 extends_documentation_fragment:
   - devbox.machine.common
   - devbox.machine.home
@@ -73,7 +73,7 @@ EXAMPLES = r"""
 RETURN = r"""
 lines:
   description:
-    - The report, one readable line per part (venv, GPU, swap, volume, last run); the action plugin puts a
+    - The report, one readable line per part (venv, GPU, swap, volume, last run, idle stop); the action plugin puts a
       line per service and the next run around them.
   returned: success
   type: list
@@ -84,6 +84,7 @@ lines:
     - "Swap: 2048 MB, 2048 MB free"
     - "Volume: /home/pythonuser: 9.8 GB, 21% used, 7.7 GB free"
     - "Provisioned: 2025-06-01T12:00:00+00:00 from commit 44e12cd"
+    - "Idle stop: after 60 min idle; idle for 12 min"
 next_run:
   description: What the next playbook run would change in the user, the venv and the checkout; empty when nothing.
   returned: success
@@ -201,6 +202,19 @@ provisioned:
       description: Why the record was not trusted or not readable; present only then.
       type: str
       sample: "/home/pythonuser/.devbox/provisioned.json is not a root-owned file: not trusted"
+idle_stop:
+  description: Idle stop's setting and what the boot step saw at its last look.
+  returned: success
+  type: dict
+  contains:
+    minutes:
+      description: C(idle_stop_minutes) as the machine keeps it; 0 = off.
+      type: int
+      sample: 60
+    line:
+      description: The idle clock, or what keeps the machine up (or holds it up), in words.
+      type: str
+      sample: "Idle stop: in use: kernel busy (Untitled.ipynb), GPU 0 at 87%"
 python_env:
   description: The venv (O(venv_dir) in the home).
   returned: when the dev user exists
@@ -240,7 +254,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import options_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_machine_status import (
-    gpus, next_run, provision_record, services, swap, user_side, volume)
+    gpus, idle_stop, next_run, provision_record, services, swap, user_side, volume)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 
 
@@ -298,7 +312,7 @@ def main() -> None:
     exists = user_exists(user)
     registered = services(home, pwd.getpwnam(user).pw_uid if exists else None)
     facts = {"user_exists": exists, "swap": swap(), "volume": volume(home), "gpu": gpus(),
-             "provisioned": provision_record(home)}
+             "provisioned": provision_record(home), "idle_stop": idle_stop(home)}
     if exists:
         try:
             facts.update(run_as(user, user_side, home, params["show_token"], params["packages"], params["venv_dir"]))
@@ -312,6 +326,7 @@ def main() -> None:
     lines.append(f"Swap: {facts['swap']['total_mb']} MB, {facts['swap']['free_mb']} MB free{wanted_swap}")
     lines.append(volume_line(facts["volume"], home))
     lines.append(provisioned_line(facts["provisioned"]))
+    lines.append(facts["idle_stop"]["line"])
     # The token is in the result only when asked for; it is never logged by Ansible's own invocation record.
     module.exit_json(changed=False, lines=lines, next_run=changes, services=registered["services"],
                      service_problems=registered["problems"], **facts)

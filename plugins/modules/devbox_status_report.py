@@ -75,7 +75,7 @@ EXAMPLES = r"""
 RETURN = r"""
 lines:
   description: The report, one readable line per part (each service, how to open them, venv, GPU, swap, volume,
-    last run, next run).
+    last run, idle stop, next run).
   returned: success
   type: list
   elements: str

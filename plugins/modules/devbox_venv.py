@@ -27,6 +27,13 @@ description:
     A line of the machine's own lock that would hold one is written as an escaped comment.
   - Passwords and tokens in URLs (C(https://user:secret@host), C(https://TOKEN@host), C(https://TOKEN:@host))
     are masked in the output, the C(--diff), the lock and the messages.
+  - A uv project (O(project_pyproject) and O(project_lock), the user's C(pyproject.toml) and C(uv.lock)) is written
+    to O(project_dir) and installed exactly into the venv with C(uv sync --locked) (a lock that does not match its
+    C(pyproject.toml) fails before anything is installed; the project itself only with O(project_install)); what
+    left the lock since the last sync is removed, what was installed by hand stays. O(requirements) that the lock
+    lacks (the kernel) are installed on top within the lock's pins, or the run fails with the C(uv add) that fixes
+    it. A record in the venv (C(devbox-project.json), the hash of what was synced) makes a rerun with the same
+    files run no uv at all.
 extends_documentation_fragment:
   - devbox.machine.common
 options:
@@ -97,6 +104,44 @@ options:
     description: Also uninstall what O(lock_text) does not list (never pip or uv).
     type: bool
     default: false
+  project_pyproject:
+    description: The uv project's C(pyproject.toml), written to O(project_dir); with O(project_lock).
+    type: str
+  project_lock:
+    description: The uv project's C(uv.lock), written to O(project_dir) and installed exactly.
+    type: str
+  project_name:
+    description: The project's name in messages (its folder on the controller).
+    type: str
+  project_groups:
+    description: The dependency groups to install; empty, uv's default groups (C(dev)).
+    type: list
+    elements: str
+    default: []
+  project_extras:
+    description: The project's extras to install.
+    type: list
+    elements: str
+    default: []
+  project_install:
+    description: Also install the project itself (its source must then be in O(project_dir)).
+    type: bool
+    default: false
+  gpu_cuda_version:
+    description:
+      - The CUDA version the machine's driver supports (the gpu role's facts); empty without a GPU.
+      - With O(requirements) asking for torch and no O(index_url) or O(extra_index_urls) given, the venv gets
+        PyTorch's wheel index of the newest CUDA runtime the driver supports (its CPU wheels without a GPU) as an
+        extra index (RV(torch_index)); with a uv project the lock decides, and a torch build the machine's GPU
+        cannot use (CPU-only, or a newer CUDA than the driver's) is warned about.
+    type: str
+    default: ""
+  index_credentials:
+    description:
+      - Credentials of the indexes C(pyproject.toml) names, index name to C(username) and C(password); uv gets them in
+        its environment (C(UV_INDEX_<NAME>_USERNAME), C(UV_INDEX_<NAME>_PASSWORD)), never on a command line or in output.
+    type: dict
+    default: {}
 attributes:
   check_mode:
     support: full
@@ -157,6 +202,14 @@ reinstalled:
   type: list
   elements: str
   sample: [six==1.16.0]
+would_install:
+  description: In check mode, each requirement the run would install, as written; every one when the venv is
+    to be made, else each plain name not installed or pinned (==) to a version other than the installed one
+    (other specifiers are left to the installer).
+  returned: check mode
+  type: list
+  elements: str
+  sample: [tomli==2.0.1]
 moved:
   description: Reinstalled distributions whose version could not be kept, as "name old -> new".
   returned: success
@@ -184,8 +237,21 @@ lock_written:
   returned: success
   type: bool
   sample: false
+torch_index:
+  description: The PyTorch wheel index picked for this machine, or null when none was.
+  returned: success
+  type: str
+  sample: https://download.pytorch.org/whl/cu124
+project:
+  description:
+    - With a uv project, whether this run synced it (C(synced)), what went on top of its lock (C(added_on_top)),
+      and the names the lock installs here (C(locked)); null without one, and in check mode.
+  returned: success
+  type: dict
+  sample: {synced: true, added_on_top: [ipykernel], locked: [six, tomli-w]}
 """
 
+import functools
 import json
 import pwd
 
@@ -194,8 +260,12 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     AccountError, read_root_json, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_uv_project import (
+    converge_project, credentials_problem, plan_project)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_torch import asks_for_torch, torch_index
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-    REQUESTED_RECORD, VenvError, converge, credentials_in, empty_result, mask_credentials, plan)
+    REQUESTED_RECORD, SPEC_NAME, VenvError, canonical, converge, credentials_in, empty_result, mask_credentials, plan,
+    requirement_lines)
 
 
 ARGUMENT_SPEC = {
@@ -216,6 +286,14 @@ ARGUMENT_SPEC = {
     "lock_text": {"type": "str"},
     "lock_name": {"type": "str"},
     "sync": {"type": "bool", "default": False},
+    "project_pyproject": {"type": "str"},
+    "project_lock": {"type": "str"},
+    "project_name": {"type": "str"},
+    "project_groups": {"type": "list", "elements": "str", "default": []},
+    "project_extras": {"type": "list", "elements": "str", "default": []},
+    "project_install": {"type": "bool", "default": False},
+    "index_credentials": {"type": "dict", "default": {}, "no_log": True},
+    "gpu_cuda_version": {"type": "str", "default": ""},
 }
 
 
@@ -230,15 +308,30 @@ def main() -> None:
         module.fail_json(msg=f"python_env_ca_bundle={ca_bundle!r}: no readable file there on the target")
     if params["requirements_file_text"] is not None and not params["project_dir"]:
         module.fail_json(msg="requirements_file_text needs project_dir")
-    params["settings"] = None
+    params["project"] = None
+    if params["project_lock"] is not None or params["project_pyproject"] is not None:
+        if params["project_lock"] is None or params["project_pyproject"] is None or not params["project_dir"]:
+            module.fail_json(msg="a uv project needs project_pyproject, project_lock and project_dir")
+        problem = credentials_problem(params["index_credentials"])
+        if problem:
+            module.fail_json(msg=problem)
+        for credential in params["index_credentials"].values():
+            module.no_log_values.update(value for value in credential.values() if value)
+        module.no_log_values.update(credentials_in(params["project_pyproject"]))
+        params["project"] = {"pyproject": params["project_pyproject"], "lock": params["project_lock"],
+                             "groups": params["project_groups"], "extras": params["project_extras"],
+                             "install": params["project_install"]}
+    params["settings"], picked = None, None
     if params["configure"]:
+        picked = picked_torch_index(params)
         params["settings"] = {"index_url": params["index_url"], "ca_bundle": ca_bundle,
-                              "extra_index_urls": params["extra_index_urls"],
+                              "extra_index_urls": params["extra_index_urls"] + ([picked] if picked else []),
                               "installer": params["installer"] or "uv"}
     user = params["user"]
     home = params["home"] or (pwd.getpwnam(user).pw_dir if user and user_exists(user) else None)
     params["requested"] = requested_record(home) if home else None
-    work = plan if module.check_mode else converge
+    work = functools.partial(plan, plan_project=plan_project) if module.check_mode else functools.partial(
+        converge, converge_project=converge_project)
     try:
         if user and module.check_mode and not user_exists(user):
             result = dict(empty_result(), changed=True)  # a fresh machine: everything is still to do
@@ -257,10 +350,22 @@ def main() -> None:
     # The lock file on the machine counts as a change; the server restart that follows a changed
     # venv (devbox_services) does not depend on it.
     result["changed"] = result["changed"] or result["lock_written"]
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    result["torch_index"] = picked
     diffs = result.pop("diff")
     if module._diff:  # the settings files hold the index URLs: shown masked
         result["diff"] = [{key: mask_credentials(value) for key, value in change.items()} for change in diffs]
     module.exit_json(**result)
+
+
+def picked_torch_index(params: dict) -> str | None:
+    """PyTorch's index for this machine when the requirements ask for torch and the user named no index."""
+    if params["project"] is not None or params["index_url"] or params["extra_index_urls"]:
+        return None
+    specs = params["requirements"] + requirement_lines(params["requirements_file_text"] or "")
+    names = [canonical(match.group(1)) for spec in specs if (match := SPEC_NAME.match(spec))]
+    return torch_index(params["gpu_cuda_version"]) if asks_for_torch(names) else None
 
 
 def requested_record(home: str) -> dict | None:

@@ -16,7 +16,8 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 from ansible.utils.vars import combine_vars
 
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, normalize_all
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
+    JUPYTER, ServiceError, behind_jupyter, normalize_all)
 
 # plugins/plugin_utils/ -> the top of the repository or of the installed collection, where roles/ is.
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
@@ -61,6 +62,10 @@ def facts(value) -> dict:
     private = value("devbox_private_ip", None)
     if private:
         services = [dict(service, ip=private) if service["ip"] == "auto" else service for service in services]
+    if any(behind_jupyter(service) for service in services):
+        # Jupyter serves them at /proxy/<port>/, behind its own login.
+        services = [dict(service, packages=service["packages"] + [value("jupyter_server_proxy_spec")])
+                    if service["name"] == JUPYTER else service for service in services]
     return {
         "user": value("dev_user_name"),
         "uid": int(value("dev_user_uid")),
@@ -69,7 +74,12 @@ def facts(value) -> dict:
         "home_is_volume": bool(value("dev_user_home_is_volume")),
         "venv_dir": value("python_env_venv_dir"),
         "project_dir": value("python_env_project_dir"),
+        "service_venvs_dir": value("python_env_service_venvs_dir"),
         "services": services,
+        # What the project venv holds beside the user's packages: the kernel, and the packages of the
+        # services that run from it (python_env installs them, so the machine's lock holds them).
+        "project_venv_packages": [value("jupyter_kernel_spec")] + [
+            spec for service in services if service["venv"] == "project" for spec in service["packages"]],
     }
 
 
@@ -102,7 +112,12 @@ def machine(given: dict | None = None) -> dict:
     return facts(templated_value(templar))
 
 
-def service_url(service: dict, address_here: str, ports_here: dict | None) -> str | None:
-    """Where the user reaches the service: http://<address_here>:<port here><url_path>; None when not published."""
+def service_url(service: dict, services: list, address_here: str, ports_here: dict | None) -> str | None:
+    """Where the user reaches the service: http://<address_here>:<port here><url_path>, or for a service
+    behind Jupyter's login, Jupyter's address with /proxy/<port><url_path>; None when not published."""
+    if behind_jupyter(service):
+        jupyter = next((other for other in services if other["name"] == JUPYTER), None)
+        port = jupyter and (jupyter["port"] if ports_here is None else ports_here.get(jupyter["port"]))
+        return f"http://{address_here}:{port}/proxy/{service['port']}{service['url_path']}" if port else None
     port = service["port"] if ports_here is None else ports_here.get(service["port"])
     return f"http://{address_here}:{port}{service['url_path']}" if port else None

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Callable
 
 READY = re.compile(r"^Proxying localhost:(\d+) to remote (\S+)$")
 STOP_GRACE_S = 3.0
@@ -47,8 +48,9 @@ class FlyProxy:
         self.process: subprocess.Popen | None = None
         self.stderr_text = b""
 
-    def start(self, timeout: float) -> int:
-        """Start it and return the local port once it listens."""
+    def start(self, timeout: float, slow: tuple[float, Callable[[], None]] | None = None) -> int:
+        """Start it and return the local port once it listens; slow=(seconds, say): say() once when it takes
+        longer than that."""
         try:
             self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE, start_new_session=True)
@@ -60,14 +62,18 @@ class FlyProxy:
         selector.register(self.process.stderr, selectors.EVENT_READ)
         buffered = b""
         open_streams = 2
+        say_at = time.monotonic() + slow[0] if slow else None
         while open_streams:
+            if say_at is not None and time.monotonic() >= say_at:
+                slow[1]()
+                say_at = None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 said = self.said()
                 raise ProxyError(f"`{' '.join(self.command)}` printed no readiness line within {timeout:.0f} s"
                                  + (f" (it said: {said})" if said else "")
                                  + f"; is the Machine started? `fly machines list -a {self.app}`")
-            for key, _ in selector.select(remaining):
+            for key, _ in selector.select(min(remaining, 1.0)):
                 chunk = os.read(key.fileobj.fileno(), 65536)
                 if not chunk:
                     selector.unregister(key.fileobj)

@@ -57,7 +57,7 @@ class JupyterLab:
                   "JupyterLab to render")
 
     def new_notebook(self) -> None:
-        """Click the launcher's Python 3 card under Notebook."""
+        """Click the launcher's first card under Notebook: the project's kernel, the default."""
         self.wait(lambda d: self.find('.jp-LauncherCard[data-category="Notebook"]'), "the launcher")
         self.find('.jp-LauncherCard[data-category="Notebook"]')[0].click()
         self.wait(lambda d: self.find(f"{NOTEBOOK} .jp-Cell .cm-content"), "the new notebook")
@@ -74,7 +74,7 @@ class JupyterLab:
     def wait_for_kernel(self) -> None:
         """Until the status bar says the kernel is idle: a cell run while it still connects is
         dropped (the toolbar's indicator says "idle" then too, before any kernel exists)."""
-        self.wait(lambda d: any(item.text == "Python 3 (ipykernel) | Idle" for item in self.find(".jp-StatusBar-Item")),
+        self.wait(lambda d: any(item.text == "Python (project) | Idle" for item in self.find(".jp-StatusBar-Item")),
                   "the kernel to be ready")
 
     def outputs(self) -> str:

@@ -1,12 +1,14 @@
 """After `fly deploy`, plain `ansible-playbook playbooks/site.yml` converges every started Machine.
 
 Four "Machines" of one app are Docker containers from tests/fly_machine: the shipped image plus
-an sshd as strict as the least Fly's hallpass surely offers (exec only: no SFTP, scp or PTY; one
-session per connection; the 6PN address only, IPv6, on a Docker network like Fly's private one;
-org-CA certificates only). Two app Machines run, one is stopped, and a running `fly console`
-Machine must be left alone. The only stand-in is `fly` (tests/fly_double). The playbook runs
-with the DEFAULT inventory (ansible.cfg -> inventory/fly.yml), pointed at a copy of fly.toml
-naming the test app. Container, network and image names carry the tag of DEVBOX_TEST_IMAGE.
+an sshd as strict as the least Fly's hallpass surely offers (exec only: no SFTP or scp; commands
+split into words and run without a shell, with PATH alone, in /; one session per connection; the
+6PN address only, IPv6, on a Docker network like Fly's private one; org-CA certificates only).
+Two app Machines run, one is stopped, and a running `fly console` Machine must be left alone. The
+only stand-in is `fly` (tests/fly_double). The playbook runs with the DEFAULT inventory
+(ansible.cfg -> inventory/fly.yml), pointed at a copy of fly.toml naming the test app. Every test
+runs twice, on an app of its own: with Mitogen (ansible.cfg's strategy) and with Ansible's own
+(ANSIBLE_STRATEGY=linear). Container, network and image names carry the tag of DEVBOX_TEST_IMAGE.
 """
 import glob
 import json
@@ -31,6 +33,8 @@ PRINCIPALS = ["root", "pythonuser", "fly"]
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # Module runs of a converged site.yml per host: each one exec with Ansible's own strategy.
 MODULE_RUNS = 8
+# None: ansible.cfg's strategy (Mitogen's linear); "linear": Ansible's own (one exec per module run).
+STRATEGIES = [pytest.param(None, id="mitogen"), pytest.param("linear", id="ansible")]
 RECAP = re.compile(r"^(\S+)\s*: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
@@ -45,8 +49,14 @@ def sys_python():
     return os.path.join(BIN, "python")
 
 
+@pytest.fixture(scope="module", params=STRATEGIES)
+def strategy(request):
+    """The strategy every Ansible run of the module uses: ansible.cfg's (Mitogen), then Ansible's own."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def app(tmp_path_factory, strategy):
     build_images()
     work = tmp_path_factory.mktemp("fly-e2e")
     name = f"devbox-e2e-{TEST_TAG}-{os.urandom(4).hex()}"
@@ -79,7 +89,9 @@ def app(tmp_path_factory):
     env = fly_env(state, DEVBOX_FLY_TOML=str(fly_toml), DEVBOX_FLY_CREDENTIALS_DIR=str(work / "creds"),
                   ANSIBLE_SSH_CONTROL_PATH_DIR=str(control_dir), ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                   FLY_DOUBLE_DNS_WAIT="20", ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
-    context = {"name": name, "state": state, "machines": machines, "env": env, "work": work,
+    if strategy:
+        env["ANSIBLE_STRATEGY"] = strategy
+    context = {"name": name, "state": state, "machines": machines, "env": env, "work": work, "strategy": strategy,
                "control_dir": control_dir, "creds": work / "creds", "network": network}
     try:
         yield context
@@ -154,8 +166,8 @@ def first_converge(app):
 
 @pytest.fixture(scope="module")
 def second_converge(app, first_converge):
-    """The first converge runs with Mitogen (the default), the rerun with Ansible's own strategy."""
-    result, output = converge(app, ANSIBLE_STRATEGY="linear")
+    """The rerun, with the same strategy."""
+    result, output = converge(app)
     return {"result": result, "output": output}
 
 
@@ -168,8 +180,10 @@ def test_first_converge_reaches_every_started_machine_through_fly_proxy(app, fir
         assert (unreachable, failed) == (0, 0) and changed > 0
     proxies = [c["argv"] for c in first_converge["calls"] if c["argv"][0] == "proxy"]
     wanted = sorted(f"{app['machines'][host]}.vm.{app['name']}.internal" for host in started(app))
-    # One `fly proxy` per Machine for the whole run: the SSH master connection keeps it.
-    assert sorted(argv[2] for argv in proxies) == wanted
+    # The inventory opens the first tunnel alone (one Machine's proxy, stopped once it listens), then one
+    # `fly proxy` per Machine for the whole run: the SSH master connection keeps it.
+    assert proxies[0][2] in wanted
+    assert sorted(argv[2] for argv in proxies[1:]) == wanted
     assert all(argv[1] == "0:22" and "--watch-stdin" in argv for argv in proxies)
     # The YAML callback folds long lines: compare with the whitespace joined again.
     assert f"fly proxy 8888 {app['machines'][started(app)[0]]}.vm.{app['name']}.internal -a {app['name']}" \
@@ -182,11 +196,38 @@ def test_the_machines_ssh_servers_offer_only_exec_over_ipv6(app, first_converge)
     assert not ssh_answers(container, family=4), "the SSH server must listen on the 6PN (IPv6) address only"
     config = docker("exec", container, "/usr/sbin/sshd", "-T", "-C", "user=root,host=x,addr=::1").stdout
     settings = dict(line.split(" ", 1) for line in config.splitlines() if " " in line)
-    assert (settings["maxsessions"], settings["permittty"], settings["allowtcpforwarding"]) == ("1", "no", "no")
+    assert (settings["maxsessions"], settings["allowtcpforwarding"]) == ("1", "no")
+    assert settings["forcecommand"] == "/usr/local/sbin/hallpass-exec" and settings["permituserrc"] == "no"
     assert settings["authenticationmethods"] == "publickey" and settings["authorizedkeysfile"] == "none"
     assert "subsystem" not in settings
     hosts = docker("exec", container, "getent", "hosts", "fly-local-6pn").stdout.split()
     assert hosts[0] == addresses(container)[1]
+
+
+def ssh_direct(app, container, command=None, stdin=None, user="root"):
+    """Plain ssh with the run's certificate straight to a Machine's SSH server (no proxy, no config)."""
+    key = str(app["creds"] / f"id_fly_{app['name']}")
+    options = ["-i", key, "-o", f"CertificateFile={key}-cert.pub", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+               "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    return subprocess.run(["ssh", *options, f"{user}@{addresses(container)[1]}", *([command] if command else [])],
+                          input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_the_machines_ssh_server_runs_commands_without_a_shell(app, first_converge):
+    """As hallpass does: the command split into words, quotes honoured, the first word executed with
+    PATH alone in /; no shell expands, chains or changes directory; a session without a command is /bin/sh."""
+    container = started(app)[0]
+    environment = ssh_direct(app, container, "env")
+    assert environment.returncode == 0, environment.stderr
+    assert [line.split("=", 1)[0] for line in environment.stdout.splitlines()] == ["PATH"]
+    assert ssh_direct(app, container, "pwd").stdout == "/\n"
+    literal = ssh_direct(app, container, 'echo $HOME && echo "two  words"')
+    assert literal.stdout == "$HOME && echo two  words\n"
+    builtin = ssh_direct(app, container, "cd /tmp")
+    assert builtin.returncode != 0 and 'exec: "cd": executable file not found in $PATH' in builtin.stderr
+    assert ssh_direct(app, container, "sh -c 'cd /tmp && pwd'").stdout == "/tmp\n"
+    session = ssh_direct(app, container, stdin='echo "$0"; pwd\n')
+    assert session.stdout.split() == ["/bin/sh", "/"], session.stderr
 
 
 def test_the_old_su_path_would_need_sftp_which_the_machine_does_not_offer(app, first_converge):
@@ -209,15 +250,42 @@ def test_no_run_uploads_a_file_or_asks_for_a_pty(app, first_converge, second_con
     assert second_converge["result"].returncode == 0, failures(second_converge["output"])
     for run in (first_converge, second_converge):
         assert uploads_and_ptys(run["output"]) == []
-    assert not re.search(r"\bEXEC ", first_converge["output"])
-    assert len(re.findall(r"\bSSH: EXEC ", second_converge["output"])) == len(started(app)) * MODULE_RUNS
+    execs = len(re.findall(r"\bSSH: EXEC ", second_converge["output"]))
+    if app["strategy"] == "linear":
+        assert execs == len(started(app)) * MODULE_RUNS
+    else:
+        assert not re.search(r"\bEXEC ", first_converge["output"]) and execs == 0
 
 
 def test_the_agent_is_started_once_before_any_proxy(app, first_converge):
     argvs = [c["argv"] for c in first_converge["calls"]]
     first_proxy = next(i for i, argv in enumerate(argvs) if argv[0] == "proxy")
-    assert ["agent", "ping"] in argvs[:first_proxy]
-    assert argvs.count(["agent", "start"]) == 1
+    assert ["agent", "ping", "--json"] in argvs[:first_proxy]
+    assert argvs.count(["agent", "start"]) == 1 and ["agent", "restart"] not in argvs
+
+
+def test_after_a_flyctl_update_the_stale_agent_is_restarted_once_and_a_slow_first_tunnel_is_waited_for(
+        app, first_converge):
+    """flyctl updated itself (a new version), so the running agent is stale; the new agent's tunnel takes
+    longer than one connection's proxy waits (50 s). The run restarts the agent once, opens the first
+    tunnel alone, saying what it waits for, and then reaches every Machine."""
+    close_ssh_masters(app)
+    before = len(calls(app["state"]))
+    newer = {"FLY_DOUBLE_VERSION": "0.3.999", "FLY_DOUBLE_TUNNEL_S": "65", "FLY_DOUBLE_AGENT_START_S": "0"}
+    try:
+        result, output = ansible(app, "ansible", "all", "-m", "ansible.builtin.ping", **newer)
+        assert result.returncode == 0, output[-3000:]
+        assert output.count("ping: pong") == len(started(app))
+        joined = " ".join(output.split())
+        assert "agent runs v0.3.220, flyctl is v0.3.999" in joined
+        assert "waiting for flyctl's WireGuard tunnel" in joined and "up to 4 minutes" in joined
+        argvs = [c["argv"] for c in calls(app["state"])[before:]]
+        assert argvs.count(["agent", "restart"]) == 1 and ["agent", "start"] not in argvs
+    finally:
+        close_ssh_masters(app)
+        # Back to the tests' flyctl version: its agent, for the tests that follow.
+        subprocess.run(["fly", "agent", "restart"], env=dict(app["env"], FLY_DOUBLE_AGENT_START_S="0"),
+                       capture_output=True, timeout=60)
 
 
 def test_a_fly_console_machine_is_not_a_host(app, first_converge):

@@ -88,6 +88,21 @@ except urllib.error.HTTPError as error:
 """
 
 
+# Planted by the dev user in their own site-packages: Python runs it first in every interpreter the
+# user starts, the launcher included, which then "answers" with a listening name and a URL that,
+# pasted into a shell, would run a command on the operator's laptop.
+USERCUSTOMIZE = r"""
+import json, sys
+if sys.argv[0].endswith("devbox_launcher.py"):
+    lie = "127.0.0.1;touch /tmp/devbox-pwned;x"
+    print(json.dumps({"name": sys.argv[1], "action": "already running", "running": True, "healthy": True, "pid": 1,
+                      "listen": lie, "url": f"http://{lie}:8888/", "log": "/dev/null"}))
+    sys.exit(0)
+"""
+# What PID 1 has that Jupyter must not: on Fly, `fly secrets` reach PID 1's environment.
+PID_1_SECRET = ("FLY_SECRET_DB_PASSWORD", "s3cret-of-pid-1")
+
+
 def processes_matching(machine, pattern: str) -> list[str]:
     """Pids whose command line matches the grep pattern (write it so it cannot match itself: '[j]upyter')."""
     return machine.exec(f"for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline 2>/dev/null | grep -q '{pattern}'"
@@ -126,7 +141,7 @@ def file_table(machine) -> set:
 @pytest.fixture(scope="module")
 def machine():
     with fresh(LocalMachine(name=tagged("devbox-hardening"), volume=tagged("devbox-hardening-home"),
-                            image=TEST_IMAGE)) as machine:
+                            image=TEST_IMAGE, env=dict([PID_1_SECRET]))) as machine:
         put(machine, "/usr/local/bin/token-probe", TOKEN_PROBE)
         rc, output = run(machine)
         assert rc == 0, output[-3000:]
@@ -267,3 +282,37 @@ def test_a_bad_value_is_refused_while_jupyter_keeps_answering(machine, variables
     assert after["healthy"] and after["pid"] == status["pid"] and after["url"] == status["url"]
     assert machine.exec(f"cat {HOME}/.jupyter/jupyter_server_config.json").stdout == config
     assert answer(machine, status["url"], before_token) == 200
+
+
+def test_a_lying_launcher_puts_no_command_into_the_printed_hint(machine):
+    site = machine.exec("python3 -c 'import site; print(site.getusersitepackages())'", user="pythonuser").stdout.strip()
+    machine.exec(f"mkdir -p {site}", user="pythonuser")
+    put(machine, f"{site}/usercustomize.py", USERCUSTOMIZE)
+    machine.exec(f"chown -R pythonuser: {HOME}/.local")
+    try:
+        lie = machine.exec(LAUNCHER + " status", user="pythonuser").stdout
+        assert "touch /tmp/devbox-pwned" in lie, "the plant answers for the launcher"
+        rc, output = run(machine)
+        # The run goes through on the lie; the hint and the URLs come from the checked facts all the same.
+        assert rc == 0 and "devbox-pwned" not in output, output[-3000:]
+        assert "jupyter: http://localhost:8888/lab?token=" in output and "Open it: " in output, output[-3000:]
+    finally:
+        machine.exec(f"rm -f {site}/usercustomize.py")
+    rc, output = run(machine)
+    assert rc == 0, output[-3000:]
+
+
+def test_jupyter_starts_with_a_clean_environment_extended_only_on_purpose(machine):
+    def jupyter_environment() -> dict:
+        pid = jupyter_status(machine)["pid"]
+        # As its owner: root in a container lacks CAP_SYS_PTRACE to read another user's environ.
+        text = machine.exec(f"cat /proc/{pid}/environ", user="pythonuser").stdout
+        return dict(entry.split("=", 1) for entry in text.split("\0") if "=" in entry)
+
+    environment = jupyter_environment()
+    assert environment.get("VIRTUAL_ENV") == f"{HOME}/project-venv", "the server's own environment was read"
+    assert PID_1_SECRET[0] not in environment and PID_1_SECRET[1] not in str(environment)
+    rc, output = run(machine, {"jupyter_env": {"WANDB_MODE": "offline"}})
+    assert rc == 0, output[-3000:]
+    environment = jupyter_environment()
+    assert environment["WANDB_MODE"] == "offline" and PID_1_SECRET[0] not in environment

