@@ -7,10 +7,10 @@ to (python_env_requirements_file, python_env_lock_file), and the project's own c
 plugins/, boot/), so an upgrade of the playbook runs every role again. The module of the same name
 observes the machine and compares with the stamp of the last run (plugins/module_utils/devbox_look.py).
 
-Returns `run` (the roles to run, in site.yml's order; every role in a run limited by tags), `todo` (why, per role) and, as facts, what
-the roles would have set for the final report (gpu_facts, swap_check, python_env_result,
-services_report) and the variables the play reads across roles (dev_user_name, ...): a role that
-runs sets its own over these. A drift (something changed on the machine, not by the playbook) is
+Returns `run` (the roles to run, in site.yml's order; every role in a run limited by tags), `todo`
+(why, per role) and, as facts, what the roles would have set for the final report (gpu_facts,
+swap_check, python_env_result, services_report) and the variables the play reads across roles
+(dev_user_name, ...): a role that runs sets its own over these. A drift (something changed on the machine, not by the playbook) is
 also said as a warning. The result holds Jupyter's token (the report's URL): it is shown censored.
 
     - devbox_look:
@@ -129,7 +129,8 @@ class ActionModule(ActionBase):
             todo.setdefault("python_env", []).append(lock_reason)
         # The roles whose entry the stamp takes at the end: all of them after a full run; after a run limited by
         # tags only those that had nothing to do (the others may not have run).
-        full_run = set(task_vars.get("ansible_run_tags") or ["all"]) == {"all"} and not task_vars.get("ansible_skip_tags")
+        full_run = (set(task_vars.get("ansible_run_tags") or ["all"]) == {"all"}
+                    and not task_vars.get("ansible_skip_tags"))
         stamped = list(ROLES) if full_run else [role for role in ROLES if role not in todo]
         # A run limited by tags runs the tagged roles in full, as ever: each includes, its tasks filtered by tag.
         result.update(looked)

@@ -173,7 +173,8 @@ def gpu_facts(required: str) -> dict:
         gpus = parse_query(query.stdout)
     except ValueError:
         return dict(facts, nvidia_smi=f"{nvidia_smi} answered in an unknown shape")
-    return dict(facts, nvidia_smi=nvidia_smi, gpus=gpus, present=bool(gpus), cuda_version=parse_cuda_version(summary.stdout))
+    return dict(facts, nvidia_smi=nvidia_smi, gpus=gpus, present=bool(gpus),
+                cuda_version=parse_cuda_version(summary.stdout))
 
 
 def device_groups() -> list[str]:

@@ -19,6 +19,7 @@ HOME = "/home/pythonuser"
 VENV = f"{HOME}/project-venv"
 LOCKS = tempfile.mkdtemp(prefix="devbox-locks-")
 PACKAGES = {"python_env_packages": ["six==1.16.0"], "python_env_lock_copy_dir": LOCKS}
+DEV_USER_TASK = "Ensure the dev user and its home on the volume"
 
 
 def run(machine, packages: dict = PACKAGES, *extra: str) -> tuple[str, dict]:
@@ -75,7 +76,7 @@ def test_a_run_limited_by_tags_runs_the_tagged_roles_in_full(machine):
     output, stats = run(machine, PACKAGES, "--tags", "python_env")
     # The run's record notes its tags (devbox_provision_record says changed when they differ): nothing else changed.
     assert [task for task in changed_tasks(output) if not task.startswith("Record the run")] == []
-    assert ran(stats, "Ensure the venv and the packages") and not ran(stats, "Ensure the dev user and its home on the volume")
+    assert ran(stats, "Ensure the venv and the packages") and not ran(stats, DEV_USER_TASK)
     output, stats = run(machine)
     assert recap_changed(output) == 0 and module_runs(stats) == 1, changed_tasks(output)
 
@@ -117,6 +118,6 @@ def test_a_new_package_runs_python_env_and_then_nothing(machine):
     output, stats = run(machine, more)
     assert recap_changed(output) >= 1 and "tabulate-0.9.0.dist-info" in installed(machine)
     assert ran(stats, "Ensure the venv and the packages")
-    assert not ran(stats, "Ensure the dev user and its home on the volume"), "a role whose inputs did not change stays skipped"
+    assert not ran(stats, DEV_USER_TASK), "a role whose inputs did not change stays skipped"
     output, stats = run(machine, more)
     assert recap_changed(output) == 0 and module_runs(stats) == 1, changed_tasks(output)
