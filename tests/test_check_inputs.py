@@ -179,8 +179,8 @@ def test_the_sites_check_lets_the_roles_skip_their_own_and_a_roles_does_not(tmp_
                        ("role", {"ansible.builtin.include_role": {"name": "swap", "tasks_from": "validate"}})):
         play = tmp_path / f"{name}.yml"
         play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
-        inventory = tmp_path / "hosts.ini"  # python_env_lock_copy_dir's default lies beside it
-        inventory.write_text("localhost ansible_connection=local\n")
+        inventory = tmp_path / "hosts.yml"  # python_env_lock_copy_dir's default lies beside it
+        inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}))
         run = run_ansible("ansible-playbook", "-i", str(inventory), str(play), ANSIBLE_STDOUT_CALLBACK="json")
         assert run.returncode == 0, run.stdout[-2000:]
         facts[name] = json.loads(run.stdout)["plays"][0]["tasks"][-1]["hosts"]["localhost"].get("ansible_facts")

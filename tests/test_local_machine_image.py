@@ -72,7 +72,7 @@ def test_a_machine_that_runs_as_built_and_said_passes_the_cheap_check(monkeypatc
         with fresh(machine):
             assert runs_as_built_and_said(machine, USER)
             assert not runs_as_built_and_said(machine, "alice"), "another user: another image"
-            machine.given = {"tensorboard_enabled": True}
-            assert not runs_as_built_and_said(machine, USER), "one more port to publish"
+            machine.given = {"jupyter_port": 8899}
+            assert not runs_as_built_and_said(machine, USER), "another port to publish"
     finally:
         docker("image", "rm", "-f", image, check=False)
