@@ -25,6 +25,8 @@ from docker_machines import base_image, build_devbox_image, build_image, docker,
 from docker_host import CA_IN_CONTAINER, host_ca_bundle
 
 ANSIBLE_PLAYBOOK = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+# A one-task playbook: the floor every no-op figure is also shown against.
+FLOOR_PLAYBOOK = os.path.join(BENCH, "floor.yml")
 SEED_IMAGE = "devbox-bench:seed"  # with -<tag> for --tag
 OURS_IMAGE = "devbox-bench:ours"  # with -<tag>, -<label> for --before's snapshots; -ssh adds tests/fly_machine's sshd
 SIDES = ("seed", "ours")
@@ -36,6 +38,7 @@ MACHINES_FOR_MULTI = 4
 # The steps of `make up`, by the first word of what tools/local_machine.py says as it starts each.
 MAKE_STEPS = {"building": "image build (`docker build`)", "keeping": "image check (inputs unchanged: no build)",
               "starting": "container start",
+              "checked": "container and image check (a machine that is up: no build, no engine info)",
               "provisioning": "site.yml (ansible-playbook)"}
 
 
@@ -143,9 +146,9 @@ class Bench:
         return path
 
     def playbook(self, machines: list[Machine], limit: Machine | None = None, extra_vars: dict | None = None,
-                 connection: DockerConnection | None = None) -> tuple[float, dict]:
-        """Run site.yml (over --connection unless told); return its seconds and the bench_stats
-        callback's figures."""
+                 connection: DockerConnection | None = None, playbook: str | None = None) -> tuple[float, dict]:
+        """Run site.yml, or another playbook (over --connection unless told); return its seconds and the
+        bench_stats callback's figures."""
         connection = connection or self.connection
         self.playbook_runs += 1
         stats_file = os.path.join(self.workdir, f"stats-{self.playbook_runs}.json")
@@ -161,7 +164,8 @@ class Bench:
                    **connection.playbook_env(self.playbook_runs))
         with open(log_file, "w") as log:
             started = time.monotonic()
-            process = subprocess.Popen(command + [os.path.join(self.tree, "playbooks", "site.yml")], cwd=self.tree,
+            process = subprocess.Popen(command + [playbook or os.path.join(self.tree, "playbooks", "site.yml")],
+                                       cwd=self.tree,
                                        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 returncode = process.wait()
@@ -268,18 +272,23 @@ class Bench:
         machine = self.provisioned_machine("ours")
         connection = connection or self.connection
         connection.rtt_ms = rtt_ms
-        seconds, runs, changed, profiles = [], [], [], []
+        seconds, runs, changed, profiles, floor = [], [], [], [], []
         for run in range(self.args.runs):
-            elapsed, stats = self.playbook([machine], connection=connection)
-            seconds.append(elapsed)
-            runs.append(stats["host_task_runs"].get(machine.name, 0))
-            changed.append(stats["changed"].get(machine.name, 0))
-            profiles.append((elapsed, *self.last_playbook))
-            say(f"noop over {connection.label}{at_rtt(rtt_ms)} {run + 1}/{self.args.runs}: {elapsed:.2f} s, "
-                f"{runs[-1]} module runs on the host, changed={changed[-1]}")
+            # Interleaved with the floor: a one-task playbook against the same machine, the same way.
+            for kind in self.interleaved(run, ("floor", "site")):
+                if kind == "floor":
+                    floor.append(self.playbook([machine], connection=connection, playbook=FLOOR_PLAYBOOK)[0])
+                    continue
+                elapsed, stats = self.playbook([machine], connection=connection)
+                seconds.append(elapsed)
+                runs.append(stats["host_task_runs"].get(machine.name, 0))
+                changed.append(stats["changed"].get(machine.name, 0))
+                profiles.append((elapsed, *self.last_playbook))
+            say(f"noop over {connection.label}{at_rtt(rtt_ms)} {run + 1}/{self.args.runs}: {seconds[-1]:.2f} s, "
+                f"{runs[-1]} module runs on the host, changed={changed[-1]}; floor {floor[-1]:.2f} s")
         connection.rtt_ms = 0.0
         self.keep_profile(f"no-op rerun over {connection.label}{at_rtt(rtt_ms)}", profiles)
-        return noop_row(rtt_ms, seconds, runs, max(changed), over=connection.label)
+        return noop_row(rtt_ms, seconds, runs, max(changed), over=connection.label, floor=floor)
 
     def figure_add(self, rtt_ms: float) -> Row:
         machine = self.provisioned_machine("ours")

@@ -121,11 +121,19 @@ def warm_row(samples: dict[str, list[float]], never_answered: dict[str, int], ru
     return row
 
 
-def noop_row(rtt_ms: float, seconds: list[float], module_runs: list[int], changed: int, over: str = "") -> Row:
-    """over: the connection, in the figure's name ("docker exec", "SSH")."""
+def noop_row(rtt_ms: float, seconds: list[float], module_runs: list[int], changed: int, over: str = "",
+             floor: list[float] | None = None) -> Row:
+    """over: the connection, in the figure's name ("docker exec", "SSH"); floor: the seconds of a one-task
+    playbook against the same machine the same way, the baseline the rerun is shown over ("floor + x s")."""
     ours = f"{spread(seconds, 2)}; {median(module_runs):.0f} module runs on the host" + not_a_noop(changed)
-    return Row(f"no-op rerun of site.yml{' over ' + over if over else ''}{at_rtt(rtt_ms)}", "—", ours, "—",
-               NOOP_TARGETS.get(rtt_ms), median(seconds), not changed, {"ours": seconds})
+    samples = {"ours": seconds}
+    baseline, over_floor = "—", "—"
+    if floor:
+        baseline, over_floor = f"one-task playbook (floor): {spread(floor, 2)}", \
+            f"floor + {median(seconds) - median(floor):.2f} s"
+        samples["floor"] = floor
+    return Row(f"no-op rerun of site.yml{' over ' + over if over else ''}{at_rtt(rtt_ms)}", baseline, ours,
+               over_floor, NOOP_TARGETS.get(rtt_ms), median(seconds), not changed, samples)
 
 
 def add_row(rtt_ms: float, package: str, samples: dict[str, list[float]]) -> Row:

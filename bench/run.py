@@ -10,7 +10,8 @@ figure the median of --runs runs:
   image  image sizes
   cold   fresh volume to Jupyter answering with its token (ours: container + playbooks/site.yml)
   warm   container recreated on a provisioned volume to Jupyter answering (no Ansible for ours)
-  noop   no-op rerun of site.yml: seconds and task results that ran a module on the host
+  noop   no-op rerun of site.yml: seconds and task results that ran a module on the host, beside
+         its floor (bench/floor.yml, one task against the same machine the same way): "floor + x s"
   add    one small package added and site.yml rerun, against uv installing it alone
   multi  no-op rerun on 4 machines against 1
   up     `make up` on a running, converged machine: the whole command (make, engine check,

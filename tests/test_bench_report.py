@@ -42,6 +42,14 @@ def test_a_noop_rerun_is_held_to_the_target_of_its_round_trip():
     assert untargeted.met() is None and untargeted.markdown().endswith("| — | — | — |")
 
 
+def test_a_noop_rerun_is_also_shown_over_its_floor():
+    row = report.noop_row(0.0, [1.4, 1.6, 1.2], [1] * 3, 0, floor=[1.0, 1.1, 0.9])
+    assert row.baseline == "one-task playbook (floor): 1.00 s (0.90–1.10)"
+    assert row.ratio == "floor + 0.40 s"
+    assert row.value == 1.4 and row.verdict() == "yes", "the target bounds the rerun's own seconds"
+    assert row.samples == {"ours": [1.4, 1.6, 1.2], "floor": [1.0, 1.1, 0.9]}
+
+
 def test_a_rerun_that_changed_something_is_not_met_however_fast():
     row = report.noop_row(0.0, [0.5, 0.5, 0.5], [6] * 3, changed=2)
     assert row.verdict() == "**no**" and "NOT a no-op: changed=2" in row.ours

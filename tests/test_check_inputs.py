@@ -169,3 +169,19 @@ def test_the_lock_copy_stays_in_its_folder(tmp_path):
     run = run_ansible("ansible-playbook", "-i", str(inventory), str(play))
     assert run.returncode != 0 and "cannot become a file name" in run.stdout, run.stdout[-2000:]
     assert not (tmp_path / "outside").exists() and not (tmp_path / "deep").exists()
+
+
+def test_the_sites_check_lets_the_roles_skip_their_own_and_a_roles_does_not(tmp_path):
+    """site.yml checks every role at once and remembers it (the fact devbox_inputs_checked); a role's own check
+    (tasks/validate.yml, used alone) remembers nothing, so the next role of a user's playbook still checks its own."""
+    facts = {}
+    for name, task in (("site", {"devbox_check_inputs": {"roles": ALL_ROLES, "remember": True}}),
+                       ("role", {"ansible.builtin.include_role": {"name": "swap", "tasks_from": "validate"}})):
+        play = tmp_path / f"{name}.yml"
+        play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
+        inventory = tmp_path / "hosts.yml"  # python_env_lock_copy_dir's default lies beside it
+        inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}))
+        run = run_ansible("ansible-playbook", "-i", str(inventory), str(play), ANSIBLE_STDOUT_CALLBACK="json")
+        assert run.returncode == 0, run.stdout[-2000:]
+        facts[name] = json.loads(run.stdout)["plays"][0]["tasks"][-1]["hosts"]["localhost"].get("ansible_facts")
+    assert facts == {"site": {"devbox_inputs_checked": True}, "role": None}

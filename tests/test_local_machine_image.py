@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from docker_machines import ROOT, base_image, docker, docker_output, local_facts, tagged
-from local_machine import INPUTS_LABEL, build_files, build_image, build_inputs, image_label
+from docker_machines import ROOT, LocalMachine, base_image, docker, docker_output, free_port, fresh, local_facts, tagged
+from local_machine import INPUTS_LABEL, build_files, build_image, build_inputs, image_label, runs_as_built_and_said
 
 # The image is built for the dev user of the facts (the build argument NONROOT_USER).
 USER = local_facts()["user"]
@@ -55,5 +55,24 @@ def test_an_unchanged_image_is_not_built_again(capsys):
         docker("image", "tag", base_image(), image)  # an image without the label (an older make up's)
         build_image(image, USER)
         assert "building" in capsys.readouterr().out
+    finally:
+        docker("image", "rm", "-f", image, check=False)
+
+
+def test_a_machine_that_runs_as_built_and_said_passes_the_cheap_check(monkeypatch):
+    """`make up` on a machine that is up: the container's labels and configuration say it is the machine
+    of this tree and these variables; a change of either sends `make up` the long way (build, replace)."""
+    monkeypatch.setenv("DEVBOX_GPUS", "none")
+    image = f"{tagged('devbox-cheap')}:latest"
+    try:
+        build_image(image, USER)
+        machine = LocalMachine(name=tagged("devbox-cheap"), volume=tagged("devbox-cheap-home"), image=image,
+                               port=free_port())
+        assert not runs_as_built_and_said(machine, USER), "no container yet"
+        with fresh(machine):
+            assert runs_as_built_and_said(machine, USER)
+            assert not runs_as_built_and_said(machine, "alice"), "another user: another image"
+            machine.given = {"jupyter_port": 8899}
+            assert not runs_as_built_and_said(machine, USER), "another port to publish"
     finally:
         docker("image", "rm", "-f", image, check=False)

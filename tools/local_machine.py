@@ -57,6 +57,9 @@ def say(message: str) -> None:
 
 # The image carries a digest of what it was built from; `make up` builds only when that changed.
 INPUTS_LABEL = "devbox.build-inputs"
+# ... and the base it was built on (name and id), so that a rerun of `make up` checks the digest without
+# looking for a base (tools/base_image.py may try a pull).
+BASE_LABEL = "devbox.base"
 
 
 def build_files(tree: str = ROOT) -> list[str]:
@@ -87,12 +90,31 @@ def build_image(image: str, user: str) -> None:
     """Build the image for the dev user `user` (the facts' "user") unless its label says it was built from the
     same inputs."""
     base = base_image()
-    inputs = build_inputs(f"{base} {docker_output('image', 'inspect', '--format', '{{.Id}}', base)}", user)
-    if image_label(image, INPUTS_LABEL) == inputs:
+    base_with_id = f"{base} {docker_output('image', 'inspect', '--format', '{{.Id}}', base)}"
+    inputs = build_inputs(base_with_id, user)
+    if image_label(image, INPUTS_LABEL) == inputs and image_label(image, BASE_LABEL) == base_with_id:
         say(f"keeping {image}: the Dockerfile, its files, {base} and the user {user} have not changed")
         return
     say(f"building {image} on {base} for the user {user}")
-    build_devbox_image(image, user, base=base, labels={INPUTS_LABEL: inputs})
+    build_devbox_image(image, user, base=base, labels={INPUTS_LABEL: inputs, BASE_LABEL: base_with_id})
+
+
+def runs_as_built_and_said(machine: LocalMachine, user: str) -> bool:
+    """The cheap check of `make up` on a machine that is up: the container runs the image, which was built from
+    the tree's build inputs as they are now (its labels), with the volume, ports and GPUs the facts say. One
+    `docker inspect` and one `docker image inspect`: no base image, no engine info, no build."""
+    info = machine.inspect()
+    if not info or info["State"]["Status"] != "running":
+        return False
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    if not labels.get(BASE_LABEL) or labels.get(INPUTS_LABEL) != build_inputs(labels[BASE_LABEL], user):
+        return False
+    setting = (os.environ.get("DEVBOX_GPUS") or "auto").strip()
+    if setting == "auto":  # the engine decided when the container was made; asking it again is engine work
+        machine.gpus = "all" if (info.get("HostConfig") or {}).get("DeviceRequests") else None
+    else:
+        machine.gpus, _ = gpu_request({}, setting)
+    return not machine.differences(info)
 
 
 def engine_info() -> dict:
@@ -270,15 +292,18 @@ def act(machine: LocalMachine, action: str, playbook_args: list[str]) -> None:
         restart_services(machine)
     elif action == "up":
         facts = machine.facts()  # the variables are checked before anything is built or created
-        machine.check_ports_free(machine.inspect())  # a port in use stops the run before the build, too
-        build_image(machine.image, facts["user"])
-        machine.gpus, gpus_in_words = gpu_request(engine_info(), os.environ.get("DEVBOX_GPUS"))
-        if machine.start_reasons() is not None:  # a running container that is what the facts say: no word
-            say(f"starting {machine.name}: volume {machine.volume} at {facts['home']}, "
-                f"{published_in_words(machine)}, GPUs: {gpus_in_words}")
-            replaced = machine.start()
-            if replaced:
-                say(f"replaced the container (the volume stays): {'; '.join(replaced)}")
+        if runs_as_built_and_said(machine, facts["user"]):
+            say(f"checked {machine.name}: it runs {machine.image} as built from this tree, as the variables say")
+        else:
+            machine.check_ports_free(machine.inspect())  # a port in use stops the run before the build, too
+            build_image(machine.image, facts["user"])
+            machine.gpus, gpus_in_words = gpu_request(engine_info(), os.environ.get("DEVBOX_GPUS"))
+            if machine.start_reasons() is not None:  # a running container that is what the facts say: no word
+                say(f"starting {machine.name}: volume {machine.volume} at {facts['home']}, "
+                    f"{published_in_words(machine)}, GPUs: {gpus_in_words}")
+                replaced = machine.start()
+                if replaced:
+                    say(f"replaced the container (the volume stays): {'; '.join(replaced)}")
         say("provisioning with playbooks/site.yml")
         if machine.provision(*playbook_args).returncode != 0:
             sys.exit("failed: ansible-playbook playbooks/site.yml did not finish; the volume is intact, "

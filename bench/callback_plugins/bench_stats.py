@@ -48,7 +48,7 @@ class CallbackModule(CallbackBase):
         self.tasks.append([task.get_name(), None, "controller" if action in CONTROLLER_ONLY else "skipped"])
         self.task_started = time.monotonic()
 
-    def _count(self, result, *_) -> None:
+    def _count(self, result, *_, **__) -> None:  # v2_runner_on_failed is also given ignore_errors
         action = result._task.action.rsplit(".", 1)[-1]
         if action in CONTROLLER_ONLY:
             return

@@ -10,6 +10,7 @@ again on the machine, and the few that only the controller needs (below).
 
     - devbox_check_inputs:
         roles: [dev_user, jupyter]
+        remember: true  # the fact devbox_inputs_checked: the roles skip their own check
 """
 from __future__ import annotations
 
@@ -264,7 +265,7 @@ RULES = {"dev_user": dev_user, "gpu": gpu, "swap": swap, "python_env": python_en
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
-    _VALID_ARGS = frozenset(("roles",))
+    _VALID_ARGS = frozenset(("roles", "remember"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -297,6 +298,8 @@ class ActionModule(ActionBase):
                 problems += RULES[role](checked.validated_parameters, everything)
         if problems:
             return dict(result, failed=True, msg=problems[0] if len(problems) == 1 else problems)
+        if self._task.args.get("remember"):
+            result["ansible_facts"] = {"devbox_inputs_checked": True}  # the roles skip their own check
         return dict(result, changed=False, msg=f"the inputs of {', '.join(roles)} are fine")
 
     def _role_file(self, role: str, relative: str, **options):

@@ -23,6 +23,11 @@ options:
     type: list
     elements: str
     required: true
+  remember:
+    description: When the inputs are fine, set the fact C(devbox_inputs_checked) (true), by which the roles skip
+      their own check later in the run (site.yml checks every role's at once).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -33,6 +38,7 @@ EXAMPLES = r"""
 - name: Check every input before changing anything
   devbox_check_inputs:
     roles: [dev_user, python_env, jupyter]
+    remember: true
 """
 
 RETURN = r"""
@@ -41,4 +47,9 @@ msg:
   returned: always
   type: raw
   sample: "jupyter_port=80 must be a number from 1024 to 65535; jupyter_min_free_mb=1024 must be a number of MB, 0 or more."
+ansible_facts:
+  description: With O(remember), C(devbox_inputs_checked)=true.
+  returned: when O(remember) is true and the inputs are fine
+  type: dict
+  sample: {devbox_inputs_checked: true}
 """

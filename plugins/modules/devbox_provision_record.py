@@ -13,6 +13,9 @@ description:
   - Runs as the login user (root). The time is rewritten on every run, but the module reports changed
     only when the commit or the tags differ from the last record, so a converged rerun stays changed=0.
   - M(devbox_status) reads the record back with the same ownership checks.
+  - With O(look), it also looks at the machine again, after the roles ran, and keeps in C(~/.devbox/look.json)
+    (root-owned) each named role's input digests and that observation, the stamp M(devbox_look) compares with
+    at the next run. Writing the stamp is no change to the machine.
 extends_documentation_fragment:
   - devbox.machine.common
   - devbox.machine.home
@@ -28,6 +31,12 @@ options:
     type: list
     elements: str
     default: []
+  look:
+    description:
+      - The stamp to keep, as M(devbox_look) returns it in C(stamp) - C(inputs) (per role, its input digests),
+        C(roles) (the roles whose entry is written; the others' stay) and C(observe) (what to look at, the
+        options of M(devbox_look) of the same names). Not written in check mode.
+    type: dict
 """
 
 EXAMPLES = r"""
@@ -36,6 +45,7 @@ EXAMPLES = r"""
     home: /home/pythonuser
     commit: "{{ lookup('ansible.builtin.pipe', 'git describe --always --dirty 2>/dev/null || echo unknown') }}"
     tags: "{{ ansible_run_tags }}"
+    look: "{{ devbox_look.stamp }}"
   tags: [always]
 """
 
@@ -63,14 +73,25 @@ record:
 import datetime
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import ROLES, observe, write_stamp
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_provision_record import RecordError, save
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import AccountError
 
 
 ARGUMENT_SPEC = {
     "home": {"type": "path", "required": True},
     "commit": {"type": "str", "required": True},
     "tags": {"type": "list", "elements": "str", "default": []},
+    "look": {"type": "dict"},
 }
+
+
+def stamp_problem(look: dict) -> str | None:
+    inputs, roles, seen = look.get("inputs"), look.get("roles"), look.get("observe")
+    if not isinstance(inputs, dict) or set(inputs) != set(ROLES) or not isinstance(roles, list) \
+            or not set(roles) <= set(ROLES) or not isinstance(seen, dict):
+        return "look must be devbox_look's stamp: inputs for every role, roles, observe"
+    return None
 
 
 def main() -> None:
@@ -82,6 +103,16 @@ def main() -> None:
         changed = save(module.params["home"], record, dry_run=module.check_mode)
     except (RecordError, OSError) as error:
         module.fail_json(msg=f"cannot record the run in {module.params['home']}/.devbox: {error}")
+    look = module.params["look"]
+    if look is not None and not module.check_mode:
+        problem = stamp_problem(look)
+        if problem:
+            module.fail_json(msg=problem)
+        try:
+            seen = observe(dict(look["observe"], home=module.params["home"]))
+            write_stamp(module.params["home"], look["inputs"], seen["roles"], look["roles"])
+        except (AccountError, OSError, KeyError) as error:
+            module.fail_json(msg=f"cannot keep the look's stamp in {module.params['home']}/.devbox: {error}")
     module.exit_json(changed=changed, record=record)
 
 
