@@ -27,6 +27,12 @@ dependencies = ["six==1.16.0", "tomli-w==1.0.0"]
 
 
 @pytest.fixture(scope="module")
+def strategy():
+    """ansible.cfg's strategy (test_fly_e2e runs its tests with both)."""
+    return None
+
+
+@pytest.fixture(scope="module")
 def project(tmp_path_factory):
     folder = tmp_path_factory.mktemp("repo")
     (folder / "pyproject.toml").write_text(PYPROJECT)
