@@ -31,8 +31,10 @@ BIN = os.path.join(ROOT, ".venv", "bin")
 MACHINE_IMAGE = f"devbox-fly-machine:{TEST_TAG}"
 PRINCIPALS = ["root", "pythonuser", "fly"]
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-# Module runs of a converged site.yml per host (the one look): each one exec with Ansible's own strategy.
-MODULE_RUNS = 1
+# Module runs of a converged site.yml per host, each one exec with Ansible's own strategy: the look; and as the
+# stand-in has no swap while fly.toml asks for some, the swap check that warns again and the run's record (a real
+# Machine with its swap runs the look alone).
+MODULE_RUNS = 3
 # None: ansible.cfg's strategy (Mitogen's linear); "linear": Ansible's own (one exec per module run).
 STRATEGIES = [pytest.param(None, id="mitogen"), pytest.param("linear", id="ansible")]
 RECAP = re.compile(r"^(\S+)\s*: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)

@@ -87,7 +87,7 @@ def jupyter_process_owners(host) -> list[str]:
               "    try:\n        argv = open(d + '/cmdline', 'rb').read().split(b'\\0')\n"
               "    except OSError:\n        continue\n"
               "    if argv[0].startswith(b'%s/bin/python') and any(a.endswith(b'/jupyter-lab') for a in argv):\n"
-              "        print(pwd.getpwuid(os.stat(d).st_uid).pw_name)\n" % VENV)
+              "        print(pwd.getpwuid(os.stat(d).st_uid).pw_name)\n" % JUPYTER_VENV)
     return host.check_output("python3 -c %s", script).split()
 
 
