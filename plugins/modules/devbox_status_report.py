@@ -81,7 +81,7 @@ lines:
   elements: str
   sample:
     - "jupyter: up, http://127.0.0.1:8888/lab; token hidden: `make status SHOW_TOKEN=1` prints the URL with it"
-    - "tensorboard: up, http://127.0.0.1:6006/"
+    - "tensorboard: up, http://127.0.0.1:8888/proxy/6006/"
     - "Venv: /home/pythonuser/project-venv, Python 3.12, 58 packages"
     - "Next run: nothing to change, as far as status can tell"
 next_run:
