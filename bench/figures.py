@@ -31,6 +31,8 @@ SEED_IMAGE = "devbox-bench:seed"  # with -<tag> for --tag
 OURS_IMAGE = "devbox-bench:ours"  # with -<tag>, -<label> for --before's snapshots; -ssh adds tests/fly_machine's sshd
 SIDES = ("seed", "ours")
 FIGURES = ("image", "cold", "warm", "noop", "add", "multi", "up")
+# The strategy the no-op is also measured with, beside ansible.cfg's (Ansible's own).
+MITOGEN = "mitogen_linear"
 OPT_IN_FIGURES = ("first-up",)  # measured only when --only names them
 # A restart normally answers within seconds: give up on one sooner, record it, go on.
 WARM_TIMEOUT_S = 60
@@ -146,9 +148,10 @@ class Bench:
         return path
 
     def playbook(self, machines: list[Machine], limit: Machine | None = None, extra_vars: dict | None = None,
-                 connection: DockerConnection | None = None, playbook: str | None = None) -> tuple[float, dict]:
-        """Run site.yml, or another playbook (over --connection unless told); return its seconds and the
-        bench_stats callback's figures."""
+                 connection: DockerConnection | None = None, playbook: str | None = None,
+                 strategy: str | None = None) -> tuple[float, dict]:
+        """Run site.yml, or another playbook (over --connection unless told, with ansible.cfg's strategy unless
+        told); return its seconds and the bench_stats callback's figures."""
         connection = connection or self.connection
         self.playbook_runs += 1
         stats_file = os.path.join(self.workdir, f"stats-{self.playbook_runs}.json")
@@ -162,6 +165,8 @@ class Bench:
                    ANSIBLE_CALLBACK_PLUGINS=os.path.join(BENCH, "callback_plugins"),
                    ANSIBLE_CALLBACKS_ENABLED="bench_stats", BENCH_STATS_FILE=stats_file,
                    **connection.playbook_env(self.playbook_runs))
+        if strategy:
+            env["ANSIBLE_STRATEGY"] = strategy
         with open(log_file, "w") as log:
             started = time.monotonic()
             process = subprocess.Popen(command + [playbook or os.path.join(self.tree, "playbooks", "site.yml")],
@@ -267,28 +272,33 @@ class Bench:
                 machine.wait_answering(time.monotonic())
         return warm_row(samples, failed, self.args.runs)
 
-    def figure_noop(self, rtt_ms: float, connection: DockerConnection | None = None) -> Row:
-        """The no-op rerun over --connection, or over the connection given (`docker exec` beside ssh)."""
+    def figure_noop(self, rtt_ms: float, connection: DockerConnection | None = None, mitogen: bool = False) -> Row:
+        """The no-op rerun over --connection, or over the connection given (`docker exec` beside ssh); with
+        ansible.cfg's strategy (Ansible's own), or with Mitogen's to show both side by side."""
         machine = self.provisioned_machine("ours")
         connection = connection or self.connection
         connection.rtt_ms = rtt_ms
+        strategy = MITOGEN if mitogen else None
+        label = f"{connection.label}{at_rtt(rtt_ms)}{' with Mitogen' if mitogen else ''}"
         seconds, runs, changed, profiles, floor = [], [], [], [], []
         for run in range(self.args.runs):
             # Interleaved with the floor: a one-task playbook against the same machine, the same way.
             for kind in self.interleaved(run, ("floor", "site")):
                 if kind == "floor":
-                    floor.append(self.playbook([machine], connection=connection, playbook=FLOOR_PLAYBOOK)[0])
+                    floor.append(self.playbook([machine], connection=connection, playbook=FLOOR_PLAYBOOK,
+                                               strategy=strategy)[0])
                     continue
-                elapsed, stats = self.playbook([machine], connection=connection)
+                elapsed, stats = self.playbook([machine], connection=connection, strategy=strategy)
                 seconds.append(elapsed)
                 runs.append(stats["host_task_runs"].get(machine.name, 0))
                 changed.append(stats["changed"].get(machine.name, 0))
                 profiles.append((elapsed, *self.last_playbook))
-            say(f"noop over {connection.label}{at_rtt(rtt_ms)} {run + 1}/{self.args.runs}: {seconds[-1]:.2f} s, "
+            say(f"noop over {label} {run + 1}/{self.args.runs}: {seconds[-1]:.2f} s, "
                 f"{runs[-1]} module runs on the host, changed={changed[-1]}; floor {floor[-1]:.2f} s")
         connection.rtt_ms = 0.0
-        self.keep_profile(f"no-op rerun over {connection.label}{at_rtt(rtt_ms)}", profiles)
-        return noop_row(rtt_ms, seconds, runs, max(changed), over=connection.label, floor=floor)
+        self.keep_profile(f"no-op rerun over {label}", profiles)
+        return noop_row(rtt_ms, seconds, runs, max(changed), over=connection.label, floor=floor,
+                        strategy="Mitogen" if mitogen else "")
 
     def figure_add(self, rtt_ms: float) -> Row:
         machine = self.provisioned_machine("ours")
@@ -440,9 +450,13 @@ class Bench:
             elif figure == "first-up":
                 rows += self.figure_first_up()
             elif figure == "noop" and self.connection.name != "docker":
-                # Issue 12 asks for both: `docker exec` (as `make up` runs) and SSH (as on Fly).
+                # Issue 20 asks for both: `docker exec` (as `make up` runs) and SSH (as on Fly), and Mitogen's
+                # strategy beside Ansible's own at each round trip.
                 rows.append(self.figure_noop(0.0, self.docker_exec))
                 rows += [self.figure_noop(rtt_ms) for rtt_ms in self.args.rtts]
+                rows += [self.figure_noop(rtt_ms, mitogen=True) for rtt_ms in self.args.rtts]
+            elif figure == "noop":
+                rows += [self.figure_noop(0.0), self.figure_noop(0.0, mitogen=True)]
             elif figure in ("noop", "add"):
                 rows += [getattr(self, f"figure_{figure}")(rtt_ms) for rtt_ms in self.args.rtts]
             else:

@@ -141,7 +141,7 @@ class DockerConnection:
     """ansible-playbook reaches ours' containers with `docker exec` (docker, as `make up` does)."""
     name = "docker"
     label = "docker exec"  # in the figures' names
-    description = "docker (`docker exec`, Mitogen as in `make up`)"
+    description = "docker (`docker exec`, as `make up` runs it)"
 
     def __init__(self, workdir: str, prefix: str, images: dict[str, str]):
         self.workdir = workdir
@@ -159,7 +159,7 @@ class DockerConnection:
         return []
 
     def hostvars(self, machine: Machine) -> dict:
-        # The short name, as inventory/local.yml has it: Mitogen takes it over.
+        # The short name, as inventory/local.yml has it (Mitogen takes it over when it runs).
         return {"ansible_connection": "docker", "ansible_host": machine.name}
 
     def wait_ready(self, machine: Machine, timeout: float = SSH_READY_TIMEOUT_S) -> None:

@@ -30,7 +30,8 @@ default) or ssh (real OpenSSH to an sshd in ours' containers: the measured tree'
 tests/fly_machine built on top of ours, on an IPv6 Docker network, reached at each container's
 IPv6 address port 22 with a certificate of a CA made per run; above 0 ms through
 bench/latency_relay.py as the ProxyCommand). With ssh, the no-op rerun is also measured over
-`docker exec`, on the same machine, as issue 12 asks for both.
+`docker exec`, on the same machine, as issue 20 asks for both; and the no-op with Mitogen beside
+Ansible's own strategy (ansible.cfg's) at each round trip.
 
 Prints a markdown table, each figure beside its target and moonshot, and writes it to
 bench/results/latest.md (a subset chosen with --only, fewer than 3 runs, another commit, or a
@@ -46,6 +47,7 @@ the images and each measurement), bench/report.py (medians, ratios, targets, the
 from __future__ import annotations
 
 import argparse
+import configparser
 import os
 import re
 import signal
@@ -79,9 +81,20 @@ def header(bench: Bench) -> list[str]:
         f"- both images on the same base `{bench.base_image}`; package set `{bench.args.package_set}`; "
         f"connection: {bench.connection.description}; `make up` always over `docker exec`",
         f"- each figure: median of {bench.args.runs} runs (min–max in brackets), seed and ours interleaved",
-        "- targets: issue 12's, with its moonshots (image size and warm restart: issue 5's)",
+        f"- strategy: ansible.cfg's (`{ansible_cfg_strategy(bench)}`), unless a row says Mitogen "
+        "(ANSIBLE_STRATEGY=mitogen_linear)",
+        "- targets: issue 20's, with its moonshots (image size and warm restart: issue 5's)",
         f"- command: `{' '.join(['.venv/bin/python bench/run.py'] + sys.argv[1:])}`",
     ]
+
+
+def ansible_cfg_strategy(bench: Bench) -> str:
+    """The strategy the measured tree's ansible.cfg names (an ANSIBLE_STRATEGY in the environment wins)."""
+    if os.environ.get("ANSIBLE_STRATEGY"):
+        return f"{os.environ['ANSIBLE_STRATEGY']} (ANSIBLE_STRATEGY)"
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(os.path.join(bench.tree, "ansible.cfg"))
+    return parser.get("defaults", "strategy", fallback="linear")
 
 
 def parse_args() -> argparse.Namespace:
@@ -170,7 +183,7 @@ def main() -> None:
         rows = measure_then_clean_up([bench], lambda: bench.run(figures))
         report = render(header(bench), rows, bench.failures, bench.profiles, bench.steps)
     # The README quotes latest.md: only a complete run (every figure, over SSH too at 0 and 50 ms,
-    # as issue 12 asks) of at least 3 runs per figure replaces it.
+    # as issue 20 asks) of at least 3 runs per figure replaces it.
     complete = (set(FIGURES) <= set(figures) and args.runs >= 3 and not args.commit and args.connection == "ssh"
                 and {0.0, 50.0} <= set(args.rtts))
     write_report(report, args.output or (FULL_OUTPUT if complete else PARTIAL_OUTPUT))

@@ -1,5 +1,5 @@
 """bench/report.py's arithmetic: medians and ranges, ratios against the baseline, and each figure
-met or not against issue 12's target and moonshot. Plain numbers in, no Docker."""
+met or not against issue 20's target and moonshot. Plain numbers in, no Docker."""
 import importlib.util
 import os
 import sys
@@ -37,9 +37,21 @@ def test_a_noop_rerun_is_held_to_the_target_of_its_round_trip():
     assert report.noop_row(0.0, [0.9, 0.8, 1.0], [6] * 3, 0).verdict() == "yes, moonshot too"
     far = report.noop_row(50.0, [2.6, 2.4, 2.7], [6] * 3, 0, over="SSH")
     assert far.figure == "no-op rerun of site.yml over SSH at 50 ms round trip" and far.verdict() == "**no**"
-    assert far.markdown().endswith("| ≤ 2.5 s | ≤ 1.5 s | **no** |")
-    untargeted = report.noop_row(20.0, [2.0], [6], 0)
+    assert far.markdown().endswith("| ≤ 2.5 s | ≤ 1.8 s | **no** |")
+    untargeted = report.noop_row(20.0, [2.0], [6], 0, over="SSH")
     assert untargeted.met() is None and untargeted.markdown().endswith("| — | — | — |")
+
+
+def test_over_ssh_the_noop_target_is_its_own():
+    row = report.noop_row(0.0, [1.7, 1.6, 1.75], [1] * 3, 0, over="SSH")
+    assert row.verdict() == "yes" and row.markdown().endswith("| ≤ 1.8 s | ≤ 1.2 s | yes |")
+    assert report.noop_row(0.0, [1.7, 1.6, 1.75], [1] * 3, 0).verdict() == "**no**", "over docker exec: 1.5 s"
+
+
+def test_mitogen_is_shown_beside_without_a_target():
+    row = report.noop_row(50.0, [2.9, 3.0, 3.1], [1] * 3, 0, over="SSH", strategy="Mitogen")
+    assert row.figure == "no-op rerun of site.yml over SSH at 50 ms round trip with Mitogen"
+    assert row.met() is None
 
 
 def test_a_noop_rerun_is_also_shown_over_its_floor():
@@ -62,7 +74,7 @@ def test_adding_a_package_is_measured_over_uv_alone():
     assert row.markdown().endswith("| ≤ uv + 1.5 s | ≤ uv + 1 s | yes, moonshot too |")
     slow = report.add_row(0.0, "tomli-w", {"uv": [0.25], "ours": [1.9]})
     assert slow.verdict() == "**no**"
-    assert report.add_row(50.0, "tomli-w", samples).verdict() == "—", "issue 12 sets no target at 50 ms"
+    assert report.add_row(50.0, "tomli-w", samples).verdict() == "—", "issue 20 sets no target at 50 ms"
 
 
 def test_four_machines_against_one_is_a_ratio_of_medians():
@@ -73,11 +85,11 @@ def test_four_machines_against_one_is_a_ratio_of_medians():
     assert report.multi_row({"1": [2.0], "4": [2.2]}, changed=1).verdict() == "**no**"
 
 
-def test_make_up_on_a_converged_machine_against_3_and_2_seconds():
-    row = report.up_row([2.5, 3.5, 2.9], changed=0)
-    assert row.value == 2.9 and row.verdict() == "yes"
-    assert row.markdown().endswith("| ≤ 3 s | ≤ 2 s | yes |")
-    assert report.up_row([3.1, 3.2, 3.3], changed=0).verdict() == "**no**"
+def test_make_up_on_a_converged_machine_against_2_and_1_5_seconds():
+    row = report.up_row([1.5, 2.5, 1.9], changed=0)
+    assert row.value == 1.9 and row.verdict() == "yes"
+    assert row.markdown().endswith("| ≤ 2 s | ≤ 1.5 s | yes |")
+    assert report.up_row([2.1, 2.2, 2.3], changed=0).verdict() == "**no**"
 
 
 def test_a_warm_restart_that_never_answered_is_not_met():

@@ -16,12 +16,14 @@ STREAMLIT = {"name": "streamlit", "port": 8501, "packages": ["streamlit"],
              "command": ["streamlit", "hello", "--server.port", "{port}", "--server.address", "{ip}"]}
 
 
-def check(tmp_path, variables: dict, roles=None, via_role: str | None = None) -> tuple[bool, list[str], str]:
+def check(tmp_path, variables: dict, roles=None, via_role: str | None = None,
+          play_vars: dict | None = None) -> tuple[bool, list[str], str]:
     """(passed, the problems reported, the whole output) of one check run."""
     play = tmp_path / "check.yml"
     task = ({"ansible.builtin.include_role": {"name": via_role, "tasks_from": "validate"}} if via_role
             else {"devbox_check_inputs": {"roles": roles or ALL_ROLES}})
-    play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]))
+    play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "vars": play_vars or {},
+                                 "tasks": [task]}]))
     inventory = tmp_path / "hosts.yml"  # an inventory file: python_env_lock_copy_dir's default lies beside it
     inventory.write_text(json.dumps({"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}))
     run = run_ansible("ansible-playbook", "-i", str(inventory), str(play), "-e", json.dumps(variables),
@@ -35,6 +37,17 @@ def check(tmp_path, variables: dict, roles=None, via_role: str | None = None) ->
 def test_the_defaults_pass(tmp_path):
     passed, problems, output = check(tmp_path, {})
     assert passed and problems == [], output[-2000:]
+
+
+def test_a_play_value_built_from_a_refused_input_does_not_hide_it(tmp_path):
+    """site.yml's play builds python_env_platform_packages from the machine's facts (the devbox_machine lookup),
+    which fail on a bad dev_user_uid: the check names the input, not the lookup."""
+    site_vars = {"python_env_platform_packages": "{{ lookup('devbox_machine').project_venv_packages }}"}
+    assert check(tmp_path, {}, play_vars=site_vars)[0]
+    passed, problems, output = check(tmp_path, {"dev_user_uid": "abc"}, play_vars=site_vars)
+    assert not passed and len(problems) == 1 and "dev_user_uid" in problems[0], output[-2000:]
+    passed, problems, output = check(tmp_path, {"python_env_packages": "{{ undefined_thing }}"})
+    assert not passed and problems[0].startswith("python_env:") and "undefined_thing" in problems[0], output[-2000:]
 
 
 @pytest.mark.parametrize("variables, expected", [

@@ -1,7 +1,5 @@
-"""The swap module's reading of /proc/meminfo and its advice."""
-from test_module_docs import ROOT, load
-
-swap = load(f"{ROOT}/plugins/modules/devbox_swap.py")
+"""The reading of /proc/meminfo and the advice of the swap module and the look (plugins/module_utils/devbox_swap.py)."""
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_swap as swap
 
 MEMINFO = "MemTotal:       16318412 kB\nSwapCached:            0 kB\nSwapTotal:       4194300 kB\nSwapFree:        4194300 kB\n"
 

@@ -20,6 +20,7 @@ import re
 import shutil
 import sys
 
+from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars
@@ -262,6 +263,43 @@ RULES = {"dev_user": dev_user, "gpu": gpu, "swap": swap, "python_env": python_en
          "tensorboard": tensorboard, "services": services, "idle_stop": idle_stop}
 
 
+def input_problems(loader, templar, task_vars: dict, roles) -> list[str]:
+    """Every problem of these roles' inputs (task_vars: the play's values, over the roles' defaults)."""
+    specs = {role: loader.load_from_file(os.path.join(TOP, "roles", role, "meta", "argument_specs.yml"))
+             ["argument_specs"]["main"]["options"] for role in roles}
+    defaults = role_defaults(loader, [role for role in roles if role in ROLES])  # services has none
+    # The play's values win over the roles' defaults, as when the role runs.
+    templar_here = templar.copy_with_new_env(available_variables=combine_vars(defaults, task_vars))
+    # The host's inventory name: python_env makes a file name of it.
+    everything = {"inventory_hostname": task_vars.get("inventory_hostname")}
+    problems = [f"{name} is no longer read: set {RETIRED[name]} instead (it is the one setting for every role)"
+                for name in sorted(RETIRED) if name in task_vars]
+    for role in roles:
+        provided = {name: task_vars.get(name, defaults.get(name)) for name in specs[role]}
+        try:
+            templated = templar_here.template({name: value for name, value in provided.items() if value is not None})
+        except AnsibleError as error:
+            if not problems:  # else a value built from the ones already refused (the play's lookups) failed
+                problems.append(f"{role}: {error.message}")
+            continue
+        checked = ArgumentSpecValidator(specs[role]).validate(templated, validate_role_argument_spec=True)
+        if checked.error_messages:
+            problems += [f"{role}: {message}" for message in checked.error_messages]
+            continue
+        everything.update(checked.validated_parameters)
+        if role == "services" and problems:
+            continue  # the services are built from the values above: their own problems come first
+        if role == "services":  # every service at once, from every role's variables
+            problems += services(checked.validated_parameters, everything, play_value(templar, loader, task_vars))
+        else:
+            problems += RULES[role](checked.validated_parameters, everything)
+    return problems
+
+
+def problems_message(problems: list[str]):
+    return problems[0] if len(problems) == 1 else problems
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -272,35 +310,9 @@ class ActionModule(ActionBase):
         roles = self._task.args.get("roles")
         if not isinstance(roles, list) or not roles or any(role not in RULES for role in roles):
             return dict(result, failed=True, msg=f"devbox_check_inputs: roles must be a list of {', '.join(RULES)}, not {roles!r}")
-        specs = {role: self._role_file(role, "meta/argument_specs.yml")["argument_specs"]["main"]["options"] for role in roles}
-        defaults = role_defaults(self._loader, [role for role in roles if role in ROLES])  # services has none
-        # The play's values win over the roles' defaults, as when the role runs.
-        templar = self._templar.copy_with_new_env(available_variables=combine_vars(defaults, task_vars or {}))
-        # The host's inventory name: python_env makes a file name of it.
-        everything = {"inventory_hostname": (task_vars or {}).get("inventory_hostname")}
-        problems = [f"{name} is no longer read: set {RETIRED[name]} instead (it is the one setting for every role)"
-                    for name in sorted(RETIRED) if name in (task_vars or {})]
-        for role in roles:
-            provided = {name: (task_vars or {}).get(name, defaults.get(name)) for name in specs[role]}
-            checked = ArgumentSpecValidator(specs[role]).validate(
-                templar.template({name: value for name, value in provided.items() if value is not None}),
-                validate_role_argument_spec=True)
-            if checked.error_messages:
-                problems += [f"{role}: {message}" for message in checked.error_messages]
-                continue
-            everything.update(checked.validated_parameters)
-            if role == "services" and problems:
-                continue  # the services are built from the values above: their own problems come first
-            if role == "services":  # every service at once, from every role's variables
-                problems += services(checked.validated_parameters, everything,
-                                     play_value(self._templar, self._loader, task_vars))
-            else:
-                problems += RULES[role](checked.validated_parameters, everything)
+        problems = input_problems(self._loader, self._templar, task_vars or {}, roles)
         if problems:
-            return dict(result, failed=True, msg=problems[0] if len(problems) == 1 else problems)
+            return dict(result, failed=True, msg=problems_message(problems))
         if self._task.args.get("remember"):
             result["ansible_facts"] = {"devbox_inputs_checked": True}  # the roles skip their own check
         return dict(result, changed=False, msg=f"the inputs of {', '.join(roles)} are fine")
-
-    def _role_file(self, role: str, relative: str, **options):
-        return self._loader.load_from_file(os.path.join(TOP, "roles", role, relative), **options)

@@ -21,12 +21,15 @@ from __future__ import annotations
 import hashlib
 import os
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.devbox.machine.plugins.action.devbox_check_inputs import RULES, input_problems, problems_message
 from ansible_collections.devbox.machine.plugins.action.devbox_services import LIBRARIES, report
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import ROLES, digest
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import mask_credentials
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_payload_cache import kept_payload
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
     TOP, facts, play_value, role_defaults)
 
@@ -102,6 +105,10 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
+        # Every input of every role first, all problems at once, before anything is looked at or changed.
+        problems = input_problems(self._loader, self._templar, task_vars, list(RULES))
+        if problems:
+            return dict(result, failed=True, msg=problems_message(problems))
         value = play_value(self._templar, self._loader, task_vars)
         try:
             machine = facts(value)
@@ -112,13 +119,14 @@ class ActionModule(ActionBase):
                 "services": [{"name": service["name"], "ip": service["ip"], "venv": service["venv"]}
                              for service in machine["services"]],
                 "gpu_required": str(value("gpu_required")).lower(), "gpu_smoke_test": bool(value("gpu_smoke_test")),
-                "swap_min_mb": int(value("swap_min_mb")),
+                "swap_min_mb": int(value("swap_min_mb")), "swap_required": boolean(value("swap_required"), strict=False),
                 "inputs": input_digests(self._loader, value, code_digest()),
             }
         except (ServiceError, KeyError, TypeError, ValueError, OSError) as error:
             return dict(result, failed=True, msg=f"devbox_look: {error}")
-        looked = self._execute_module(module_name=self._task.resolved_action or "devbox_look",
-                                      module_args=arguments, task_vars=task_vars)
+        with kept_payload("devbox_look"):
+            looked = self._execute_module(module_name=self._task.resolved_action or "devbox_look",
+                                          module_args=arguments, task_vars=task_vars)
         if looked.get("failed"):
             looked.pop("token", None)
             result.update(looked)
@@ -169,5 +177,5 @@ class ActionModule(ActionBase):
             lines = report(machine, services_seen, value, task_vars)
         except ServiceError as error:
             lines = [str(error)]
-        return dict(shared, gpu_facts=seen["gpu"], swap_check={"total_mb": seen["swap_mb"]},
+        return dict(shared, devbox_inputs_checked=True, gpu_facts=seen["gpu"], swap_check={"total_mb": seen["swap_mb"]},
                     python_env_result={"python_version": seen["python_version"]}, services_report=lines)

@@ -111,11 +111,14 @@ def summary(python_env: dict | None, services: dict | None, check: bool, asked: 
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         variables = variables or {}
+        results = (variables.get("python_env_result"), variables.get("services_result"),
+                   bool(variables.get("ansible_check_mode")))
+        if not summary(*results):
+            return []  # nothing done: no need for the machine's facts (a converged rerun's report)
         value = play_value(self._templar, self._loader, variables)
         try:
             asked = asked_names(list(value("python_env_packages"))
                                 + [spec for service in facts(value)["services"] for spec in service["packages"]])
         except (ServiceError, KeyError, TypeError, ValueError):
             asked = set()  # then every package is named
-        return summary(variables.get("python_env_result"), variables.get("services_result"),
-                       bool(variables.get("ansible_check_mode")), asked)
+        return summary(*results, asked)

@@ -32,6 +32,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_records impo
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER, file_name
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import BEGIN_PREFIX, END
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_swap import read_swap_total_mb
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
     COMPLETE_MARKER, LOCK_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, built_for)
 
@@ -153,12 +154,6 @@ def as_user(params: dict) -> dict:
     return {"python_env": python_env, "services": services, "report": report}
 
 
-def swap_total_mb(meminfo: str = "/proc/meminfo") -> int:
-    with open(meminfo) as table:
-        found = re.search(r"^SwapTotal:\s+(\d+) kB", table.read(), re.MULTILINE)
-    return int(found.group(1)) // 1024 if found else 0
-
-
 def gpu_facts(required: str) -> dict:
     """What the gpu role reports (its module's probe, read only): nvidia-smi's GPUs and CUDA version."""
     facts = {"present": False, "gpus": [], "cuda_version": None, "nvidia_smi": None, "smoke_test": ""}
@@ -211,7 +206,7 @@ def observe(params: dict) -> dict:
     except OSError:
         home_state = ABSENT
     gpu = gpu_facts(params["gpu_required"])
-    swap = swap_total_mb()
+    swap = read_swap_total_mb()
     roles = {
         "dev_user": {"account": f"{entry.pw_uid}:{entry.pw_gid}:{entry.pw_dir}:{entry.pw_shell}" if entry else ABSENT,
                      "groups": ",".join(groups), "home": home_state, "home mounted": str(os.path.ismount(home)),

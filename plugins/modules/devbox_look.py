@@ -15,7 +15,7 @@ description:
   - Compares with the stamp C(~/.devbox/look.json) that M(devbox_provision_record) writes at the end of a run. A
     role has nothing to do when its inputs (O(inputs), digests the action plugin of the same name computes on
     the controller) and its observation are those of the stamp. Some things make a role run anyway, the CUDA
-    smoke test (O(gpu_smoke_test)), swap below O(swap_min_mb) (the swap role warns or fails), a restart of a
+    smoke test (O(gpu_smoke_test)), swap below O(swap_min_mb) with O(swap_required) (the swap role fails), a restart of a
     service left pending in C(~/.devbox/restart_pending.json).
   - Returns what the final report needs when the roles are skipped (the GPUs, the swap, the venv's Python, where
     each service listens, Jupyter's token), so register the result with C(no_log) or let the action plugin hide it.
@@ -53,9 +53,14 @@ options:
     type: bool
     default: false
   swap_min_mb:
-    description: The swap role's C(swap_min_mb); below it the swap role runs (it warns or fails).
+    description: The swap role's C(swap_min_mb); below it the look warns as the swap role does, or, with
+      O(swap_required), the swap role runs (and fails).
     type: int
     default: 0
+  swap_required:
+    description: The swap role's C(swap_required).
+    type: bool
+    default: false
   inputs:
     description: Per role, a dictionary of the digest of each of its inputs, compared with the stamp's.
     type: dict
@@ -110,6 +115,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_address impo
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import LAYOUT_ARGUMENT_SPEC, options_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import (
     ROLES, decide, observe, pending_restart, read_stamp)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_swap import advice
 
 ARGUMENT_SPEC = dict(
     LAYOUT_ARGUMENT_SPEC,
@@ -121,6 +127,7 @@ ARGUMENT_SPEC = dict(
     gpu_required={"type": "str", "choices": ["auto", "true", "false"], "default": "auto"},
     gpu_smoke_test={"type": "bool", "default": False},
     swap_min_mb={"type": "int", "default": 0},
+    swap_required={"type": "bool", "default": False},
     inputs={"type": "dict", "required": True},
 )
 
@@ -138,8 +145,12 @@ def main() -> None:
     todo["services"] += pending_restart(seen["roles"])
     if params["gpu_smoke_test"]:
         todo["gpu"].append("the CUDA smoke test runs on every run (gpu_smoke_test)")
-    if seen["report"]["swap_mb"] < params["swap_min_mb"]:
-        todo["swap"].append(f"swap {seen['report']['swap_mb']} MB is below swap_min_mb={params['swap_min_mb']}")
+    swap_mb = seen["report"]["swap_mb"]
+    if swap_mb < params["swap_min_mb"]:
+        if params["swap_required"]:  # the swap role fails, with its advice
+            todo["swap"].append(f"swap {swap_mb} MB is below swap_min_mb={params['swap_min_mb']}")
+        else:
+            module.warn(advice(swap_mb, params["swap_min_mb"]))
     report = dict(seen["report"], listen={service["name"]: listen_name(str(service.get("ip", "auto")))
                                           for service in params["services"]})
     token = report.pop("token")

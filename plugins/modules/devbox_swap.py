@@ -38,9 +38,8 @@ total_mb:
   sample: 4095
 """
 
-import re
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_swap import advice, read_swap_total_mb
 
 ARGUMENT_SPEC = {
     "min_mb": {"type": "int", "default": 0},
@@ -48,21 +47,9 @@ ARGUMENT_SPEC = {
 }
 
 
-def swap_total_mb(meminfo: str) -> int:
-    found = re.search(r"^SwapTotal:\s+(\d+) kB", meminfo, re.MULTILINE)
-    return int(found.group(1)) // 1024 if found else 0
-
-
-def advice(total_mb: int, min_mb: int) -> str:
-    return (f"Swap is {total_mb} MB, below swap_min_mb={min_mb}: Jupyter kernels risk being OOM-killed. On Fly set"
-            f" `swap_size_mb = {min_mb}` in fly.toml and run `fly deploy`; on another host add a swap file"
-            " (fallocate, mkswap, swapon).")
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    with open("/proc/meminfo") as meminfo:
-        total = swap_total_mb(meminfo.read())
+    total = read_swap_total_mb()
     min_mb = module.params["min_mb"]
     if total < min_mb:
         if module.params["required"]:

@@ -31,8 +31,9 @@ def role_defaults(loader: DataLoader, roles=ROLES) -> dict:
     """The defaults of these roles, merged, as Ansible loads them (templates left for later)."""
     defaults = {}
     for role in roles:
+        # unsafe: the loader's cached parse itself, not a deep copy of it on every call (nothing here changes it).
         defaults.update(loader.load_from_file(os.path.join(TOP, "roles", role, "defaults", "main.yml"),
-                                              trusted_as_template=True) or {})
+                                              trusted_as_template=True, unsafe=True) or {})
     return defaults
 
 
@@ -86,6 +87,7 @@ def facts(value) -> dict:
 def templated_value(templar: Templar):
     """value(name[, default]) over a Templar whose variables are the defaults overlaid with the play's."""
     missing = object()
+    templated = {}  # each variable is templated once: the variables do not change while one action runs
 
     def value(name: str, default=missing):
         variables = templar.available_variables
@@ -93,7 +95,9 @@ def templated_value(templar: Templar):
             if default is missing:
                 raise KeyError(f"{name} is not defined: no role default and no value given")
             return default
-        return templar.template(variables[name])
+        if name not in templated:
+            templated[name] = templar.template(variables[name])
+        return templated[name]
     return value
 
 

@@ -2,7 +2,7 @@
 
 A dry run changes nothing, says what would change (`--diff`: the settings files, passwords
 masked), and every run, dry or not, pipelines: with Ansible's own strategy one exec per module
-run, no file upload, no PTY; with Mitogen (the default) one exec for the whole run.
+run (the default), no file upload, no PTY; with Mitogen one exec for the whole run.
 """
 import json
 import os
@@ -50,7 +50,7 @@ def assert_pipelined(output: str, module_runs: int = MODULE_RUNS) -> None:
 
 @pytest.fixture
 def plain_strategy(monkeypatch):
-    """Ansible's own strategy: one setting away from Mitogen, and tested."""
+    """Ansible's own strategy, ansible.cfg's default, set here whatever the environment says."""
     monkeypatch.setenv("ANSIBLE_STRATEGY", "linear")
 
 
@@ -82,8 +82,8 @@ def test_dry_run_on_a_converged_machine_reports_no_change(machine, plain_strateg
 
 
 def test_with_mitogen_a_rerun_opens_one_exec_for_the_whole_run(machine, tmp_path, monkeypatch):
-    """The default strategy keeps one interpreter on the machine for the run: the docker client
-    is asked for one `exec`, where Ansible's own strategy asks for one per module run."""
+    """Mitogen (ANSIBLE_STRATEGY=mitogen_linear) keeps one interpreter on the machine for the run: the
+    docker client is asked for one `exec`, where Ansible's own strategy asks for one per module run."""
     calls = tmp_path / "docker-calls"
     shim = tmp_path / "docker"
     shim.write_text(f'#!/bin/sh\necho "$1" >> {calls}\nexec /usr/bin/docker "$@"\n')
