@@ -24,6 +24,7 @@ RUN test -n "${NONROOT_USER}" || { echo "build with --build-arg NONROOT_USER=<de
 COPY boot/devbox_boot.py /usr/local/sbin/devbox-boot
 # Its libraries keep the collection's layout, so it imports them by the collection's name as all the code does.
 COPY plugins/module_utils/devbox_records.py plugins/module_utils/devbox_address.py plugins/module_utils/devbox_idle.py \
+     plugins/module_utils/devbox_files.py \
      plugins/module_utils/devbox_gpu.py \
      plugins/module_utils/devbox_launcher.py plugins/module_utils/devbox_run_as.py plugins/module_utils/devbox_service.py \
      /usr/local/lib/devbox/ansible_collections/devbox/machine/plugins/module_utils/

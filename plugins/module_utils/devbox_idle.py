@@ -30,13 +30,14 @@ import subprocess
 import time
 import urllib.request
 
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import IDLE_SETTING_FILE
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     AccountError, read_root_file, read_user_file, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LauncherError, Service, healthy, our_server, read_token, url_for)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER
 
-SETTING_FILE = "idle_stop.json"
+SETTING_FILE = IDLE_SETTING_FILE
 MAX_MINUTES = 10080
 MAX_BEFORE_STOP_S = 600
 MAX_COMMAND = 4096

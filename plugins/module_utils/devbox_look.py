@@ -22,19 +22,18 @@ import shutil
 import stat
 import subprocess
 
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import (
+    COMPLETE_MARKER, IDLE_SETTING_FILE as IDLE_SETTING, LOCK_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE,
+    SHELL_BLOCK_BEGIN_PREFIX as BEGIN_PREFIX, SHELL_BLOCK_END as END, built_for)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
     QUERY_ARGS, device_groups_needed, find_nvidia_smi, parse_cuda_version, parse_query)
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import SETTING_FILE as IDLE_SETTING
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LauncherError, Service, read_token, status)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     LIBRARY_DIR, RECORD_FILE, AccountError, read_root_file, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER, file_name
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import BEGIN_PREFIX, END
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_swap import read_swap_total_mb
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (
-    COMPLETE_MARKER, LOCK_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, built_for)
 
 # The roles of site.yml, in its order; each has an entry in the stamp.
 ROLES = ("dev_user", "gpu", "swap", "python_env", "services", "idle_stop")

@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import stat
 
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import (
+    SHELL_BLOCK_BEGIN_PREFIX as BEGIN_PREFIX, SHELL_BLOCK_END as END)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import write_if_changed
-
-# The block is found by this start (whatever directories it names) and ends at END.
-BEGIN_PREFIX = "# >>> devbox:"
-END = "# <<< devbox <<<"
 
 
 def block(venv_dir: str, project_dir: str) -> str:

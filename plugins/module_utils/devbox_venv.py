@@ -20,8 +20,9 @@ import sys
 import tempfile
 import time
 
-COMPLETE_MARKER = ".devbox-complete"
-SETTINGS_FILE = "devbox-installer.json"
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import (
+    COMPLETE_MARKER, LOCK_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, built_for)
+
 
 
 class VenvError(Exception):
@@ -117,19 +118,6 @@ def python_version(python: str) -> str | None:
     except OSError:
         return None
     return result.stdout.strip() if result.returncode == 0 else None
-
-
-def built_for(venv: str, parts: int = 2) -> str | None:
-    """'3.11' (parts=2) or '3.11.2' (parts=3) from pyvenv.cfg's version line."""
-    try:
-        with open(os.path.join(venv, "pyvenv.cfg")) as config:
-            for line in config:
-                key, _, value = line.partition("=")
-                if key.strip() in ("version", "version_info"):
-                    return ".".join(value.strip().split(".")[:parts])
-    except OSError:
-        pass
-    return None
 
 
 def venv_health(venv: str, base_python: str) -> tuple[str, str]:
@@ -399,13 +387,9 @@ def reinstall_owed(venv: str, installer: str, settings: dict, owed: dict[str, st
 # The lock: the venv's exact set as a requirements file, read from its metadata (no installer,
 # no network), and the same file installed on another machine.
 
-LOCK_FILE = "requirements.lock"
-# The names the playbook asked for over time (the roots; their dependencies follow from the
-# metadata): whatever else is installed came by hand, from a notebook or a terminal.
-REQUESTED_FILE = "devbox-requested.json"  # where the list was kept before it moved to root's ~/.devbox
-# The requested packages (name -> extras) that decide what is `by hand`: root's own file in the home's
-# ~/.devbox (the devbox_venv module reads and writes it as root, plugins/module_utils/devbox_records.py).
-REQUESTED_RECORD = "requested-packages.json"
+# The names the playbook asked for over time (the roots; their dependencies follow from the metadata), kept in
+# REQUESTED_RECORD (the devbox_venv module reads and writes it as root): whatever else is installed came by hand,
+# from a notebook or a terminal.
 # python_env_sync never removes the installers themselves.
 INSTALLERS = {"pip", "uv"}
 BY_HAND = "# by hand"
