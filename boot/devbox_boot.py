@@ -157,8 +157,9 @@ class JupyterLook:
     def __init__(self, home: str):
         self.home, self.answer = home, None
 
-    def __call__(self, user: str) -> tuple[dict | None, str | None]:
-        if self.answer is None:
+    def __call__(self, user: str, fresh: bool = False) -> tuple[dict | None, str | None]:
+        """The answer of this look; fresh: asked again now (the last word before a restart)."""
+        if self.answer is None or fresh:
             try:
                 self.answer = run_as(user, jupyter_activity, self.home,
                                      expected=(OSError, ValueError, KeyError, TypeError)), None
@@ -262,6 +263,9 @@ def restart_if_pending(home: str, ask: JupyterLook, watch: PendingWatch) -> None
     reasons = escaped("; ".join(entry["reasons"]))
     activity, error = ask(account["name"])
     step = pending_step(entry, activity)
+    if step == "restart":  # the look's answer may be a while old (nvidia-smi, the process table): ask again
+        activity, error = ask(account["name"], fresh=True)
+        step = pending_step(entry, activity)
     if step == "wait":
         busy = activity["busy_kernels"] if activity else []
         why = (f"{len(busy)} kernel{'s' if len(busy) > 1 else ''} busy ({escaped(', '.join(busy))})" if busy

@@ -312,12 +312,16 @@ def pending_machine(tmp_path, monkeypatch):
     write_root_file(str(tmp_path), PENDING_FILE, json.dumps({"jupyter": SPARED}))
     machine = {"activity": {"pid": 4242, "busy_kernels": ["train.ipynb"], "last_activity": 0.0, "connections": 0},
                "asked": 0, "launcher_log": here / "jupyter.log", "record": tmp_path / ".devbox" / PENDING_FILE,
-               "watch": devbox_boot.PendingWatch()}
+               "watch": devbox_boot.PendingWatch(), "fresh": 0, "busy_again": []}
 
-    def ask(user):
+    def ask(user, fresh=False):
         machine["asked"] += 1
+        machine["fresh"] += fresh
         assert user == full_account(tmp_path)["name"]
-        return machine["activity"], None
+        activity = machine["activity"]
+        if fresh and machine["busy_again"]:
+            activity = dict(activity, busy_kernels=machine["busy_again"])
+        return activity, None
 
     machine["look"] = lambda: devbox_boot.restart_if_pending(str(tmp_path), ask, machine["watch"])
     launcher, user = str(tmp_path / devbox_boot.LAUNCHER), full_account(tmp_path)["name"]
@@ -348,8 +352,18 @@ def test_once_no_kernel_is_busy_pid_1_restarts_jupyter_with_the_launcher_and_dro
     assert boot_log[-1] == (f"jupyter: restart pending (Jupyter's settings changed), no kernel busy now: started, "
                             f"pid {pid}")
     assert not pending_machine["record"].exists()
+    assert pending_machine["fresh"] == 1, "asked again right before the restart"
     pending_machine["look"]()
-    assert len(boot_log) == 2 and pending_machine["asked"] == 2, "no record: Jupyter is not asked"
+    assert len(boot_log) == 2 and pending_machine["asked"] == 3, "no record: Jupyter is not asked"
+
+
+def test_a_kernel_busy_again_when_asked_right_before_the_restart_puts_it_off_again(pending_machine, boot_log):
+    pending_machine["activity"]["busy_kernels"] = []
+    pending_machine["busy_again"] = ["train.ipynb"]  # a cell started since the look's answer
+    pending_machine["look"]()
+    assert not pending_machine["launcher_log"].exists() and pending_machine["record"].exists()
+    assert boot_log == ["jupyter: restart pending (Jupyter's settings changed); waits while 1 kernel busy "
+                        "(train.ipynb)"]
 
 
 def test_when_the_spared_server_is_gone_the_record_goes_without_a_restart(pending_machine, boot_log):

@@ -21,8 +21,9 @@ description:
     restarts on change) by the one launcher C(devbox_launcher.py).
   - Jupyter is not restarted while a kernel is busy (Jupyter asked as PID 1's idle stop asks), unless
     O(jupyter_restart=now); the restart is left pending, with its reasons, in the root-owned
-    C(~/.devbox/restart_pending.json); the machine's PID 1 restarts it at its first look with no kernel busy, as
-    does the next run (a restart in between, by hand or by a reboot, settles it).
+    C(~/.devbox/restart_pending.json); the image's boot step (PID 1 of a container or a Fly Machine; not on an SSH
+    host) restarts it at its first look with no kernel busy, as does the next run (a restart in between, by hand
+    or by a reboot, settles it).
   - A service whose record is there but which left the list is stopped and its record removed.
   - Returns Jupyter's token for the report, so register the result with C(no_log).
 extends_documentation_fragment:
