@@ -139,8 +139,8 @@ def test_a_busy_kernel_survives_a_settings_change_then_pid_1_restarts_jupyter_on
     server = api(machine, "GET", "api/status")["pid"]
     report = the_report(run(machine, dict(PACKAGES, **SETTINGS)))
     assert "Changed Jupyter's settings: ServerApp.iopub_data_rate_limit: (unset) -> 20000000" in report, report
-    assert ("Restart of jupyter pending (Jupyter's settings changed; not now: 1 kernel busy): rerun when no kernel "
-            "is busy, or with -e jupyter_restart=now") in report, report
+    assert ("Restart of jupyter pending (Jupyter's settings changed; not now: 1 kernel busy): done by the machine "
+            "once no kernel is busy (on an SSH host: rerun then), or now with -e jupyter_restart=now") in report, report
     assert kernel_states(machine) == {kernel: "busy"} and api(machine, "GET", "api/status")["pid"] == server
     assert machine.exec(f"test -e {HOME}/.devbox/restart_pending.json").returncode == 0
     wait_until(lambda: "jupyter: restart pending (Jupyter's settings changed); waits while 1 kernel busy" in
