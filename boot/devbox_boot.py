@@ -10,7 +10,9 @@ one is logged and skipped, and the machine still comes up for repair. As PID 1 i
 orphaned children (the services are detached from the sessions that start them) and, on
 SIGTERM or SIGINT, or by itself when idle stop is on and nobody has used the machine for that
 long (see devbox_idle: it warns the user's terminals first, and runs idle_stop_before_stop as the
-user within its limit), stops every service at once and exits 0.
+user within its limit), stops every service at once and exits 0. At the same looks it does the
+restart of Jupyter that a busy kernel put off (the services module's ~/.devbox/restart_pending.json)
+once no kernel is busy, with the launcher as the module would, and drops the record.
 """
 import json
 import os
@@ -27,8 +29,8 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_records impo
     LIBRARY_DIR, RECORD_DIR, AccountError, ensure_account, ensure_home, load_record)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import find_nvidia_smi  # noqa: E402
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (  # noqa: E402
-    IdleClock, clock_text, gpu_use, jupyter_activity, last_input, load_setting, processes, read_stay_up, state_record,
-    tell_terminals, user_activity, write_state)
+    IdleClock, clock_text, gpu_use, jupyter_activity, last_input, load_setting, pending_step, processes, read_pending,
+    read_stay_up, settle_pending, state_record, tell_terminals, user_activity, write_state)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import SYSTEM_PATH  # noqa: E402
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as  # noqa: E402
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (  # noqa: E402
@@ -37,12 +39,14 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_service impo
 # The one launcher, kept on the volume by the devbox_services module as root's own file; run as the user.
 LAUNCHER = f"{RECORD_DIR}/{LIBRARY_DIR}/devbox_launcher.py"
 
-# How often PID 1 looks whether the machine is in use (tests shorten it).
+# How often PID 1 looks whether the machine is in use, or a put-off restart can be done (tests shorten it).
 IDLE_POLL_S = float(os.environ.get("DEVBOX_IDLE_POLL_S", "60"))
 # The services stop at the same time, each within this: it must fit inside fly.toml's
 # kill_timeout, after which Fly's init kills everything. Jupyter's launcher gives its kernels 20 s.
 STOP_BUDGET_S = 25
 START_TIMEOUT_S = 120
+# A restart waits for the launcher's lock (a run's launcher), stops Jupyter and starts it: the launcher's own limits.
+RESTART_TIMEOUT_S = 240
 # The last lines of idle_stop_before_stop's output that go to the log.
 BEFORE_STOP_LINES = 50
 
@@ -85,7 +89,7 @@ def run_services(account: dict, action: str, timeout: float) -> None:
         if not os.path.exists(launcher):
             log(f"{service['name']}: no launcher at {launcher} yet")
             return
-        outcome = run_launcher(account["name"], launcher, service["name"], action, timeout)
+        outcome = run_launcher(account["name"], launcher, service["name"], action, timeout)[1]
         if action == "start":
             health = probe(service, account["uid"])
             port = service["port"]
@@ -101,16 +105,17 @@ def run_services(account: dict, action: str, timeout: float) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def run_launcher(user: str, launcher: str, name: str, action: str, timeout: float) -> str:
+def run_launcher(user: str, launcher: str, name: str, action: str, timeout: float) -> tuple[bool, str]:
     """su drops to the user before the launcher runs (root never executes the user's file, and the launcher is
-    root's own); its answer is the user's data: only known fields of known types are shown, escaped."""
+    root's own); its answer is the user's data: only known fields of known types are shown, escaped. True when
+    it exited 0 (the service ended up as asked)."""
     command = f"exec /usr/bin/python3 {shlex.quote(launcher)} {shlex.quote(name)} {action}"
     try:
         result = subprocess.run(["su", "-s", "/bin/sh", "-c", command, user], capture_output=True, text=True,
                                 stdin=subprocess.DEVNULL, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return f"{action} did not finish within {timeout} s"
-    return answer_text(result.stdout, result.stderr, result.returncode)
+        return False, f"{action} did not finish within {timeout} s"
+    return result.returncode == 0, answer_text(result.stdout, result.stderr, result.returncode)
 
 
 def answer_text(stdout: str, stderr: str, code: int) -> str:
@@ -145,7 +150,25 @@ def shut_down(home: str) -> None:
     sys.exit(0)
 
 
-def idle_long_enough(home: str, clock: IdleClock) -> bool:
+class JupyterLook:
+    """Jupyter's own view of its use (jupyter_activity, asked as the user), asked once per look whoever needs it:
+    (activity or None when it does not serve, why it could not be asked or None)."""
+
+    def __init__(self, home: str):
+        self.home, self.answer = home, None
+
+    def __call__(self, user: str, fresh: bool = False) -> tuple[dict | None, str | None]:
+        """The answer of this look; fresh: asked again now (the last word before a restart)."""
+        if self.answer is None or fresh:
+            try:
+                self.answer = run_as(user, jupyter_activity, self.home,
+                                     expected=(OSError, ValueError, KeyError, TypeError)), None
+            except RunAsError as failure:
+                self.answer = None, str(failure)
+        return self.answer
+
+
+def idle_long_enough(home: str, clock: IdleClock, ask: JupyterLook | None = None) -> bool:
     """One look at the machine; True when idle stop is on and nobody used it for that long.
 
     Each change of what keeps the machine up is logged; what this look saw goes to /run/devbox/idle.json for
@@ -163,11 +186,8 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
     # Turned on (or its minutes changed) after the boot: the idle time counts from then.
     clock.quiet_since = max(clock.quiet_since, min(setting["since"], now))
     user, uid = account["name"], account["uid"]
-    try:
-        activity = run_as(user, jupyter_activity, home, expected=(OSError, ValueError, KeyError, TypeError))
-        error = None
-    except RunAsError as failure:
-        activity, error = None, str(failure)  # Jupyter down or not answering: its processes count as use
+    # Jupyter down or not answering (error): its processes count as use.
+    activity, error = (ask or JupyterLook(home))(user)
     if error != clock.jupyter_error and error:
         log(f"idle stop: cannot ask Jupyter ({error.strip().splitlines()[-1]}); its processes count as use")
     clock.jupyter_error = error
@@ -216,6 +236,60 @@ def idle_long_enough(home: str, clock: IdleClock) -> bool:
     log(f"idle stop: nobody used the machine for {clock.idle_for(now) / 60:.0f} min (idle_stop_minutes="
         f"{minutes}): no kernel busy, no browser connected, no busy GPU, no process of {user} outside Jupyter")
     return True
+
+
+class PendingWatch:
+    """What PID 1 last said of the pending restart, so the log says it once, not at every look."""
+
+    def __init__(self):
+        self.said: str | None = None
+
+
+def restart_if_pending(home: str, ask: JupyterLook, watch: PendingWatch) -> None:
+    """The restart of Jupyter that a busy kernel put off, done at the first look with no kernel busy by the launcher
+    (as the services module does it); then its record goes. The record is root's own file, read as data."""
+    pending, problem = read_pending(home)
+    entry = pending.get(JUPYTER)
+    try:
+        account = load_record(home) if entry else None
+    except AccountError:
+        account = None
+    if account is None:
+        said = f"restart record not used: {problem}" if problem else None
+        if said != watch.said and said:
+            log(said)
+        watch.said = said
+        return
+    reasons = escaped("; ".join(entry["reasons"]))
+    activity, error = ask(account["name"])
+    step = pending_step(entry, activity)
+    if step == "restart":  # the look's answer may be a while old (nvidia-smi, the process table): ask again
+        activity, error = ask(account["name"], fresh=True)
+        step = pending_step(entry, activity)
+    if step == "wait":
+        busy = activity["busy_kernels"] if activity else []
+        why = (f"{len(busy)} kernel{'s' if len(busy) > 1 else ''} busy ({escaped(', '.join(busy))})" if busy
+               else "Jupyter cannot be asked" if error else "Jupyter does not serve")
+        said = f"jupyter: restart pending ({reasons}); waits while {why}"
+        if said != watch.said:
+            log(said)
+        watch.said = said
+        return
+    if step == "restart":
+        done, outcome = run_launcher(account["name"], os.path.join(home, LAUNCHER), JUPYTER, "restart",
+                                     RESTART_TIMEOUT_S)
+        log(f"jupyter: restart pending ({reasons}), no kernel busy now: {outcome}"
+            + ("" if done else "; tried again at the next look"))
+        if not done:
+            return
+    else:
+        log(f"jupyter: restart pending ({reasons}) no more: the server it spared is gone, a restart since read "
+            "the settings")
+    try:
+        settle_pending(home, JUPYTER, entry)
+    except (AccountError, OSError) as failure:
+        log(f"jupyter: cannot drop its pending restart from the record: {failure}")
+    watch.said = None
 
 
 def before_stop(home: str) -> None:
@@ -270,14 +344,16 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: shut_down(home))
     signal.signal(signal.SIGINT, lambda *_: shut_down(home))
     restore(home)
-    clock = IdleClock(time.time())
+    clock, watch = IdleClock(time.time()), PendingWatch()
     while True:
         # Reaping here, not in a SIGCHLD handler, leaves each subprocess's exit status to its caller.
         reap()
         time.sleep(IDLE_POLL_S)
-        if idle_long_enough(home, clock):
+        ask = JupyterLook(home)  # this look's question to Jupyter, shared
+        if idle_long_enough(home, clock, ask):
             before_stop(home)
             shut_down(home)
+        restart_if_pending(home, ask, watch)
 
 
 def reap() -> None:

@@ -13,6 +13,8 @@ import time
 import pytest
 
 import devbox_boot
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import PENDING_FILE
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import write_root_file
 from test_devbox_service import add_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -56,7 +58,7 @@ def test_damaged_record_is_logged_and_the_machine_stays_up(tmp_path):
 
 # The one launcher as PID 1 sees it, kept where the module keeps it (devbox_boot.LAUNCHER): NAME start (a
 # detached listener, as a real server), NAME stop (takes the service's delay, as Jupyter shutting its
-# kernels down), a log of what it was asked; the ports and delays come from a file beside it.
+# kernels down), NAME restart (the two), a log of what it was asked; the ports and delays come from a file beside it.
 FAKE_LAUNCHER = """#!{python}
 import json, os, socket, subprocess, sys, time
 here, name, action = os.path.dirname(os.path.abspath(__file__)), sys.argv[1], sys.argv[2]
@@ -64,7 +66,17 @@ port, delay = json.load(open(os.path.join(here, "services.json")))[name]
 pidfile = os.path.join(here, name + ".pid")
 with open(os.path.join(here, name + ".log"), "a") as log:
     log.write(f"{{action}} as uid {{os.getuid()}}\\n")
-if action == "start":
+if action in ("stop", "restart"):
+    time.sleep(delay)
+    os.kill(int(open(pidfile).read()), 9)
+    for _ in range(100):  # gone when its port no longer answers
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        time.sleep(0.05)
+    if action == "stop":
+        print(json.dumps({{"name": name, "action": "stopped", "pid": None}}))
+if action in ("start", "restart"):
     server = subprocess.Popen([sys.executable, "-c", "import socket, sys, time; s = socket.socket(); "
                                "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
                                "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); time.sleep(600)", str(port)],
@@ -77,10 +89,6 @@ if action == "start":
                 break
         time.sleep(0.05)
     print(json.dumps({{"name": name, "action": "started", "pid": server.pid}}))
-elif action == "stop":
-    time.sleep(delay)
-    os.kill(int(open(pidfile).read()), 9)
-    print(json.dumps({{"name": name, "action": "stopped", "pid": None}}))
 """
 
 
@@ -288,3 +296,108 @@ def test_with_idle_stop_off_the_clock_stays_at_now(tmp_path, boot_log, quiet_mac
     clock = devbox_boot.IdleClock(time.time() - 3600)
     assert not devbox_boot.idle_long_enough(str(tmp_path), clock)
     assert clock.idle_for(time.time()) < 5 and boot_log == []
+
+
+# --- the restart a busy kernel put off, done by PID 1 once no kernel is busy ---
+
+SPARED = {"reasons": ["Jupyter's settings changed"], "pid": 4242}
+
+
+@pytest.fixture
+def pending_machine(tmp_path, monkeypatch):
+    """A provisioned home with Jupyter registered (the fake launcher serving it) and its restart left pending for
+    the server SPARED names; Jupyter's view of its use as the test sets it; the launcher's log."""
+    here = add_service(tmp_path, "jupyter", free_port())
+    monkeypatch.setattr(devbox_boot, "load_record", lambda _home: full_account(tmp_path))
+    write_root_file(str(tmp_path), PENDING_FILE, json.dumps({"jupyter": SPARED}))
+    machine = {"activity": {"pid": 4242, "busy_kernels": ["train.ipynb"], "last_activity": 0.0, "connections": 0},
+               "asked": 0, "launcher_log": here / "jupyter.log", "record": tmp_path / ".devbox" / PENDING_FILE,
+               "watch": devbox_boot.PendingWatch(), "fresh": 0, "busy_again": []}
+
+    def ask(user, fresh=False):
+        machine["asked"] += 1
+        machine["fresh"] += fresh
+        assert user == full_account(tmp_path)["name"]
+        activity = machine["activity"]
+        if fresh and machine["busy_again"]:
+            activity = dict(activity, busy_kernels=machine["busy_again"])
+        return activity, None
+
+    machine["look"] = lambda: devbox_boot.restart_if_pending(str(tmp_path), ask, machine["watch"])
+    launcher, user = str(tmp_path / devbox_boot.LAUNCHER), full_account(tmp_path)["name"]
+    assert devbox_boot.run_launcher(user, launcher, "jupyter", "start", 30)[0]
+    machine["launcher_log"].unlink()
+    yield machine
+    try:
+        os.kill(int((here / "jupyter.pid").read_text()), signal.SIGKILL)  # the fake server, whatever its launcher
+    except ProcessLookupError:
+        pass
+
+
+def test_a_pending_restart_waits_while_a_kernel_is_busy_and_says_so_once(pending_machine, boot_log):
+    pending_machine["look"]()
+    pending_machine["look"]()
+    assert boot_log == ["jupyter: restart pending (Jupyter's settings changed); waits while 1 kernel busy "
+                        "(train.ipynb)"]
+    assert not pending_machine["launcher_log"].exists() and pending_machine["record"].exists()
+
+
+def test_once_no_kernel_is_busy_pid_1_restarts_jupyter_with_the_launcher_and_drops_the_record(pending_machine,
+                                                                                             boot_log):
+    pending_machine["look"]()
+    pending_machine["activity"]["busy_kernels"] = []
+    pending_machine["look"]()
+    assert pending_machine["launcher_log"].read_text() == f"restart as uid {os.getuid()}\n"
+    pid = int((pending_machine["launcher_log"].parent / "jupyter.pid").read_text())
+    assert boot_log[-1] == (f"jupyter: restart pending (Jupyter's settings changed), no kernel busy now: started, "
+                            f"pid {pid}")
+    assert not pending_machine["record"].exists()
+    assert pending_machine["fresh"] == 1, "asked again right before the restart"
+    pending_machine["look"]()
+    assert len(boot_log) == 2 and pending_machine["asked"] == 3, "no record: Jupyter is not asked"
+
+
+def test_a_kernel_busy_again_when_asked_right_before_the_restart_puts_it_off_again(pending_machine, boot_log):
+    pending_machine["activity"]["busy_kernels"] = []
+    pending_machine["busy_again"] = ["train.ipynb"]  # a cell started since the look's answer
+    pending_machine["look"]()
+    assert not pending_machine["launcher_log"].exists() and pending_machine["record"].exists()
+    assert boot_log == ["jupyter: restart pending (Jupyter's settings changed); waits while 1 kernel busy "
+                        "(train.ipynb)"]
+
+
+def test_when_the_spared_server_is_gone_the_record_goes_without_a_restart(pending_machine, boot_log):
+    pending_machine["activity"]["pid"] = 4343  # restarted since (devbox-service jupyter restart, a reboot)
+    pending_machine["look"]()
+    assert not pending_machine["launcher_log"].exists() and not pending_machine["record"].exists()
+    assert boot_log == ["jupyter: restart pending (Jupyter's settings changed) no more: the server it spared is "
+                        "gone, a restart since read the settings"]
+
+
+def test_a_restart_that_fails_keeps_the_record_for_the_next_look(pending_machine, boot_log):
+    pending_machine["activity"]["busy_kernels"] = []
+    (pending_machine["launcher_log"].parent / "devbox_launcher.py").write_text(
+        f"#!{sys.executable}\nprint('{{\"error\": \"waited 120 s for the lock\"}}'); raise SystemExit(1)\n")
+    pending_machine["look"]()
+    assert boot_log == ["jupyter: restart pending (Jupyter's settings changed), no kernel busy now: waited 120 s "
+                        "for the lock; tried again at the next look"]
+    assert pending_machine["record"].exists()
+
+
+def test_a_pending_record_not_root_s_own_is_not_used_and_said_once(pending_machine, boot_log):
+    pending_machine["activity"]["busy_kernels"] = []
+    os.chown(pending_machine["record"], 1000, 1000)
+    pending_machine["look"]()
+    pending_machine["look"]()
+    assert len(boot_log) == 1 and boot_log[0].startswith("restart record not used: ")
+    assert "not a root-owned file" in boot_log[0]
+    assert pending_machine["asked"] == 0 and not pending_machine["launcher_log"].exists()
+
+
+def test_one_look_asks_jupyter_once_for_idle_stop_and_the_pending_restart(tmp_path, monkeypatch, quiet_machine):
+    asked = []
+    monkeypatch.setattr(devbox_boot, "run_as", lambda user, work, *args, **kwargs: asked.append(work) or None)
+    look = devbox_boot.JupyterLook(str(tmp_path))
+    devbox_boot.idle_long_enough(str(tmp_path), devbox_boot.IdleClock(time.time()), look)
+    assert look("anyone") == (None, None)
+    assert asked == [devbox_boot.jupyter_activity]

@@ -13,9 +13,10 @@ import pytest
 from ansible_collections.devbox.machine.plugins.module_utils import devbox_idle
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (
     BOOT_COMMAND, STAY_UP_COMMAND, STAY_UP_FILE, STAY_UP_SCRIPT, IdleClock, Process, boot_step_running, busy_kernels, gpu_use,
-    last_input, load_setting, parse_compute_processes, parse_utilisation, pts_path, read_state, read_stay_up,
-    save_setting, setting_problems, state_record, status_line, tell_terminals, timestamp, trusted_program,
+    last_input, load_setting, parse_compute_processes, parse_utilisation, pts_path, read_pending, read_state,
+    read_stay_up, save_setting, setting_problems, settle_pending, state_record, status_line, tell_terminals, timestamp, trusted_program,
     user_activity, write_state)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import write_root_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The stand-in nvidia-smi of the gpu scenario, with the output shapes of the real tool.
@@ -383,3 +384,68 @@ def test_the_module_refuses_idle_stop_where_no_boot_step_runs_before_writing_any
     answer = run_module(monkeypatch, capsys, True, home=str(tmp_path), user=user, minutes=60, warn_minutes=2)
     assert answer["changed"] and load_setting(str(tmp_path))["minutes"] == 60
     assert not run_module(monkeypatch, capsys, True, home=str(tmp_path), user=user, minutes=60, warn_minutes=2)["changed"]
+
+
+# --- the restart a busy kernel put off (~/.devbox/restart_pending.json) ---
+
+SPARED = {"reasons": ["Jupyter's settings changed"], "pid": 40}
+
+
+def pending_home(tmp_path, data) -> str:
+    """A home whose record of pending restarts holds data (root's own file, as the services module writes it)."""
+    write_root_file(str(tmp_path), devbox_idle.PENDING_FILE, json.dumps(data))
+    return str(tmp_path)
+
+
+def test_pending_restarts_are_read_as_data_each_entry_checked(tmp_path):
+    assert read_pending(str(tmp_path)) == ({}, None)
+    home = pending_home(tmp_path, {"jupyter": dict(SPARED, extra="ignored"), "bad-pid": {"reasons": [], "pid": True},
+                                   "bad-reasons": {"reasons": "changed"}, "not-a-dict": ["changed"],
+                                   "tensorboard": {"reasons": ["its entry changed"]}})
+    assert read_pending(home) == ({"jupyter": SPARED, "tensorboard": {"reasons": ["its entry changed"], "pid": None}},
+                                  None)
+
+
+@pytest.mark.parametrize("damage", ["not root's own", "a link", "not an object"])
+def test_a_pending_record_not_to_be_trusted_is_not_used_and_says_why(tmp_path, damage):
+    home = pending_home(tmp_path, {"jupyter": SPARED})
+    record = tmp_path / ".devbox" / devbox_idle.PENDING_FILE
+    if damage == "not root's own":
+        os.chown(record, USER, USER)
+    elif damage == "a link":
+        elsewhere = tmp_path / "elsewhere.json"
+        elsewhere.write_text(json.dumps({"jupyter": SPARED}))
+        record.unlink()
+        record.symlink_to(elsewhere)
+    else:
+        record.write_text(json.dumps([SPARED]))
+    pending, problem = read_pending(home)
+    assert pending == {} and str(record) in problem
+
+
+def test_a_done_restart_leaves_the_record_unless_a_run_replaced_its_entry(tmp_path):
+    other = {"reasons": ["its entry changed"], "pid": None}
+    home = pending_home(tmp_path, {"jupyter": SPARED, "tensorboard": other})
+    assert not settle_pending(home, "jupyter", dict(SPARED, pid=39)), "a run's newer entry is the run's to settle"
+    assert settle_pending(home, "jupyter", SPARED)
+    assert read_pending(home) == ({"tensorboard": other}, None)
+    assert settle_pending(home, "tensorboard", other)
+    assert not (tmp_path / ".devbox" / devbox_idle.PENDING_FILE).exists()
+    assert not settle_pending(home, "jupyter", SPARED)
+
+
+@pytest.mark.parametrize("activity, step", [
+    ({"pid": 40, "busy_kernels": []}, "restart"),
+    ({"pid": 40, "busy_kernels": ["train.ipynb"]}, "wait"),
+    ({"pid": 41, "busy_kernels": ["train.ipynb"]}, "settled"),
+    ({"pid": 41, "busy_kernels": []}, "settled"),
+    (None, "wait"),
+])
+def test_the_pending_restart_is_done_when_the_spared_server_serves_with_no_kernel_busy(activity, step):
+    assert devbox_idle.pending_step(SPARED, activity) == step
+
+
+def test_a_pending_restart_whose_server_was_not_known_is_done_when_no_kernel_is_busy():
+    unknown = dict(SPARED, pid=None)
+    assert devbox_idle.pending_step(unknown, {"pid": 41, "busy_kernels": []}) == "restart"
+    assert devbox_idle.pending_step(unknown, {"pid": 41, "busy_kernels": ["a"]}) == "wait"

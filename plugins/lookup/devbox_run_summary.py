@@ -37,7 +37,9 @@ from ansible.plugins.lookup import LookupBase
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import facts, play_value
 
-PENDING_HINT = "rerun when no kernel is busy, or with -e jupyter_restart=now"
+# The image's boot step does a put-off restart once no kernel is busy; an SSH host has none: a rerun does it.
+PENDING_HINT = ("done by the machine once no kernel is busy (on an SSH host: rerun then), "
+                "or now with -e jupyter_restart=now")
 # More dependencies than this are counted, not named: a first run installs about a hundred.
 NAMED_DEPENDENCIES = 8
 NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

@@ -15,9 +15,11 @@ LOCK_FILE = "requirements.lock"
 # Where the requested packages were kept before they moved to root's ~/.devbox (python_env removes it).
 REQUESTED_FILE = "devbox-requested.json"
 # Root's own records in the home's ~/.devbox (plugins/module_utils/devbox_records.py): the requested packages
-# (name -> extras) that decide what is `by hand`, and the idle stop setting PID 1 reads.
+# (name -> extras) that decide what is `by hand`, the idle stop setting PID 1 reads, and the restarts a busy
+# kernel put off (devbox_idle).
 REQUESTED_RECORD = "requested-packages.json"
 IDLE_SETTING_FILE = "idle_stop.json"
+PENDING_RESTART_FILE = "restart_pending.json"
 # The devbox block of ~/.bashrc is found by this start (whatever directories it names) and ends at END.
 SHELL_BLOCK_BEGIN_PREFIX = "# >>> devbox:"
 SHELL_BLOCK_END = "# <<< devbox <<<"

@@ -15,7 +15,9 @@ data) holds the machine up that long whatever else says.
 
 The settings live in the home's root-owned ~/.devbox/idle_stop.json (the devbox_idle_stop
 module writes it); PID 1 writes what it saw at its last look to /run/devbox/idle.json, which
-`make status` shows. Standard library only.
+`make status` shows. Here too is the record of the restarts a busy kernel put off
+(~/.devbox/restart_pending.json): the devbox_services module keeps it, PID 1 does such a restart at
+its first look with no kernel busy (and so does the next run). Standard library only.
 """
 from __future__ import annotations
 
@@ -30,14 +32,17 @@ import subprocess
 import time
 import urllib.request
 
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import IDLE_SETTING_FILE
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import IDLE_SETTING_FILE, PENDING_RESTART_FILE
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
-    AccountError, read_root_file, read_user_file, write_root_file_if_changed)
+    AccountError, read_root_file, read_root_json, read_user_file, remove_root_file, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LauncherError, Service, healthy, our_server, read_token, url_for)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import JUPYTER
 
 SETTING_FILE = IDLE_SETTING_FILE
+# Root's own record of the restarts a busy kernel put off, by service (Jupyter's settings written, the server
+# spared): {"jupyter": {"reasons": [...], "pid": the server spared, or null}}.
+PENDING_FILE = PENDING_RESTART_FILE
 MAX_MINUTES = 10080
 MAX_BEFORE_STOP_S = 600
 MAX_COMMAND = 4096
@@ -194,6 +199,51 @@ def jupyter_activity(home: str) -> dict | None:
     return {"pid": pid, "last_activity": max([timestamp(api_status["last_activity"])] + terminal_times(terminals)),
             "connections": connections if isinstance(connections, int) else 1,
             "busy_kernels": busy_kernels(kernels, sessions)}
+
+
+def read_pending(home: str) -> tuple[dict, str | None]:
+    """The restarts left pending, by service, {"reasons": [...], "pid": ...}: entries not of that shape are
+    dropped; and why the whole record could not be used (not root's own file, not a JSON object), else None."""
+    try:
+        data = read_root_json(home, PENDING_FILE) or {}
+    except (AccountError, OSError) as error:
+        return {}, str(error)
+    return {name: {"reasons": entry["reasons"], "pid": entry.get("pid")} for name, entry in data.items()
+            if isinstance(entry, dict) and isinstance(entry.get("reasons"), list)
+            and all(isinstance(reason, str) for reason in entry["reasons"])
+            and (entry.get("pid") is None or (isinstance(entry["pid"], int) and not isinstance(entry["pid"], bool)))
+            }, None
+
+
+def keep_pending(home: str, pending: dict, dry_run: bool = False) -> None:
+    """Root's own record of the restarts left pending; gone when none is."""
+    if pending:
+        write_root_file_if_changed(home, PENDING_FILE, json.dumps(pending, indent=2, sort_keys=True) + "\n", dry_run)
+    else:
+        remove_root_file(home, PENDING_FILE, dry_run)
+
+
+def settle_pending(home: str, name: str, entry: dict) -> bool:
+    """Drop the service's pending restart, once done, when the record still holds this very entry (a run that
+    wrote another one meanwhile left it for later); True when it was dropped."""
+    pending, _ = read_pending(home)
+    if pending.get(name) != entry:
+        return False
+    del pending[name]
+    keep_pending(home, pending)
+    return True
+
+
+def pending_step(entry: dict, activity: dict | None) -> str:
+    """What to do now about Jupyter's pending restart, from Jupyter's own view of its use (jupyter_activity):
+    "restart" when it serves with no kernel busy; "settled" when the server the busy kernel spared is gone (a
+    restart since, by hand or by a reboot, read the new settings); "wait" while a kernel is busy, or while
+    Jupyter does not serve or answer (its next start reads the settings; its pid then tells)."""
+    if activity is None:
+        return "wait"
+    if entry["pid"] is not None and activity["pid"] != entry["pid"]:
+        return "settled"
+    return "wait" if activity["busy_kernels"] else "restart"
 
 
 def terminal_times(terminals: list) -> list[float]:

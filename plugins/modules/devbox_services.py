@@ -21,8 +21,9 @@ description:
     restarts on change) by the one launcher C(devbox_launcher.py).
   - Jupyter is not restarted while a kernel is busy (Jupyter asked as PID 1's idle stop asks), unless
     O(jupyter_restart=now); the restart is left pending, with its reasons, in the root-owned
-    C(~/.devbox/restart_pending.json), and the next run restarts it when no kernel is busy (a restart in between,
-    by hand or by a reboot, settles it).
+    C(~/.devbox/restart_pending.json); the image's boot step (PID 1 of a container or a Fly Machine; not on an SSH
+    host) restarts it at its first look with no kernel busy, as does the next run (a restart in between, by hand
+    or by a reboot, settles it).
   - A service whose record is there but which left the list is stopped and its record removed.
   - Returns Jupyter's token for the report, so register the result with C(no_log).
 extends_documentation_fragment:
@@ -116,14 +117,15 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem, listen_name
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import jupyter_activity
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (
+    jupyter_activity, keep_pending, read_pending)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
     LOCK_TIMEOUT_S, START_TIMEOUT_S, TOKEN_FILE)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import (
     LAYOUT_ARGUMENT_SPEC, dir_problem, options_problem)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
-    LIBRARY_DIR, AccountError, read_root_json, remove_root_file, write_root_file_if_changed)
+    LIBRARY_DIR, AccountError, remove_root_file, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (
     JUPYTER, ServiceError, file_name, load, normalize_all, record, record_names, register, service_venv, unregister,
@@ -148,8 +150,6 @@ COMMAND = ".local/bin/devbox-service"
 OLD_LAUNCHERS = {"jupyter": ".local/bin/devbox-jupyter", "tensorboard": ".local/bin/devbox-tensorboard"}
 # Where those launchers imported their libraries from (root's own files), now under LIBRARY_DIR.
 OLD_LIBRARIES = ("devbox_address.py", "devbox_launcher.py")
-# Root's own record of the restarts a busy kernel put off (ServerApp settings written, the server not restarted).
-PENDING_FILE = "restart_pending.json"
 # What the run says of a setting whose name speaks of a secret: its value never.
 SECRET_SETTING = re.compile(r"token|password|secret|key|cookie|salt|hash|credential", re.IGNORECASE)
 MASK = "********"
@@ -299,27 +299,6 @@ def why(action: str | None, reasons: list[str], wait: str | None, new: bool) -> 
     return None
 
 
-def load_pending(home: str) -> dict:
-    """The restarts earlier runs left pending, by service: {"reasons": [...], "pid": ...}; what is not of that shape
-    is dropped (the next restart decision then rests on this run's changes alone)."""
-    try:
-        data = read_root_json(home, PENDING_FILE) or {}
-    except (AccountError, OSError):
-        return {}
-    return {name: {"reasons": entry["reasons"], "pid": entry.get("pid")} for name, entry in data.items()
-            if isinstance(entry, dict) and isinstance(entry.get("reasons"), list)
-            and all(isinstance(reason, str) for reason in entry["reasons"])
-            and (entry.get("pid") is None or (isinstance(entry["pid"], int) and not isinstance(entry["pid"], bool)))}
-
-
-def keep_pending(home: str, pending: dict, dry_run: bool) -> None:
-    """Root's own record of the restarts left pending, for the next run; gone when none is."""
-    if pending:
-        write_root_file_if_changed(home, PENDING_FILE, json.dumps(pending, indent=2, sort_keys=True) + "\n", dry_run)
-    else:
-        remove_root_file(home, PENDING_FILE, dry_run)
-
-
 def provision(params: dict, dry_run: bool) -> dict:
     """As the user: every service's packages and files, then each service stopped, started or restarted."""
     home = params["home"]
@@ -442,7 +421,7 @@ def main() -> None:
         record_changed = [name for name, new in records.items()
                           if before.get(name) is not None and before[name] != validate_record(new, file_name(name))]
         record_new = [name for name in records if name not in before]
-        pending = load_pending(home)
+        pending = read_pending(home)[0]  # a damaged record is dropped: this run's changes decide
         registered = any([register(home, new, dry_run) for new in records.values()])
     except (AccountError, ServiceError, OSError) as error:
         module.fail_json(msg=f"cannot keep the services' records in {home}/.devbox: {error}")
