@@ -163,7 +163,7 @@ class Bench:
             command += ["-e", json.dumps(extra_vars)]
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(self.tree, "ansible.cfg"),
                    ANSIBLE_CALLBACK_PLUGINS=os.path.join(BENCH, "callback_plugins"),
-                   ANSIBLE_CALLBACKS_ENABLED="bench_stats", BENCH_STATS_FILE=stats_file,
+                   ANSIBLE_CALLBACKS_ENABLED="bench_stats,devbox.machine.payload_cache", BENCH_STATS_FILE=stats_file,
                    **connection.playbook_env(self.playbook_runs))
         if strategy:
             env["ANSIBLE_STRATEGY"] = strategy

@@ -74,8 +74,9 @@ def test_examples_return_and_attributes(path):
 
 
 @pytest.mark.parametrize("plugin", [("module", os.path.basename(path)[:-3]) for path in MODULES]
-                         + [("inventory", "fly"), ("inventory", "devbox_yaml"), ("strategy", "mitogen_linear"), ("lookup", "devbox_machine"),
-                            ("lookup", "devbox_run_summary"), ("callback", "devbox.machine.devbox")],
+                         + [("inventory", "fly"), ("inventory", "devbox_yaml"), ("strategy", "mitogen_linear"),
+                            ("lookup", "devbox_machine"), ("lookup", "devbox_run_summary"),
+                            ("callback", "devbox.machine.devbox"), ("callback", "devbox.machine.payload_cache")],
                          ids=lambda plugin: plugin[1])
 def test_ansible_doc_renders_without_a_warning(plugin):
     kind, name = plugin

@@ -1,6 +1,6 @@
 """Ansible callback for bench/run.py: what a playbook run did on its hosts, as JSON.
 
-Enabled by bench/run.py only (ANSIBLE_CALLBACKS_ENABLED=bench_stats), which names the output
+Enabled by bench/run.py only (ANSIBLE_CALLBACKS_ENABLED=bench_stats, beside the project's own), which names the output
 file in BENCH_STATS_FILE. Written at the end of the run:
 
   host_task_runs  {host: task results that ran a module on the host (loop items counted)}

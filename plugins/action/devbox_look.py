@@ -29,7 +29,6 @@ from ansible_collections.devbox.machine.plugins.action.devbox_services import LI
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import ROLES, digest
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import mask_credentials
-from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_payload_cache import kept_payload
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
     TOP, facts, play_value, role_defaults)
 
@@ -124,9 +123,8 @@ class ActionModule(ActionBase):
             }
         except (ServiceError, KeyError, TypeError, ValueError, OSError) as error:
             return dict(result, failed=True, msg=f"devbox_look: {error}")
-        with kept_payload("devbox_look"):
-            looked = self._execute_module(module_name=self._task.resolved_action or "devbox_look",
-                                          module_args=arguments, task_vars=task_vars)
+        looked = self._execute_module(module_name=self._task.resolved_action or "devbox_look",
+                                      module_args=arguments, task_vars=task_vars)
         if looked.get("failed"):
             looked.pop("token", None)
             result.update(looked)

@@ -23,8 +23,9 @@ import stat
 import subprocess
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import (
-    COMPLETE_MARKER, IDLE_SETTING_FILE as IDLE_SETTING, LOCK_FILE, PENDING_RESTART_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE,
-    SHELL_BLOCK_BEGIN_PREFIX as BEGIN_PREFIX, SHELL_BLOCK_END as END, built_for)
+    COMPLETE_MARKER, IDLE_SETTING_FILE as IDLE_SETTING, LOCK_FILE, PENDING_RESTART_FILE as PENDING_RESTART,
+    REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, SHELL_BLOCK_BEGIN_PREFIX as BEGIN_PREFIX, SHELL_BLOCK_END as END,
+    built_for)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
     QUERY_ARGS, device_groups_needed, find_nvidia_smi, parse_cuda_version, parse_query)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
@@ -47,9 +48,8 @@ SERVICE_FILES = (".jupyter/jupyter_server_config.json", ".local/bin/devbox-servi
                  ".local/share/jupyter/kernels/python3/kernel.json",
                  "{jupyter_venv}/share/jupyter/lab/settings/overrides.d/devbox.json")
 ABSENT = "absent"
-# While root's record of a restart a busy kernel put off is there (PID 1 does it at the next idle moment), the
-# services role runs at every run too, to do it when no kernel is busy.
-PENDING_RESTART = PENDING_RESTART_FILE
+# While root's record of a restart a busy kernel put off (PENDING_RESTART) is there (PID 1 does it at the next idle
+# moment), the services role runs at every run too, to do it when no kernel is busy.
 
 
 def digest(value) -> str:

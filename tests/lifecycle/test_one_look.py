@@ -27,7 +27,7 @@ def run(machine, packages: dict = PACKAGES, *extra: str) -> tuple[str, dict]:
     with tempfile.NamedTemporaryFile(suffix=".json") as stats_file:
         result = machine.provision("-e", json.dumps(packages), *extra, capture=True, env={
             "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "bench", "callback_plugins"),
-            "ANSIBLE_CALLBACKS_ENABLED": "bench_stats", "BENCH_STATS_FILE": stats_file.name})
+            "ANSIBLE_CALLBACKS_ENABLED": "bench_stats,devbox.machine.payload_cache", "BENCH_STATS_FILE": stats_file.name})
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-3000:]
         with open(stats_file.name) as stats:
