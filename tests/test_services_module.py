@@ -16,14 +16,15 @@ services = load(os.path.join(ROOT, "plugins", "modules", "devbox_services.py"))
 
 
 def test_auto_listens_on_the_machines_private_ipv4_on_fly_else_on_loopback(tmp_path, monkeypatch):
-    """On a Fly Machine, where Fly Proxy (Flycast) reaches it: the default route's interface's private IPv4."""
+    """On a Fly Machine, where Fly Proxy (Flycast) reaches it: the default route's interface's private IPv4,
+    by a name that stands for it wherever it is read (devbox_address.PRIVATE_IPV4_NAME)."""
     hosts, routes = tmp_path / "hosts", tmp_path / "route"
     hosts.write_text("127.0.0.1 localhost\nfdaa::3 fly-local-6pn\n")
     routes.write_text("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
                       "eth0\t000013AC\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
                       "eth0\t00000000\t011513AC\t0003\t0\t0\t0\t00000000\n")
     monkeypatch.setattr(devbox_address, "interface_ipv4", {"eth0": "172.19.21.2"}.get)
-    assert listen_name("auto", str(hosts), str(routes)) == "172.19.21.2"
+    assert listen_name("auto", str(hosts), str(routes)) == "fly-private-ipv4", "found again at every start"
     monkeypatch.setattr(devbox_address, "interface_ipv4", lambda interface: None)
     assert listen_name("auto", str(hosts), str(routes)) == "fly-local-6pn", "no IPv4: the 6PN name, as before"
     hosts.write_text("127.0.0.1 localhost\n")

@@ -17,6 +17,9 @@ import socket
 import struct
 
 FLY_PRIVATE_NAME = "fly-local-6pn"
+# Stands for the Machine's private IPv4 address (machine_private_ipv4), found again wherever the name is read
+# (every launcher start): a Machine may come back with another one. In no DNS and no hosts file.
+PRIVATE_IPV4_NAME = "fly-private-ipv4"
 # RFC 1123 host name labels; a last label of digits only would be a number, not a name.
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # RFC 6598 shared address space (carrier-grade NAT, Tailscale): not public, not in is_private.
@@ -32,7 +35,11 @@ def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
 
     "0", "0x0", "127.1" and "017700000001" are IPv4 addresses to inet_aton (and so to bind and
     getaddrinfo), so they are read the same way here; "[::]" is the URL spelling of "::".
+    PRIVATE_IPV4_NAME is the machine's private IPv4 address now (None where it has none).
     """
+    if text == PRIVATE_IPV4_NAME:
+        found = machine_private_ipv4()
+        return ipaddress.ip_address(found) if found else None
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     try:
@@ -65,6 +72,8 @@ def spelling_problem(name) -> str | None:
     """What the text alone says is wrong (no name lookup): the controller's check."""
     if not isinstance(name, str) or not name or name == "*":
         return f"{name!r} means all interfaces"
+    if name == PRIVATE_IPV4_NAME:  # judged on the machine, where it stands for an address
+        return None
     if any(character.isspace() for character in name):  # inet_aton would ignore what follows a space
         return f"{name!r} is neither an IP address nor a host name"
     address = literal_address(name)
@@ -85,6 +94,8 @@ def listen_address_problem(name) -> str | None:
     problem = spelling_problem(name)
     if problem or literal_address(name) is not None:
         return problem
+    if name == PRIVATE_IPV4_NAME:
+        return f"{name!r}: this machine has no private IPv4 address on its default route's interface"
     try:
         infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
@@ -130,9 +141,9 @@ def machine_private_ipv4(route_path: str = "/proc/net/route") -> str | None:
 
 
 def listen_name(ip: str, hosts_path: str = "/etc/hosts", route_path: str = "/proc/net/route") -> str:
-    """For "auto": on a Fly Machine (fly-local-6pn in /etc/hosts) its private IPv4 address, which Flycast
-    reaches (else, where it has none, fly-local-6pn, which `fly proxy` reaches); elsewhere 127.0.0.1.
-    The launchers resolve names at start."""
+    """For "auto": on a Fly Machine (fly-local-6pn in /etc/hosts) PRIVATE_IPV4_NAME, its private IPv4 address,
+    which Flycast reaches (where it has none, fly-local-6pn, which `fly proxy` reaches); elsewhere 127.0.0.1.
+    The launchers resolve names at every start: each start finds the IPv4 address the Machine has then."""
     if ip != "auto":
         return ip
     try:
@@ -142,4 +153,4 @@ def listen_name(ip: str, hosts_path: str = "/etc/hosts", route_path: str = "/pro
         on_fly = False
     if not on_fly:
         return "127.0.0.1"
-    return machine_private_ipv4(route_path) or FLY_PRIVATE_NAME
+    return PRIVATE_IPV4_NAME if machine_private_ipv4(route_path) else FLY_PRIVATE_NAME

@@ -365,10 +365,10 @@ def test_jupyter_outlives_the_ssh_sessions_and_no_fly_proxy_is_left(app, first_c
         assert json.loads(status.stdout)["healthy"] is True
 
 
-def jupyter_through_flycast(app, timeout):
+def jupyter_through_flycast(app, timeout, **env):
     """GET /api through `fly proxy 0:8888 <app>.flycast`, as the open hint says; the JSON answer."""
     proxy = subprocess.Popen(["fly", "proxy", "0:8888", f"{app['name']}.flycast", "-a", app["name"], "--watch-stdin"],
-                             env=app["env"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             env=dict(app["env"], **env), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         port = int(re.match(r"Proxying localhost:(\d+) to remote", proxy.stdout.readline()).group(1))
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=timeout) as response:
@@ -421,13 +421,27 @@ def test_start_stopped_starts_the_stopped_machine_first(app, first_converge):
     assert starts == [["machine", "start", app["machines"][stopped], "-a", app["name"]]]
 
 
+def logs(container):
+    result = docker("logs", "--tail", "25", container, check=False)
+    return result.stdout + result.stderr
+
+
 def test_a_stopped_machine_wakes_when_a_connection_reaches_the_flycast_address(app, first_converge):
     """After idle stop (here: docker stop, as `fly machine stop`), `fly proxy 8888 <app>.flycast` starts a
     Machine and Jupyter answers, with no `fly machine start`. Last in the module: it stops the app's Machines."""
     close_ssh_masters(app)
+    before = {container: addresses(container)[0] for container in started(app)}
     for container in started(app):
         docker("stop", "-t", "30", container)  # fly.toml's kill_timeout
-    assert "version" in jupyter_through_flycast(app, timeout=180)
+    try:
+        # The double's Fly Proxy waits for the woken Machine's boot step to start Jupyter.
+        answer = jupyter_through_flycast(app, timeout=180, FLY_DOUBLE_AUTOSTART_WAIT_S="170")
+    except OSError as error:
+        pytest.fail(f"{error}; private IPv4 before the stop: {before}; now: " + "; ".join(
+            docker("inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}} "
+                   "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", c).stdout
+            + logs(c) for c in started(app)))
+    assert "version" in answer
     woken = [c for c in started(app) if docker("inspect", "-f", "{{.State.Running}}", c).stdout.strip() == "true"]
     assert len(woken) == 1, "Fly Proxy starts one Machine for the connection"
     assert not [c["argv"] for c in calls(app["state"]) if c["argv"][:2] == ["machine", "start"]
