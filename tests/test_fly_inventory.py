@@ -204,7 +204,7 @@ def test_with_several_machines_the_open_hint_names_each_machine_or_says_flycast_
     settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml")) | {"app": "myapp"}
     plugin.add_hosts(settings, "fly", "/k", [MACHINES[0], second])
     assert plugin.inventory.get_host("bold-sea-7").get_vars()["devbox_open_hint"] == \
-        "fly proxy 8888 myapp.flycast -a myapp (jupyter; starts a stopped Machine; one of the app's Machines)"
+        "fly proxy 8888 myapp.flycast -a myapp (jupyter; starts a stopped Machine; any one of the Machines)"
     plugin = plugin_with({})
     plugin.add_hosts(dict(settings, flycast={}), "fly", "/k", [MACHINES[0], second])
     assert plugin.inventory.get_host("bold-sea-7").get_vars()["devbox_open_hint"] == \

@@ -233,7 +233,7 @@ def open_hint(facts: dict, app: str, target: str = "", flycast: dict[int, int] |
         port = service["port"]
         if port in (flycast or {}):
             ports = str(port) if flycast[port] == port else f"{port}:{flycast[port]}"
-            wakes = "; starts a stopped Machine" + ("; one of the app's Machines" if target else "")
+            wakes = "; starts a stopped Machine" + ("; any one of the Machines" if target else "")
             hints.append(f"fly proxy {ports} {app}.flycast -a {app} ({service['name']}{wakes})")
         else:
             hints.append(" ".join(filter(None, ["fly proxy", str(port), target, "-a", app])) + f" ({service['name']})")

@@ -159,7 +159,7 @@ def test_status_over_the_fly_inventory_reads_each_machine_in_one_module_run(app,
     assert printed.count("- 'jupyter: up, http://localhost:8888/lab; token hidden") == len(started(app))
     name = app["name"]
     assert printed.count(f"- 'Open it: fly proxy 8888 {name}.flycast -a {name} (jupyter; starts a stopped Machine; "
-                         "one of the app's Machines)'") == len(started(app))
+                         "any one of the Machines)'") == len(started(app))
     assert printed.count("- 'Next run: nothing to change, as far as status can tell'") == len(started(app))
     assert printed.count("- 'Provisioned: 20") == len(started(app))
     # Nothing is uploaded and no PTY is asked for.
