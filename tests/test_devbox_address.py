@@ -42,6 +42,35 @@ def test_a_name_is_judged_by_what_it_resolves_to(monkeypatch):
     assert problem.startswith("'sneaky.example' resolves to 8.8.8.8: 8.8.8.8 is a public address")
 
 
+def test_the_machines_private_ipv4_is_its_default_routes_interfaces_and_must_be_private(tmp_path, monkeypatch):
+    routes = tmp_path / "route"
+    routes.write_text("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+                      "eth1\t00000000\t011513AC\t0002\t0\t0\t0\t00000000\n"  # a default route that is down
+                      "eth0\t00000000\t011513AC\t0003\t0\t0\t0\t00000000\n")
+    assert devbox_address.default_route_interface(str(routes)) == "eth0"
+    assert devbox_address.default_route_interface(str(tmp_path / "none")) is None
+    for found, wanted in (("172.19.21.2", "172.19.21.2"), ("8.8.8.8", None), ("127.0.0.2", None), (None, None)):
+        monkeypatch.setattr(devbox_address, "interface_ipv4", lambda interface, found=found: found)
+        assert devbox_address.machine_private_ipv4(str(routes)) == wanted, found
+
+
+def test_the_private_ipv4_name_stands_for_the_address_the_machine_has_when_it_is_read(monkeypatch):
+    name = devbox_address.PRIVATE_IPV4_NAME
+    assert is_listen_address(name) is True and devbox_address.spelling_problem(name) is None
+    for found in ("172.19.21.2", "172.19.7.10"):  # a Machine back with another address: the name follows
+        monkeypatch.setattr(devbox_address, "machine_private_ipv4", lambda found=found: found)
+        assert str(devbox_address.literal_address(name)) == found
+        assert devbox_address.listen_address_problem(name) is None
+    monkeypatch.setattr(devbox_address, "machine_private_ipv4", lambda: None)
+    assert devbox_address.literal_address(name) is None
+    assert "no private IPv4 address" in devbox_address.listen_address_problem(name)
+
+
+def test_an_interfaces_ipv4_is_read_from_the_kernel():
+    assert devbox_address.interface_ipv4("lo") == "127.0.0.1"
+    assert devbox_address.interface_ipv4("no-such-if0") is None
+
+
 def test_a_name_that_does_not_resolve_is_named():
     assert "does not resolve on this machine" in devbox_address.listen_address_problem("no-such-host.invalid")
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from docker_machines import wait_until
+from docker_machines import base_image, wait_until
 from fly_testkit import (DOUBLE, ORG, ca_path, echo_server, fingerprint, fly_env, load_source, make_state, process_gone,
                          signing_ca)
 
@@ -356,3 +356,89 @@ def test_a_new_agents_first_tunnel_can_be_slow_and_proxies_wait_for_it(state):
         proxy.kill()
         proxy.wait()
         server.close()
+
+
+def write_ips(state, app, ips):
+    with open(os.path.join(state, "apps.json"), encoding="utf-8") as handle:
+        records = json.load(handle)
+    records[app]["ips"] = ips
+    with open(os.path.join(state, "apps.json"), "w", encoding="utf-8") as handle:
+        json.dump(records, handle)
+
+
+def test_ips_list_json_is_fly_gos_ip_addresses_with_the_shared_ipv4_last(state):
+    write_ips(state, "myapp", [{"address": "66.241.124.163", "type": "shared_v4"},
+                               {"address": "2a09:8280:1::37:fde9", "type": "v6"},
+                               {"address": "fdaa:0:18:0:1::2", "type": "private_v6"}])
+    result = run_double(state, "ips", "list", "-a", "myapp", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert [list(ip) for ip in listed] == [["ID", "Address", "Type", "Region", "CreatedAt", "ServiceName", "Network"]] * 3
+    assert [(ip["Address"], ip["Type"]) for ip in listed] == [
+        ("2a09:8280:1::37:fde9", "v6"), ("fdaa:0:18:0:1::2", "private_v6"), ("66.241.124.163", "shared_v4")]
+    assert listed[1]["Network"] == {"Name": "", "Organization": {"Slug": ORG}}
+    assert listed[2]["ID"] == "" and listed[2]["Network"] is None
+    write_ips(state, "myapp", [])
+    assert run_double(state, "ips", "list", "-a", "myapp", "--json").stdout == "[]\n"
+
+
+def test_a_flycast_name_is_in_dns_only_while_the_app_has_a_private_address(state):
+    result = run_double(state, "proxy", "0:8888", "myapp.flycast", "-a", "myapp", FLY_DOUBLE_DNS_WAIT="1")
+    assert (result.returncode, result.stderr) == (1, "Error: myapp.flycast: host was not found in DNS\n")
+
+
+# A Machine's server: answers every connection with one line, on its private IPv4.
+AWAKE_SERVER = ("use IO::Socket::INET; my $s = IO::Socket::INET->new(LocalAddr => '0.0.0.0', LocalPort => 8888, "
+                "Listen => 5, ReuseAddr => 1) or die; while (my $c = $s->accept) { print $c \"awake\\n\"; close $c }")
+
+
+def stopped_machine_behind_flycast(tmp_path, autostart: bool):
+    """(app, state, container): an app with a Flycast address and one stopped Machine serving port 8888."""
+    app = f"flycast-{os.urandom(4).hex()}"
+    state = make_state(str(tmp_path / "fly-state"), {app: ORG})
+    write_ips(state, app, [{"address": "fdaa:0:18:0:1::2", "type": "private_v6"}])
+    container = f"{app}-m1"
+    services = json.dumps([{"port": 8888, "internal_port": 8888, "autostart": autostart}])
+    subprocess.run(["docker", "create", "--name", container, "--label", f"fly_app={app}", "--label",
+                    "fly_machine_id=0123456789abcd", "--label", f"fly_services={services}", base_image(),
+                    "perl", "-e", AWAKE_SERVER], check=True, capture_output=True)
+    return app, state, container
+
+
+def test_a_connection_to_the_flycast_address_starts_a_stopped_machine_and_reaches_it(tmp_path):
+    app, state, container = stopped_machine_behind_flycast(tmp_path, autostart=True)
+    proxy = subprocess.Popen([DOUBLE, "proxy", "0:8888", f"{app}.flycast", "-a", app, "--watch-stdin"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=fly_env(state))
+    try:
+        match = READY_LINE.match(proxy.stdout.readline())
+        assert match and match.group(2) == f"{app}.flycast"
+        machines = json.loads(run_double(state, "machines", "list", "-a", app, "--json").stdout)
+        assert machines[0]["state"] == "stopped"
+        assert machines[0]["config"]["services"] == [{"protocol": "tcp", "internal_port": 8888, "autostop": "off",
+                                                      "autostart": True, "ports": [{"port": 8888}]}]
+        with socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=90) as connection:
+            connection.settimeout(90)
+            assert connection.makefile().readline() == "awake\n"
+        machines = json.loads(run_double(state, "machines", "list", "-a", app, "--json").stdout)
+        assert machines[0]["state"] == "started"
+    finally:
+        proxy.kill()
+        proxy.wait()
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+
+
+def test_flycast_does_not_start_a_machine_whose_service_has_no_autostart(tmp_path):
+    app, state, container = stopped_machine_behind_flycast(tmp_path, autostart=False)
+    proxy = subprocess.Popen([DOUBLE, "proxy", "0:8888", f"{app}.flycast", "-a", app, "--watch-stdin"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=fly_env(state))
+    try:
+        match = READY_LINE.match(proxy.stdout.readline())
+        with socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=30) as connection:
+            connection.settimeout(30)
+            assert connection.recv(16) == b"", "Fly Proxy closes a connection it has no Machine for"
+        state_now = json.loads(run_double(state, "machines", "list", "-a", app, "--json").stdout)[0]["state"]
+        assert state_now == "stopped"
+    finally:
+        proxy.kill()
+        proxy.wait()
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True)

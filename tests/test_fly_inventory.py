@@ -189,7 +189,7 @@ def test_started_machines_become_hosts_with_their_vars_and_region_groups():
     assert (host_vars["dev_user_name"], host_vars["dev_user_home"], host_vars["swap_min_mb"]) == \
         ("pythonuser", "/home/pythonuser", 32768)
     assert host_vars["dev_user_home_is_volume"] is True
-    assert host_vars["devbox_open_hint"] == "fly proxy 8888 -a myapp (jupyter)"
+    assert host_vars["devbox_open_hint"] == "fly proxy 8888 myapp.flycast -a myapp (jupyter; starts a stopped Machine)"
     assert host_vars["ansible_ssh_private_key_file"] == "/p/.fly/ssh/id_fly_myapp"
     args = host_vars["ansible_ssh_common_args"]
     assert "fly_proxy_command.py --fly /usr/local/bin/fly --app myapp --ready-timeout 50 --port %p %h'" in args
@@ -198,13 +198,62 @@ def test_started_machines_become_hosts_with_their_vars_and_region_groups():
         assert option in args
 
 
-def test_with_several_machines_the_open_hint_names_each_machine():
+def test_with_several_machines_the_open_hint_names_each_machine_or_says_flycast_reaches_one():
     plugin = plugin_with({})
     second = dict(MACHINES[0], id="148e21d4b2d389", name="bold-sea-7")
     settings = fly.read_fly_toml(os.path.join(ROOT, "fly.toml")) | {"app": "myapp"}
     plugin.add_hosts(settings, "fly", "/k", [MACHINES[0], second])
     assert plugin.inventory.get_host("bold-sea-7").get_vars()["devbox_open_hint"] == \
+        "fly proxy 8888 myapp.flycast -a myapp (jupyter; starts a stopped Machine; any one of the Machines)"
+    plugin = plugin_with({})
+    plugin.add_hosts(dict(settings, flycast={}), "fly", "/k", [MACHINES[0], second])
+    assert plugin.inventory.get_host("bold-sea-7").get_vars()["devbox_open_hint"] == \
         "fly proxy 8888 148e21d4b2d389.vm.myapp.internal -a myapp (jupyter)"
+
+
+def test_the_projects_fly_toml_serves_jupyter_through_flycast_with_autostart_and_no_autostop():
+    assert fly.read_fly_toml(os.path.join(ROOT, "fly.toml"))["flycast"] == {8888: 8888}
+    with open(os.path.join(ROOT, "fly.toml"), "rb") as handle:
+        [service] = tomllib.load(handle)["services"]
+    assert (service["auto_start_machines"], service["auto_stop_machines"]) == (True, "off")
+    assert "handlers" not in service["ports"][0], "Fly Proxy passes Jupyter's TCP stream through"
+
+
+SERVICE = """
+[[services]]
+  internal_port = 8888
+  auto_start_machines = true
+  auto_stop_machines = "off"
+  [[services.ports]]
+    port = 8888
+"""
+
+
+@pytest.mark.parametrize("autostop", ["true", '"stop"', '"suspend"'])
+def test_fly_proxys_autostop_is_refused_the_stop_is_the_machines_own(tmp_path, autostop):
+    path = write(tmp_path, FLY_TOML + SERVICE.replace('auto_stop_machines = "off"', f"auto_stop_machines = {autostop}"))
+    with pytest.raises(fly.FlyInventoryError, match=r'auto_stop_machines = .*: set auto_stop_machines = "off"'):
+        fly.read_fly_toml(path)
+
+
+def test_only_a_service_with_autostart_is_a_way_in_that_wakes_the_machine(tmp_path):
+    assert fly.read_fly_toml(write(tmp_path, FLY_TOML + SERVICE))["flycast"] == {8888: 8888}
+    assert fly.read_fly_toml(write(tmp_path, FLY_TOML))["flycast"] == {}
+    no_start = FLY_TOML + SERVICE.replace("auto_start_machines = true", "auto_start_machines = false")
+    assert fly.read_fly_toml(write(tmp_path, no_start, "no-start.toml"))["flycast"] == {}
+    moved = fly.read_fly_toml(write(tmp_path, FLY_TOML + SERVICE.replace("    port = 8888\n", "    port = 80\n"), "80.toml"))
+    assert moved["flycast"] == {8888: 80}
+    assert open_hint_of(moved) == "fly proxy 8888:80 myapp.flycast -a myapp (jupyter; starts a stopped Machine)"
+
+
+def open_hint_of(settings):
+    return fly.open_hint(settings["facts"], "myapp", "", settings["flycast"])
+
+
+def test_a_flycast_service_on_another_port_than_jupyters_is_warned_about(tmp_path):
+    settings = fly.read_fly_toml(write(tmp_path, FLY_TOML + SERVICE), {"jupyter_port": 9000})
+    assert any("no [[services]] entry with internal_port = 9000 (jupyter_port)" in w for w in settings["warnings"])
+    assert open_hint_of(settings) == "fly proxy 9000 -a myapp (jupyter)"
 
 
 def test_the_open_hint_names_every_services_port_from_the_facts():
@@ -216,6 +265,12 @@ def test_the_open_hint_names_every_services_port_from_the_facts():
     plugin.add_hosts(settings, "fly", "/k", MACHINES[:1])
     assert plugin.inventory.get_host("aged-wind-2649").get_vars()["devbox_open_hint"] == (
         "fly proxy 9000 -a myapp (jupyter); fly proxy 8501 -a myapp (streamlit)")
+    plugin = plugin_with({})
+    settings = dict(settings, flycast={8501: 8501, 9000: 9000})
+    plugin.add_hosts(settings, "fly", "/k", MACHINES[:1])
+    assert plugin.inventory.get_host("aged-wind-2649").get_vars()["devbox_open_hint"] == (
+        "fly proxy 9000 myapp.flycast -a myapp (jupyter; starts a stopped Machine); "
+        "fly proxy 8501 myapp.flycast -a myapp (streamlit; starts a stopped Machine)")
 
 
 def test_the_facts_must_agree_with_fly_toml_before_anything_is_created(tmp_path):
@@ -471,6 +526,45 @@ def test_an_app_without_machines_names_fly_deploy(fly_home):
         parse(fly_home["source"])
     listed = [c["argv"] for c in calls(fly_home["state"])]
     assert ["machines", "list", "-a", fly_home["app"], "--json"] in listed
+
+
+def set_ips(state, app, ips):
+    with open(os.path.join(state, "apps.json"), encoding="utf-8") as handle:
+        records = json.load(handle)
+    records[app]["ips"] = ips
+    with open(os.path.join(state, "apps.json"), "w", encoding="utf-8") as handle:
+        json.dump(records, handle)
+
+
+def test_an_app_with_a_public_ip_is_refused_with_how_to_release_it(fly_home):
+    set_ips(fly_home["state"], fly_home["app"], [{"address": "fdaa:0:18:0:1::2", "type": "private_v6"},
+                                                 {"address": "2a09:8280:1::37:fde9", "type": "v6"},
+                                                 {"address": "66.241.124.163", "type": "shared_v4"}])
+    with pytest.raises(AnsibleParserError) as raised:
+        parse(fly_home["source"])
+    message = " ".join(str(raised.value).split())
+    assert "has public IP addresses: 2a09:8280:1::37:fde9 (v6), 66.241.124.163 (shared_v4)" in message
+    assert f"fly ips release 2a09:8280:1::37:fde9 66.241.124.163 -a {fly_home['app']}" in message
+    assert not [c for c in calls(fly_home["state"]) if c["argv"][:2] in (["ssh", "issue"], ["proxy"])], \
+        "refused before any certificate or tunnel"
+
+
+@pytest.mark.parametrize("ips, hint", [
+    ([{"address": "fdaa:0:18:0:1::2", "type": "private_v6"}], "fly proxy 8888 {app}.flycast -a {app} (jupyter; starts a stopped Machine)"),
+    ([], "fly proxy 8888 -a {app} (jupyter)")])
+def test_a_private_app_is_reached_through_flycast_once_it_has_the_address(fly_home, monkeypatch, tmp_path, ips, hint):
+    app = fly_home["app"]
+    with open(os.path.join(ROOT, "fly.toml"), encoding="utf-8") as handle:
+        monkeypatch.setenv("DEVBOX_FLY_TOML", write(tmp_path, handle.read().replace(
+            'app = "python-dev-machine"', f'app = "{app}"'), "project.toml"))
+    set_ips(fly_home["state"], app, ips)
+    monkeypatch.setenv("FLY_DOUBLE_AGENT_START_S", "0")
+    monkeypatch.setattr(fly.Flyctl, "machines", lambda self: [dict(MACHINES[0])])
+    warnings = []
+    monkeypatch.setattr(fly.display, "warning", warnings.append)
+    inventory = parse(fly_home["source"])
+    assert inventory.get_host("aged-wind-2649").get_vars()["devbox_open_hint"] == hint.format(app=app)
+    assert any(f"fly ips allocate-v6 --private -a {app}" in warning for warning in warnings) == (not ips)
 
 
 def test_ansible_inventory_shows_the_error_and_fails_when_told_to(fly_home):

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_address
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_name
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError, normalize
 from test_module_docs import ROOT, load
@@ -14,12 +15,20 @@ from test_module_docs import ROOT, load
 services = load(os.path.join(ROOT, "plugins", "modules", "devbox_services.py"))
 
 
-def test_auto_listens_on_the_fly_private_name_only_on_fly(tmp_path):
-    hosts = tmp_path / "hosts"
+def test_auto_listens_on_the_machines_private_ipv4_on_fly_else_on_loopback(tmp_path, monkeypatch):
+    """On a Fly Machine, where Fly Proxy (Flycast) reaches it: the default route's interface's private IPv4,
+    by a name that stands for it wherever it is read (devbox_address.PRIVATE_IPV4_NAME)."""
+    hosts, routes = tmp_path / "hosts", tmp_path / "route"
     hosts.write_text("127.0.0.1 localhost\nfdaa::3 fly-local-6pn\n")
-    assert listen_name("auto", str(hosts)) == "fly-local-6pn"
+    routes.write_text("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+                      "eth0\t000013AC\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+                      "eth0\t00000000\t011513AC\t0003\t0\t0\t0\t00000000\n")
+    monkeypatch.setattr(devbox_address, "interface_ipv4", {"eth0": "172.19.21.2"}.get)
+    assert listen_name("auto", str(hosts), str(routes)) == "fly-private-ipv4", "found again at every start"
+    monkeypatch.setattr(devbox_address, "interface_ipv4", lambda interface: None)
+    assert listen_name("auto", str(hosts), str(routes)) == "fly-local-6pn", "no IPv4: the 6PN name, as before"
     hosts.write_text("127.0.0.1 localhost\n")
-    assert listen_name("auto", str(hosts)) == "127.0.0.1"
+    assert listen_name("auto", str(hosts), str(routes)) == "127.0.0.1"
     assert listen_name("10.0.0.2", str(hosts)) == "10.0.0.2"
 
 

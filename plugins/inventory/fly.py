@@ -121,6 +121,10 @@ SSH_CONNECT_TIMEOUT_S = 60
 FIRST_TUNNEL_WAIT_S = 250
 # The first proxy says what it waits for when it takes longer than this.
 FIRST_TUNNEL_NOTE_S = 5
+# fly-go's IPAddress.Type of a Flycast address; every other type (v4, shared_v4, v6) is public.
+PRIVATE_IP_TYPE = "private_v6"
+# auto_stop_machines values that leave the stop to us (fly.toml: a bool or "off" / "stop" / "suspend").
+AUTOSTOP_OFF = (False, "off")
 INSTALL_HINT = "install flyctl: `curl -L https://fly.io/install.sh | sh` (then add ~/.fly/bin to PATH)"
 
 
@@ -166,8 +170,13 @@ def read_fly_toml(path: str, given: dict | None = None) -> dict:
     processes = config.get("processes")
     groups = sorted(processes) if isinstance(processes, dict) and processes else [DEFAULT_PROCESS_GROUP]
     settings = {"app": app, "user": user, "mounts": destinations, "swap_mb": swap, "process_groups": groups,
-                "warnings": gpu_warnings(path, config)}
+                "warnings": gpu_warnings(path, config), "flycast": flycast_ports(path, config)}
     facts = fly_facts(path, settings, given)
+    jupyter = next((service["port"] for service in facts["services"] if service["name"] == "jupyter"), None)
+    if settings["flycast"] and jupyter not in settings["flycast"]:
+        settings["warnings"].append(
+            f"{path}: no [[services]] entry with internal_port = {jupyter} (jupyter_port) and auto_start_machines = "
+            f"true: Jupyter is not reached through the app's Flycast address; set internal_port = {jupyter}")
     return dict(settings, home=facts["home"], facts=facts)
 
 
@@ -193,10 +202,42 @@ def fly_facts(path: str, settings: dict, given: dict | None = None) -> dict:
     return facts
 
 
-def open_hint(facts: dict, app: str, target: str = "") -> str:
-    """How to reach every service from here: one `fly proxy <port>` per service, each in a terminal of its own."""
-    return "; ".join(" ".join(filter(None, ["fly proxy", str(service["port"]), target, "-a", app]))
-                     + f" ({service['name']})" for service in facts["services"] if not behind_jupyter(service))
+def flycast_ports(path: str, config: dict) -> dict[int, int]:
+    """{internal port: the port Fly Proxy serves it on} for fly.toml's [[services]] that start a stopped Machine
+    (auto_start_machines = true): reached at <app>.flycast. FlyInventoryError for a service whose
+    auto_stop_machines is on: the stop is the Machine's own (its boot step's idle stop)."""
+    services = config.get("services")
+    found = {}
+    for service in services if isinstance(services, list) else []:
+        if not isinstance(service, dict):
+            continue
+        internal = service.get("internal_port")
+        if service.get("auto_stop_machines", False) not in AUTOSTOP_OFF:
+            raise FlyInventoryError(
+                f"{path}: the service on internal_port {internal} has auto_stop_machines = "
+                f"{service['auto_stop_machines']!r}: set auto_stop_machines = \"off\" (the Machine stops itself when "
+                "idle; Fly Proxy would stop it under a running notebook), then `fly deploy`")
+        ports = [entry.get("port") for entry in service.get("ports") or [] if isinstance(entry, dict)]
+        if service.get("auto_start_machines") is True and isinstance(internal, int) and ports:
+            found[internal] = ports[0]
+    return found
+
+
+def open_hint(facts: dict, app: str, target: str = "", flycast: dict[int, int] | None = None) -> str:
+    """How to reach every service from here: one `fly proxy <port>` per service, each in a terminal of its own.
+    A service fly.toml serves through Fly Proxy goes to the app's Flycast address, which wakes a stopped Machine."""
+    hints = []
+    for service in facts["services"]:
+        if behind_jupyter(service):
+            continue
+        port = service["port"]
+        if port in (flycast or {}):
+            ports = str(port) if flycast[port] == port else f"{port}:{flycast[port]}"
+            wakes = "; starts a stopped Machine" + ("; any one of the Machines" if target else "")
+            hints.append(f"fly proxy {ports} {app}.flycast -a {app} ({service['name']}{wakes})")
+        else:
+            hints.append(" ".join(filter(None, ["fly proxy", str(port), target, "-a", app])) + f" ({service['name']})")
+    return "; ".join(hints)
 
 
 def tables_with(value, key: str) -> bool:
@@ -284,6 +325,12 @@ class Flyctl:
             raise FlyInventoryError(f"`fly machines list -a {self.app} --json` did not print a list")
         return machines
 
+    def ip_addresses(self) -> list[dict]:
+        addresses = self.run_json("ips", "list", "-a", self.app, "--json")
+        if not isinstance(addresses, list):
+            raise FlyInventoryError(f"`fly ips list -a {self.app} --json` did not print a list")
+        return addresses
+
     def start(self, machine_id: str) -> None:
         result = self.run("machine", "start", machine_id, "-a", self.app)
         if result.returncode != 0:
@@ -352,6 +399,19 @@ def error_text(result: subprocess.CompletedProcess) -> str:
     lines = text.splitlines()
     message = next((line for line in lines if line.startswith("Error: ")), "\n".join(lines))
     return message.removeprefix("Error: ").strip() or f"exit status {result.returncode}"
+
+
+def private_network_only(app: str, addresses: list[dict]) -> bool:
+    """FlyInventoryError when the app has a public IP address (then Fly Proxy carries fly.toml's services, Jupyter's
+    among them, to the internet); else whether it has a Flycast address (private IPv6) to wake Machines through."""
+    public = [ip for ip in addresses if isinstance(ip, dict) and ip.get("Type") != PRIVATE_IP_TYPE]
+    if public:
+        listing = ", ".join(f"{ip.get('Address')} ({ip.get('Type')})" for ip in public)
+        raise FlyInventoryError(
+            f"app {app!r} has public IP addresses: {listing}. Fly Proxy would carry fly.toml's services (Jupyter's "
+            f"port) to the internet. Release them: fly ips release {' '.join(str(ip.get('Address')) for ip in public)} "
+            f"-a {app}; keep or add the private Flycast address: fly ips allocate-v6 --private -a {app}")
+    return any(isinstance(ip, dict) and ip.get("Type") == PRIVATE_IP_TYPE for ip in addresses)
 
 
 # ---- Machines -> hosts ----------------------------------------------------------------------
@@ -531,6 +591,10 @@ class InventoryModule(BaseInventoryPlugin):
         app = settings["app"]
         flyctl = Flyctl(find_fly(self.get_option("fly_command")), app)
         status = flyctl.app_status()
+        if not private_network_only(app, flyctl.ip_addresses()) and settings["flycast"]:
+            display.warning(f"app {app!r} has no Flycast address, so a stopped Machine does not wake when you connect: "
+                            f"fly ips allocate-v6 --private -a {app}")
+            settings = dict(settings, flycast={})
         machines = self.started_machines(flyctl, self.own_machines(flyctl.app, settings["process_groups"],
                                                                    flyctl.machines()))
         org = self.get_option("org") or ((status.get("Organization") or {}).get("Slug") or "")
@@ -628,7 +692,7 @@ class InventoryModule(BaseInventoryPlugin):
                 dev_user_home=settings["home"],
                 dev_user_home_is_volume=True,
                 swap_min_mb=settings["swap_mb"],
-                devbox_open_hint=open_hint(settings["facts"], app, target),
+                devbox_open_hint=open_hint(settings["facts"], app, target, settings.get("flycast")),
             )
             for name, value in host_vars.items():
                 self.inventory.set_variable(host, name, value)

@@ -10,16 +10,24 @@ library only.
 """
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import re
 import socket
+import struct
 
 FLY_PRIVATE_NAME = "fly-local-6pn"
+# Stands for the Machine's private IPv4 address (machine_private_ipv4), found again wherever the name is read
+# (every launcher start): a Machine may come back with another one. In no DNS and no hosts file.
+PRIVATE_IPV4_NAME = "fly-private-ipv4"
 # RFC 1123 host name labels; a last label of digits only would be a number, not a name.
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # RFC 6598 shared address space (carrier-grade NAT, Tailscale): not public, not in is_private.
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+# ioctl that reads an interface's IPv4 address (linux/sockios.h).
+_SIOCGIFADDR = 0x8915
+_RTF_UP = 0x1
 
 
 def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -27,7 +35,11 @@ def literal_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
 
     "0", "0x0", "127.1" and "017700000001" are IPv4 addresses to inet_aton (and so to bind and
     getaddrinfo), so they are read the same way here; "[::]" is the URL spelling of "::".
+    PRIVATE_IPV4_NAME is the machine's private IPv4 address now (None where it has none).
     """
+    if text == PRIVATE_IPV4_NAME:
+        found = machine_private_ipv4()
+        return ipaddress.ip_address(found) if found else None
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     try:
@@ -60,6 +72,8 @@ def spelling_problem(name) -> str | None:
     """What the text alone says is wrong (no name lookup): the controller's check."""
     if not isinstance(name, str) or not name or name == "*":
         return f"{name!r} means all interfaces"
+    if name == PRIVATE_IPV4_NAME:  # judged on the machine, where it stands for an address
+        return None
     if any(character.isspace() for character in name):  # inet_aton would ignore what follows a space
         return f"{name!r} is neither an IP address nor a host name"
     address = literal_address(name)
@@ -80,6 +94,8 @@ def listen_address_problem(name) -> str | None:
     problem = spelling_problem(name)
     if problem or literal_address(name) is not None:
         return problem
+    if name == PRIVATE_IPV4_NAME:
+        return f"{name!r}: this machine has no private IPv4 address on its default route's interface"
     try:
         infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
@@ -91,14 +107,50 @@ def listen_address_problem(name) -> str | None:
     return None
 
 
-def listen_name(ip: str, hosts_path: str = "/etc/hosts") -> str:
-    """For "auto": fly-local-6pn on a Fly Machine, else 127.0.0.1. The launchers resolve names at start."""
+def default_route_interface(route_path: str = "/proc/net/route") -> str | None:
+    """The interface of the IPv4 default route (eth0 on a Fly Machine), from the kernel's routing table."""
+    try:
+        with open(route_path) as routes:
+            rows = [line.split() for line in routes.readlines()[1:]]
+    except OSError:
+        return None
+    return next((row[0] for row in rows if len(row) > 3 and row[1] == "00000000" and int(row[3], 16) & _RTF_UP), None)
+
+
+def interface_ipv4(interface: str) -> str | None:
+    """The IPv4 address of one interface, as the kernel has it now; None when it has none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            answer = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, struct.pack("256s", interface.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(answer[20:24])
+
+
+def machine_private_ipv4(route_path: str = "/proc/net/route") -> str | None:
+    """The Machine's private IPv4 address (eth0's, 172.19.x.x on Fly): where Fly Proxy, and so Flycast, reaches
+    a Machine's services (Fly's Flycast docs: bind 0.0.0.0, not fly-local-6pn). None unless it is private and not
+    loopback. A Machine has no public address on its interfaces; the inventory refuses an app with a public IP,
+    so that Fly Proxy does not carry the service to the internet either."""
+    interface = default_route_interface(route_path)
+    address = interface_ipv4(interface) if interface else None
+    if address is None:
+        return None
+    parsed = ipaddress.ip_address(address)
+    return address if not parsed.is_loopback and address_problem(parsed) is None else None
+
+
+def listen_name(ip: str, hosts_path: str = "/etc/hosts", route_path: str = "/proc/net/route") -> str:
+    """For "auto": on a Fly Machine (fly-local-6pn in /etc/hosts) PRIVATE_IPV4_NAME, its private IPv4 address,
+    which Flycast reaches (where it has none, fly-local-6pn, which `fly proxy` reaches); elsewhere 127.0.0.1.
+    The launchers resolve names at every start: each start finds the IPv4 address the Machine has then."""
     if ip != "auto":
         return ip
     try:
         with open(hosts_path) as hosts:
-            if FLY_PRIVATE_NAME in hosts.read().split():
-                return FLY_PRIVATE_NAME
+            on_fly = FLY_PRIVATE_NAME in hosts.read().split()
     except OSError:
-        pass
-    return "127.0.0.1"
+        on_fly = False
+    if not on_fly:
+        return "127.0.0.1"
+    return PRIVATE_IPV4_NAME if machine_private_ipv4(route_path) else FLY_PRIVATE_NAME

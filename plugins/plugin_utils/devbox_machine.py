@@ -56,7 +56,7 @@ def facts(value) -> dict:
 
     A service whose ip is "auto" listens on the target's private address when the target names one
     (devbox_private_ip: the local machine's container name, where its published ports arrive); else
-    the machine decides (fly-local-6pn on a Fly Machine, 127.0.0.1 elsewhere).
+    the machine decides (its private IPv4 on a Fly Machine, 127.0.0.1 elsewhere).
     ServiceError when the services are not a usable list (the input check words it for the user).
     """
     services = normalize_all(service_entries(value), list(BUILT_IN.values()))

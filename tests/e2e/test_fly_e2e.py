@@ -5,6 +5,8 @@ an sshd as strict as the least Fly's hallpass surely offers (exec only: no SFTP 
 split into words and run without a shell, with PATH alone, in /; one session per connection; the
 6PN address only, IPv6, on a Docker network like Fly's private one; org-CA certificates only).
 Two app Machines run, one is stopped, and a running `fly console` Machine must be left alone. The
+app has a Flycast address and no public one; the provisioned Machines carry fly.toml's [[services]],
+so the double's Fly Proxy wakes them. The
 only stand-in is `fly` (tests/fly_double). The playbook runs with the DEFAULT inventory
 (ansible.cfg -> inventory/fly.yml), pointed at a copy of fly.toml naming the test app. Every test
 runs twice, on an app of its own: with Ansible's own strategy (ansible.cfg's) and with Mitogen
@@ -16,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 import urllib.request
 
 import pytest
@@ -62,6 +65,11 @@ def app(tmp_path_factory, strategy):
     work = tmp_path_factory.mktemp("fly-e2e")
     name = f"devbox-e2e-{TEST_TAG}-{os.urandom(4).hex()}"
     state = make_state(str(work / "state"), {name: ORG})
+    with open(os.path.join(state, "apps.json"), encoding="utf-8") as handle:
+        records = json.load(handle)
+    records[name]["ips"] = [{"address": f"fdaa:0:{os.urandom(2).hex()}:0:1::2", "type": "private_v6"}]
+    with open(os.path.join(state, "apps.json"), "w", encoding="utf-8") as handle:
+        json.dump(records, handle)
     # The app's private network: IPv6 only reaches the Machines' SSH servers, as 6PN does on Fly.
     network = f"{name}-6pn"
     docker("network", "create", "--ipv6", "--subnet", f"fdaa:0:{os.urandom(2).hex()}:a7b::/64", network)
@@ -74,6 +82,8 @@ def app(tmp_path_factory, strategy):
             mounts += ["-v", f"{HOST_CA_BUNDLE}:/etc/devbox/ca-bundle.pem:ro"]
         labels = {"fly_app": name, "fly_machine_id": machine_id, "fly_machine_name": container, "fly_region": "ord",
                   "fly_process_group": group}
+        if running and group == "app":  # m3 stands for a Machine from before this fly.toml: no services
+            labels["fly_services"] = fly_toml_services()
         args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
         docker("create", "--name", container, "--hostname", container, "--network", network, *args, *mounts,
                MACHINE_IMAGE)
@@ -104,6 +114,15 @@ def app(tmp_path_factory, strategy):
             docker("rm", "-f", container, check=False)
             docker("volume", "rm", "-f", f"{container}-home", check=False)
         docker("network", "rm", network, check=False)
+
+
+def fly_toml_services() -> str:
+    """The project's fly.toml [[services]] as the double's Machine label: what `fly deploy` puts in each config."""
+    with open(os.path.join(ROOT, "fly.toml"), "rb") as handle:
+        services = tomllib.load(handle).get("services", [])
+    return json.dumps([{"port": port["port"], "internal_port": service["internal_port"],
+                        "autostart": service.get("auto_start_machines") is True}
+                       for service in services for port in service.get("ports", [])])
 
 
 def addresses(container):
@@ -187,7 +206,7 @@ def test_first_converge_reaches_every_started_machine_through_fly_proxy(app, fir
     assert sorted(argv[2] for argv in proxies[1:]) == wanted
     assert all(argv[1] == "0:22" and "--watch-stdin" in argv for argv in proxies)
     # The YAML callback folds long lines: compare with the whitespace joined again.
-    assert f"fly proxy 8888 {app['machines'][started(app)[0]]}.vm.{app['name']}.internal -a {app['name']}" \
+    assert f"fly proxy 8888 {app['name']}.flycast -a {app['name']} (jupyter; starts a stopped Machine" \
         in " ".join(output.split())
 
 
@@ -345,18 +364,30 @@ def test_jupyter_outlives_the_ssh_sessions_and_no_fly_proxy_is_left(app, first_c
         assert json.loads(status.stdout)["healthy"] is True
 
 
-def test_jupyter_answers_through_fly_proxy_as_the_open_hint_says(app, first_converge):
-    host = f"{app['machines'][started(app)[0]]}.vm.{app['name']}.internal"
-    proxy = subprocess.Popen(["fly", "proxy", "0:8888", host, "-a", app["name"], "--watch-stdin"], env=app["env"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def jupyter_through_flycast(app, timeout, **env):
+    """GET /api through `fly proxy 0:8888 <app>.flycast`, as the open hint says; the JSON answer."""
+    proxy = subprocess.Popen(["fly", "proxy", "0:8888", f"{app['name']}.flycast", "-a", app["name"], "--watch-stdin"],
+                             env=dict(app["env"], **env), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         port = int(re.match(r"Proxying localhost:(\d+) to remote", proxy.stdout.readline()).group(1))
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=20) as response:
-            assert response.status == 200 and "version" in json.load(response)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api", timeout=timeout) as response:
+            assert response.status == 200
+            return json.load(response)
     finally:
         proxy.stdin.close()
         proxy.wait(10)
-    assert process_gone(proxy.pid)
+        assert process_gone(proxy.pid)
+
+
+def test_jupyter_answers_through_fly_proxy_as_the_open_hint_says(app, first_converge):
+    """Through the app's Flycast address: Fly Proxy reaches Jupyter on the Machine's private IPv4."""
+    assert "version" in jupyter_through_flycast(app, timeout=20)
+    probe = "import socket, sys; socket.create_connection((sys.argv[1], 8888), timeout=5).close()"
+    for container in started(app):
+        ipv4, ipv6 = addresses(container)
+        assert docker("exec", container, "python3", "-c", probe, ipv4, check=False).returncode == 0
+        assert docker("exec", container, "python3", "-c", probe, ipv6, check=False).returncode != 0, \
+            "Jupyter listens on the private IPv4 alone, not on every address"
 
 
 def test_an_expired_certificate_is_renewed_before_connecting(app, first_converge):
@@ -387,3 +418,30 @@ def test_start_stopped_starts_the_stopped_machine_first(app, first_converge):
     assert docker("inspect", "-f", "{{.State.Running}}", stopped).stdout.strip() == "true"
     starts = [c["argv"] for c in calls(app["state"]) if c["argv"][:2] == ["machine", "start"]]
     assert starts == [["machine", "start", app["machines"][stopped], "-a", app["name"]]]
+
+
+def logs(container):
+    result = docker("logs", "--tail", "25", container, check=False)
+    return result.stdout + result.stderr
+
+
+def test_a_stopped_machine_wakes_when_a_connection_reaches_the_flycast_address(app, first_converge):
+    """After idle stop (here: docker stop, as `fly machine stop`), `fly proxy 8888 <app>.flycast` starts a
+    Machine and Jupyter answers, with no `fly machine start`. Last in the module: it stops the app's Machines."""
+    close_ssh_masters(app)
+    before = {container: addresses(container)[0] for container in started(app)}
+    for container in started(app):
+        docker("stop", "-t", "30", container)  # fly.toml's kill_timeout
+    try:
+        # The double's Fly Proxy waits for the woken Machine's boot step to start Jupyter.
+        answer = jupyter_through_flycast(app, timeout=180, FLY_DOUBLE_AUTOSTART_WAIT_S="170")
+    except OSError as error:
+        pytest.fail(f"{error}; private IPv4 before the stop: {before}; now: " + "; ".join(
+            docker("inspect", "-f", "{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{.State.StartedAt}} "
+                   "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", c).stdout
+            + logs(c) for c in started(app)))
+    assert "version" in answer
+    woken = [c for c in started(app) if docker("inspect", "-f", "{{.State.Running}}", c).stdout.strip() == "true"]
+    assert len(woken) == 1, "Fly Proxy starts one Machine for the connection"
+    assert not [c["argv"] for c in calls(app["state"]) if c["argv"][:2] == ["machine", "start"]
+                and app["machines"][woken[0]] in c["argv"]]

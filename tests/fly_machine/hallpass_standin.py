@@ -31,6 +31,10 @@ with open("/etc/hosts", "r+", encoding="utf-8") as hosts:
     hosts.seek(0)
     hosts.writelines(kept + [f"{address}\tfly-local-6pn\n"])
     hosts.truncate()
+# A restarted container keeps its files (a Machine's root FS would be fresh): the old keys go first.
+for old_key in ("/etc/ssh/ssh_host_ed25519_key", "/etc/ssh/ssh_host_ed25519_key.pub"):
+    if os.path.exists(old_key):
+        os.remove(old_key)
 subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/etc/ssh/ssh_host_ed25519_key"], check=True,
                stdout=subprocess.DEVNULL)
 os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
