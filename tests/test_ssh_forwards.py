@@ -13,9 +13,13 @@ def test_every_service_gets_a_forward_on_loopback():
     assert "    LocalForward 127.0.0.1:8501 10.0.0.5:8501" in lines
 
 
-def test_auto_is_the_private_address_on_fly_and_ipv6_is_bracketed():
-    assert forward_line("m", {"port": 8888, "ip": "auto"}, on_fly=True) == "127.0.0.1:8888 fly-local-6pn:8888"
+def test_on_fly_auto_is_reached_through_flycast_not_forwarded_and_ipv6_is_bracketed():
+    assert forward_line("m", {"port": 8888, "ip": "auto"}, on_fly=True) is None
     assert forward_line("m", {"port": 8888, "ip": "fdaa::3"}, on_fly=True) == "127.0.0.1:8888 [fdaa::3]:8888"
+    lines, notes = host_block(dict(ENTRY, fly_app="my-app"))
+    assert not any("LocalForward 127.0.0.1:9000" in text for text in lines)
+    assert "    LocalForward 127.0.0.1:8501 10.0.0.5:8501" in lines
+    assert any("`fly proxy 9000 my-app.flycast -a my-app`" in note for note in notes)
 
 
 @pytest.mark.parametrize("service", [{"port": 80, "ip": "auto"}, {"port": True, "ip": "auto"},

@@ -17,7 +17,6 @@ import re
 import shlex
 import subprocess
 
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import FLY_PRIVATE_NAME
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import BadName, checked_name
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import behind_jupyter
 
@@ -162,7 +161,11 @@ def host_block(entry: dict, directory: str = "",
     lines += control_lines(directory)
     # A service behind Jupyter's login needs no forward of its own.
     for service in [service for service in entry.get("services", []) if not behind_jupyter(service)]:
-        lines.append(f"    LocalForward {forward_line(host, service, bool(entry.get('fly_app')))}")
+        forward = forward_line(host, service, bool(entry.get("fly_app")))
+        if forward:
+            lines.append(f"    LocalForward {forward}")
+        else:
+            notes.append(flycast_note(host, service, entry["fly_app"]))
     if entry.get("fly_app") and login_check:
         lines += [""] + login_block(host, entry, login_check)
     if not entry.get("fly_app"):
@@ -174,18 +177,28 @@ def host_block(entry: dict, directory: str = "",
 FORWARD_TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$")
 
 
-def forward_line(host: str, service: dict, on_fly: bool) -> str:
+def forward_line(host: str, service: dict, on_fly: bool) -> str | None:
     """`127.0.0.1:<port> <address>:<port>` for one service: its port on this computer's loopback only, to
-    where it listens on the machine ("auto": Fly's private address on a Fly Machine, else its loopback)."""
+    where it listens on the machine ("auto": its loopback; None on a Fly Machine, where "auto" is the Machine's
+    private IPv4, which only Fly Proxy reaches: Flycast, flycast_note)."""
     port, target = service.get("port"), service.get("ip")
-    if target == "auto":
-        target = FLY_PRIVATE_NAME if on_fly else "127.0.0.1"
     if isinstance(port, bool) or not isinstance(port, int) or not 1024 <= port <= 65535:
         raise SshConfigError(f"{host}: a service's port {port!r} is not a port from 1024 to 65535")
+    if target == "auto":
+        if on_fly:
+            return None
+        target = "127.0.0.1"
     if not isinstance(target, str) or not FORWARD_TARGET.match(target):
         raise SshConfigError(f"{host}: a service's address {target!r} is not an address or a host name")
     target = f"[{target}]" if ":" in target else target
     return f"127.0.0.1:{port} {target}:{port}"
+
+
+def flycast_note(host: str, service: dict, app: str) -> str:
+    """How to reach a service of a Fly Machine that listens where Fly Proxy reaches it: the app's Flycast address."""
+    return (f"{host}: {service['name']} has no forward (it listens on the Machine's private IPv4, for Fly Proxy):"
+            f" `fly proxy {service['port']} {app}.flycast -a {app}` reaches it and starts a stopped Machine"
+            f" (fly.toml's [[services]] on port {service['port']})")
 
 
 def docker_hint(entry: dict) -> str:
