@@ -1,6 +1,8 @@
 """Action plugin: one look at the machine decides which roles of site.yml have anything to do.
 
-On the controller, one digest per input of each role: the templated value of every variable the
+On the controller, first every role's inputs are checked (plugins/action/devbox_check_inputs.py's rules, every
+problem at once, before anything is looked at or changed; the fact devbox_inputs_checked then lets the roles skip
+their own check). Then one digest per input of each role: the templated value of every variable the
 defaults of the role (and of the roles it reads: dev_user's user and home, python_env's layout,
 Jupyter's and TensorBoard's entries for the services) name, the content of the files they point
 to (python_env_requirements_file, python_env_lock_file), and the project's own code (roles/,
