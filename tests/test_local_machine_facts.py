@@ -161,3 +161,34 @@ def test_docker_run_arguments_follow_the_facts(monkeypatch):
     assert [args[i + 1] for i, arg in enumerate(args) if arg == "-p"] == ["127.0.0.1:6006:6006",
                                                                          f"127.0.0.1:{PORT}:{PORT}"]
     assert f"--env=DEVBOX_HOME=/home/{USER}" in args
+
+
+def test_the_facts_are_kept_and_worked_out_again_only_when_what_they_come_from_changes(tmp_path, monkeypatch):
+    """`make up` on a converged machine reads the kept facts (no Ansible to import); a changed setting, variable or
+    file of the code works them out again."""
+    monkeypatch.setattr(docker_machines, "FACTS_CACHE", str(tmp_path / "facts"))
+    first = machine(jupyter_port=PORT).facts()
+    assert oct(os.stat(tmp_path / "facts" / "devbox-unit.json").st_mode & 0o777) == "0o600"
+
+    def not_again(self):
+        raise AssertionError("worked out again")
+    with monkeypatch.context() as patched:
+        patched.setattr(LocalMachine, "_work_out_facts", not_again)
+        assert machine(jupyter_port=PORT).facts() == first
+    other = machine(jupyter_port=PORT + 1).facts()
+    assert other["services"][0]["port"] == PORT + 1
+
+
+def test_a_changed_setting_file_changes_the_digest_and_a_lookup_turns_the_cache_off(tmp_path):
+    for top in ("inventory/group_vars/all", "roles", "plugins", "tools"):
+        (tmp_path / top).mkdir(parents=True)
+    (tmp_path / "tools" / "docker_machines.py").write_text("# the code\n")
+    settings = tmp_path / "inventory" / "group_vars" / "all" / "mine.yml"
+    settings.write_text("jupyter_port: 9000\n")
+    before = docker_machines.facts_digest("m", "{}", str(tmp_path))
+    assert before and docker_machines.facts_digest("m", "{}", str(tmp_path)) == before
+    assert docker_machines.facts_digest("m", '{"a": 1}', str(tmp_path)) != before
+    settings.write_text("jupyter_port: 9001\n")
+    assert docker_machines.facts_digest("m", "{}", str(tmp_path)) not in (None, before)
+    settings.write_text("jupyter_port: \"{{ lookup('env', 'PORT') }}\"\n")
+    assert docker_machines.facts_digest("m", "{}", str(tmp_path)) is None, "the environment is no file to digest"

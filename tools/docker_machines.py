@@ -15,6 +15,7 @@ then what this tool passes and the user's variables), read through `LocalMachine
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -34,24 +35,21 @@ COLLECTIONS = os.path.join(ROOT, "playbooks", "collections")
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 
-from ansible.errors import AnsibleError  # noqa: E402
-from ansible.inventory.group import Group  # noqa: E402
-from ansible.inventory.host import Host  # noqa: E402
-from ansible.parsing.dataloader import DataLoader  # noqa: E402
-from ansible.utils.vars import combine_vars  # noqa: E402
-from ansible.vars.plugins import get_vars_from_inventory_sources  # noqa: E402
-
-from ansible_collections.devbox.machine.plugins.inventory.devbox_local import (  # noqa: E402
-    DEFAULT_NAME, host_name, host_vars)
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import BadName  # noqa: E402
-
+# Ansible itself (half a second to import) is imported where the facts are worked out, not here: a `make up`
+# whose facts are cached (LocalMachine.facts) never needs it.
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import (  # noqa: E402
+    LOCAL_MACHINE_NAME, BadName)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (  # noqa: E402
     JUPYTER, ServiceError, behind_jupyter)
-from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine  # noqa: E402
 
 LOCAL_INVENTORY = os.path.join(ROOT, "inventory", "local.yml")
 # The local machine when DEVBOX_NAME names none: its container and the host of inventory/local.yml.
-LOCAL_HOST = DEFAULT_NAME
+LOCAL_HOST = LOCAL_MACHINE_NAME
+# The facts of each local machine, with the digest of what they were worked out from (LocalMachine.facts).
+FACTS_CACHE = os.path.join(ROOT, ".cache", "facts")
+# What the facts are worked out from, besides the variables: the inventory with its settings, the roles' defaults,
+# the code that reads them.
+FACTS_INPUTS = ("inventory", "roles", "plugins", "tools/docker_machines.py")
 # LocalMachine(port=OWN_PORTS): every service published on this computer on its own port (`make up`).
 OWN_PORTS = "own"
 # Fly's own kill_timeout when fly.toml sets none.
@@ -123,6 +121,8 @@ def parse_vars(text: str | None) -> dict:
     """
     if not text or not text.strip():
         return {}
+    from ansible.errors import AnsibleError
+    from ansible.parsing.dataloader import DataLoader
     try:
         data = DataLoader().load(text)
     except AnsibleError as error:
@@ -142,12 +142,59 @@ def local_host_vars(name: str = LOCAL_HOST, inventory: str = LOCAL_INVENTORY) ->
     """The variables the local inventory gives the host `name`, in Ansible's order: group_vars/all beside the
     inventory, then the file's own vars (the plugin's host variables), then host_vars/<name> beside it.
     Read by Ansible's own vars plugins, as a playbook run reads them."""
+    from ansible.inventory.group import Group
+    from ansible.inventory.host import Host
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.utils.vars import combine_vars
+    from ansible.vars.plugins import get_vars_from_inventory_sources
+
+    from ansible_collections.devbox.machine.plugins.inventory.devbox_local import host_name, host_vars
     name = host_name(name)
     loader = DataLoader()
     config = loader.load_from_file(inventory, trusted_as_template=True) or {}
     everyone = get_vars_from_inventory_sources(loader, [inventory], [Group("all")], "all")
     own = get_vars_from_inventory_sources(loader, [inventory], [Host(name)], "all")
     return combine_vars(combine_vars(everyone, host_vars(name, config.get("vars") or {})), own)
+
+
+def facts_digest(name: str, given: str, root: str = ROOT) -> str | None:
+    """The digest of what a local machine's facts come from: its name, the variables given (JSON), and every file
+    of FACTS_INPUTS; None when the inventory's files call a lookup (a value read from elsewhere, the environment
+    say, which no digest of the files can tell has changed)."""
+    hashed = hashlib.sha256(f"{name}\0{given}\0".encode())
+    for top in FACTS_INPUTS:
+        paths = [os.path.join(root, top)] if os.path.isfile(os.path.join(root, top)) else sorted(
+            os.path.join(folder, file) for folder, dirs, files in os.walk(os.path.join(root, top))
+            if "__pycache__" not in folder for file in files if not file.endswith(".pyc"))
+        for path in paths:
+            with open(path, "rb") as source:
+                data = source.read()
+            if top == "inventory" and re.search(rb"\b(lookup|query|q)\s*\(", data):
+                return None
+            hashed.update(os.path.relpath(path, root).encode() + b"\0" + data + b"\0")
+    return hashed.hexdigest()
+
+
+def cached_facts(name: str, digest: str, folder: str | None = None) -> dict | None:
+    """The facts kept for this digest, or None."""
+    try:
+        with open(os.path.join(folder or FACTS_CACHE, f"{name}.json"), encoding="utf-8") as kept:
+            entry = json.load(kept)
+    except (OSError, ValueError):
+        return None
+    return entry.get("facts") if isinstance(entry, dict) and entry.get("digest") == digest else None
+
+
+def keep_facts(name: str, digest: str, facts: dict, folder: str | None = None) -> None:
+    """Keep the facts for the next command (0600: they name the machine's user and ports); never fails."""
+    folder = folder or FACTS_CACHE
+    with contextlib.suppress(OSError):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        path = os.path.join(folder, f"{name}.json")
+        handle = os.open(path + ".part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(handle, "w", encoding="utf-8") as part:
+            json.dump({"digest": digest, "facts": facts}, part)
+        os.replace(path + ".part", path)
 
 
 def port_is_free(port: int) -> bool:
@@ -261,17 +308,31 @@ class LocalMachine:
 
     def facts(self) -> dict:
         """The machine's facts for this container and `given`; MachineError when the variables do not make a
-        machine (a service entry that is not usable, a variable that does not template)."""
+        machine (a service entry that is not usable, a variable that does not template). Kept in .cache/facts
+        with the digest of what they come from (facts_digest), so a `make up` that changes none of it does not
+        import and run Ansible's templating again."""
         key = as_json(self.given)
         if self._facts is None or self._facts[0] != key:
-            try:
-                found = machine(combine_vars(combine_vars(local_host_vars(self.name), self.tool_vars()), self.given))
-            except BadName as error:
-                raise MachineError(str(error)) from None
-            except (ServiceError, KeyError, ValueError, TypeError, AnsibleError) as error:
-                raise MachineError(f"the variables do not describe a machine: {error}") from None
+            digest = facts_digest(self.name, key)
+            found = cached_facts(self.name, digest) if digest else None
+            if found is None:
+                found = self._work_out_facts()
+                if digest:
+                    keep_facts(self.name, digest, found)
             self._facts = (key, found)
         return self._facts[1]
+
+    def _work_out_facts(self) -> dict:
+        from ansible.errors import AnsibleError
+        from ansible.utils.vars import combine_vars
+
+        from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import machine
+        try:
+            return machine(combine_vars(combine_vars(local_host_vars(self.name), self.tool_vars()), self.given))
+        except BadName as error:
+            raise MachineError(str(error)) from None
+        except (ServiceError, KeyError, ValueError, TypeError, AnsibleError) as error:
+            raise MachineError(f"the variables do not describe a machine: {error}") from None
 
     def home(self) -> str:
         return self.facts()["home"]

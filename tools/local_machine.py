@@ -39,12 +39,11 @@ from collections.abc import Iterator
 from docker_machines import (DOCKER, LOCAL_HOST, OWN_PORTS, ROOT, LocalMachine, MachineError, base_image,
                              build_devbox_image, docker, docker_output, parse_vars, stop_timeout)
 
-# docker_machines put playbooks/collections on the path: the launcher's own places, and the escaping of the
-# status report for what the machine prints.
-from ansible_collections.devbox.machine.plugins.action.devbox_status_report import escaped  # noqa: E402
+# docker_machines put playbooks/collections on the path: the launcher's own places. What brings Ansible with it
+# (the status report's escaping, the services module's command) is imported where it is used, so a `make up` on
+# a converged machine does not import Ansible before ansible-playbook does.
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (  # noqa: E402
     STATE_DIR, SYSTEM_PATH)
-from ansible_collections.devbox.machine.plugins.modules.devbox_services import COMMAND  # noqa: E402
 
 LOCK_DIR = os.path.join(ROOT, ".cache")
 # The volume of the local machine when DEVBOX_VOLUME names none.
@@ -232,6 +231,7 @@ def shell(machine: LocalMachine, command: str | None) -> None:
 
 def show_logs(machine: LocalMachine, lines: int = 200) -> None:
     """The end of PID 1's log and of each service's, escaped (the services are the user's programs)."""
+    from ansible_collections.devbox.machine.plugins.action.devbox_status_report import escaped
     if machine.state() is None:
         raise MachineError(f"{machine.name} does not exist: {make_command(machine, 'up')} starts it")
     pid1 = docker("logs", "--tail", str(lines), machine.name)
@@ -253,6 +253,8 @@ def show_logs(machine: LocalMachine, lines: int = 200) -> None:
 
 def restart_services(machine: LocalMachine) -> None:
     """Each service of the facts restarted by its launcher, as the dev user; the container keeps running."""
+    from ansible_collections.devbox.machine.plugins.action.devbox_status_report import escaped
+    from ansible_collections.devbox.machine.plugins.modules.devbox_services import COMMAND
     running(machine)
     facts = machine.facts()
     failed = []

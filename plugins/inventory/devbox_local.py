@@ -46,15 +46,13 @@ vars:
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
 
-from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import BadName, checked_name
-
-# The container `make up` runs when DEVBOX_NAME does not name one.
-DEFAULT_NAME = "devbox-local"
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import (
+    LOCAL_MACHINE_NAME, BadName, checked_name)
 
 
 def host_name(given: str | None) -> str:
     """The host (and container) name: the one given, else the default; BadName when it cannot be one."""
-    return checked_name(given or DEFAULT_NAME, "the local machine's name (DEVBOX_NAME)")
+    return checked_name(given or LOCAL_MACHINE_NAME, "the local machine's name (DEVBOX_NAME)")
 
 
 def host_vars(name: str, given: dict) -> dict:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 
+# The local machine (its container and its inventory host) when DEVBOX_NAME names none.
+LOCAL_MACHINE_NAME = "devbox-local"
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}$")
 NAME_RULE = ("1-128 letters, digits, '.', '_', '-' or ':', starting with a letter, a digit or '_'"
              " (no '/', no spaces, no control characters)")

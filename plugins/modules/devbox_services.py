@@ -321,11 +321,13 @@ def provision(params: dict, dry_run: bool) -> dict:
         name = service["name"]
         installed = {"installed": [], "upgraded": [], "changed": False}
         if service["packages"]:
-            # A venv of its own takes the project venv's installer settings (indexes, CA bundle, installer).
-            installer_settings = None if venvs[name] == project_venv else load_settings(project_venv)
+            # A venv of its own takes the project venv's installer settings (indexes, CA bundle, installer), and is
+            # made with the project venv's uv (no pip of its own to bootstrap).
+            own = venvs[name] != project_venv
             venv_params = {"path": venvs[name], "base_python": "python3", "requirements": service["packages"],
-                           "installer": None, "settings": installer_settings, "min_free_mb": params["min_free_mb"],
-                           "lock_timeout": 600}
+                           "installer": None, "settings": load_settings(project_venv) if own else None,
+                           "min_free_mb": params["min_free_mb"], "lock_timeout": 600,
+                           "uv_from": os.path.join(project_venv, "bin", "uv") if own else None}
             installed = plan(venv_params) if dry_run else converge(venv_params)
         if name == JUPYTER:  # after its install: a venv of its own is made (emptied) by the first one
             jupyter_changed = jupyter_files(params, venvs[JUPYTER], project, dry_run, diffs, settings)
