@@ -38,6 +38,15 @@ def make_state(folder: str, apps: dict[str, str], other_orgs: tuple[str, ...] = 
     return folder
 
 
+def set_ips(state: str, app: str, ips: list[dict]) -> None:
+    """The app's IP addresses in the double's state, as `fly ips list --json` lists them."""
+    with open(os.path.join(state, "apps.json"), encoding="utf-8") as handle:
+        records = json.load(handle)
+    records[app]["ips"] = ips
+    with open(os.path.join(state, "apps.json"), "w", encoding="utf-8") as handle:
+        json.dump(records, handle)
+
+
 def ca_path(state: str, org: str = ORG) -> str:
     """The private key of an org's SSH CA in the double's state (its .pub beside it)."""
     return os.path.join(state, f"ca-{org}")

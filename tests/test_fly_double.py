@@ -15,7 +15,7 @@ import pytest
 
 from docker_machines import base_image, wait_until
 from fly_testkit import (DOUBLE, ORG, ca_path, echo_server, fingerprint, fly_env, load_source, make_state, process_gone,
-                         signing_ca)
+                         set_ips, signing_ca)
 
 double = load_source("fly_double", DOUBLE)
 
@@ -358,16 +358,8 @@ def test_a_new_agents_first_tunnel_can_be_slow_and_proxies_wait_for_it(state):
         server.close()
 
 
-def write_ips(state, app, ips):
-    with open(os.path.join(state, "apps.json"), encoding="utf-8") as handle:
-        records = json.load(handle)
-    records[app]["ips"] = ips
-    with open(os.path.join(state, "apps.json"), "w", encoding="utf-8") as handle:
-        json.dump(records, handle)
-
-
 def test_ips_list_json_is_fly_gos_ip_addresses_with_the_shared_ipv4_last(state):
-    write_ips(state, "myapp", [{"address": "66.241.124.163", "type": "shared_v4"},
+    set_ips(state, "myapp", [{"address": "66.241.124.163", "type": "shared_v4"},
                                {"address": "2a09:8280:1::37:fde9", "type": "v6"},
                                {"address": "fdaa:0:18:0:1::2", "type": "private_v6"}])
     result = run_double(state, "ips", "list", "-a", "myapp", "--json")
@@ -378,7 +370,7 @@ def test_ips_list_json_is_fly_gos_ip_addresses_with_the_shared_ipv4_last(state):
         ("2a09:8280:1::37:fde9", "v6"), ("fdaa:0:18:0:1::2", "private_v6"), ("66.241.124.163", "shared_v4")]
     assert listed[1]["Network"] == {"Name": "", "Organization": {"Slug": ORG}}
     assert listed[2]["ID"] == "" and listed[2]["Network"] is None
-    write_ips(state, "myapp", [])
+    set_ips(state, "myapp", [])
     assert run_double(state, "ips", "list", "-a", "myapp", "--json").stdout == "[]\n"
 
 
@@ -396,7 +388,7 @@ def stopped_machine_behind_flycast(tmp_path, autostart: bool):
     """(app, state, container): an app with a Flycast address and one stopped Machine serving port 8888."""
     app = f"flycast-{os.urandom(4).hex()}"
     state = make_state(str(tmp_path / "fly-state"), {app: ORG})
-    write_ips(state, app, [{"address": "fdaa:0:18:0:1::2", "type": "private_v6"}])
+    set_ips(state, app, [{"address": "fdaa:0:18:0:1::2", "type": "private_v6"}])
     container = f"{app}-m1"
     services = json.dumps([{"port": 8888, "internal_port": 8888, "autostart": autostart}])
     subprocess.run(["docker", "create", "--name", container, "--label", f"fly_app={app}", "--label",
@@ -405,10 +397,15 @@ def stopped_machine_behind_flycast(tmp_path, autostart: bool):
     return app, state, container
 
 
+def flycast_proxy(app: str, state: str) -> subprocess.Popen:
+    """`fly proxy 0:8888 <app>.flycast`, as the README's way in, on a free local port."""
+    return subprocess.Popen([DOUBLE, "proxy", "0:8888", f"{app}.flycast", "-a", app, "--watch-stdin"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=fly_env(state))
+
+
 def test_a_connection_to_the_flycast_address_starts_a_stopped_machine_and_reaches_it(tmp_path):
     app, state, container = stopped_machine_behind_flycast(tmp_path, autostart=True)
-    proxy = subprocess.Popen([DOUBLE, "proxy", "0:8888", f"{app}.flycast", "-a", app, "--watch-stdin"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=fly_env(state))
+    proxy = flycast_proxy(app, state)
     try:
         match = READY_LINE.match(proxy.stdout.readline())
         assert match and match.group(2) == f"{app}.flycast"
@@ -429,8 +426,7 @@ def test_a_connection_to_the_flycast_address_starts_a_stopped_machine_and_reache
 
 def test_flycast_does_not_start_a_machine_whose_service_has_no_autostart(tmp_path):
     app, state, container = stopped_machine_behind_flycast(tmp_path, autostart=False)
-    proxy = subprocess.Popen([DOUBLE, "proxy", "0:8888", f"{app}.flycast", "-a", app, "--watch-stdin"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=fly_env(state))
+    proxy = flycast_proxy(app, state)
     try:
         match = READY_LINE.match(proxy.stdout.readline())
         with socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=30) as connection:

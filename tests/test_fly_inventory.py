@@ -18,7 +18,7 @@ from ansible.plugins.loader import inventory_loader
 import devbox_boot
 from ansible_collections.devbox.machine.plugins.module_utils import devbox_launcher
 from fly_testkit import (DOUBLE, ORG, PROXY_HELPER, ROOT, ca_path, calls, echo_server, fingerprint, fly_env, make_state,
-                         process_gone, signing_ca)
+                         process_gone, set_ips, signing_ca)
 
 # Loaded as Ansible loads it, so its option definitions are registered.
 inventory_loader.add_directory(os.path.join(ROOT, "plugins", "inventory"))
@@ -526,14 +526,6 @@ def test_an_app_without_machines_names_fly_deploy(fly_home):
         parse(fly_home["source"])
     listed = [c["argv"] for c in calls(fly_home["state"])]
     assert ["machines", "list", "-a", fly_home["app"], "--json"] in listed
-
-
-def set_ips(state, app, ips):
-    with open(os.path.join(state, "apps.json"), encoding="utf-8") as handle:
-        records = json.load(handle)
-    records[app]["ips"] = ips
-    with open(os.path.join(state, "apps.json"), "w", encoding="utf-8") as handle:
-        json.dump(records, handle)
 
 
 def test_an_app_with_a_public_ip_is_refused_with_how_to_release_it(fly_home):
