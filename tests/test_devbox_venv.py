@@ -145,8 +145,9 @@ def test_uv_installer_is_bootstrapped_and_used(tmp_path):
     assert not again["changed"]
 
 
-def test_a_service_venv_is_made_with_the_project_venvs_uv_and_has_no_pip(tmp_path):
-    """A service's own venv is made with the uv the project venv holds (no pip to bootstrap) and gets a copy of it."""
+def test_a_service_venv_is_made_with_the_project_venvs_uv_and_still_has_pip(tmp_path):
+    """A service's own venv is made with the uv the project venv holds (uv venv --seed, not ensurepip) and gets a
+    copy of it; pip is there (JupyterLab's extension manager installs with it)."""
     uv = os.path.join(os.path.dirname(sys.executable), "uv")
     venv = tmp_path / "jupyter"
     settings = {"index_url": None, "extra_index_urls": [], "ca_bundle": os.environ.get("SSL_CERT_FILE"),
@@ -154,7 +155,8 @@ def test_a_service_venv_is_made_with_the_project_venvs_uv_and_has_no_pip(tmp_pat
     result = converge(params(venv, installer=None, settings=settings, requirements=["six==1.16.0"], uv_from=uv))
     assert "six==1.16.0" in result["installed"]
     assert venv_health(str(venv), sys.executable)[0] == "ok"
-    assert not (venv / "bin" / "pip").exists(), "made by uv venv, not python -m venv"
+    assert "uv = " in (venv / "pyvenv.cfg").read_text(), "made by uv venv, not python -m venv"
+    assert subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--version"]).returncode == 0
     assert (venv / "bin" / "uv").read_bytes() == open(uv, "rb").read()
     again = converge(params(venv, installer=None, settings=settings, requirements=["six==1.16.0"], uv_from=uv))
     assert not again["changed"]

@@ -137,15 +137,16 @@ def venv_health(venv: str, base_python: str) -> tuple[str, str]:
     return "ok", ""
 
 
-def create_venv(venv: str, base_python: str, uv: str | None = None) -> None:
-    """An empty venv: with pip (python -m venv), or, given a uv binary, without it (uv venv: no pip to bootstrap,
-    seconds faster; for the services' own venvs, which nobody installs into with pip)."""
+def create_venv(venv: str, base_python: str, uv: str | None = None, settings: dict | None = None) -> None:
+    """An empty venv with pip: python -m venv (ensurepip), or, given a uv binary, uv venv --seed, seconds faster
+    (pip from the indexes of the installer settings; JupyterLab's extension manager installs with it)."""
     if uv and os.access(uv, os.X_OK):
         shutil.rmtree(venv, ignore_errors=True)  # as --clear: uv venv may refuse a folder that is there
-        command = [uv, "venv", "--quiet", "--python", base_python, "--python-preference", "only-system", venv]
+        command = [uv, "venv", "--quiet", "--seed", "--python", base_python, "--python-preference", "only-system",
+                   venv]
     else:
         command = [base_python, "-m", "venv", "--clear", venv]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=installer_env(settings or {}))
     if result.returncode != 0:
         raise VenvError(f"{' '.join(command[:2])} ... {venv} failed: {result.stderr.strip()}")
 
@@ -836,7 +837,7 @@ def converge(params: dict, converge_project=None) -> dict:
                 pending.update(owed)
                 write_if_changed(pending_path, json.dumps(pending, indent=2, sort_keys=True))
                 result["rebuilt"] = reason
-            create_venv(venv, base_python, params.get("uv_from") if installer == "uv" else None)
+            create_venv(venv, base_python, params.get("uv_from") if installer == "uv" else None, settings)
             result["changed"] = True
         if save_settings(venv, settings, diffs=result["diff"]):
             result["changed"] = True

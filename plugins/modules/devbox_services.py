@@ -322,7 +322,7 @@ def provision(params: dict, dry_run: bool) -> dict:
         installed = {"installed": [], "upgraded": [], "changed": False}
         if service["packages"]:
             # A venv of its own takes the project venv's installer settings (indexes, CA bundle, installer), and is
-            # made with the project venv's uv (no pip of its own to bootstrap).
+            # made with the project venv's uv (uv venv --seed: no ensurepip, no pip install of uv).
             own = venvs[name] != project_venv
             venv_params = {"path": venvs[name], "base_python": "python3", "requirements": service["packages"],
                            "installer": None, "settings": load_settings(project_venv) if own else None,
