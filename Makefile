@@ -93,7 +93,7 @@ unit: $(BIN)/.installed-test engine browser
 molecule: $(BIN)/.installed-test image
 	$(BIN)/molecule test --all
 
-# Every figure of issue 12 in one run (bench/results/latest.md); BENCH_ARGS adds options,
+# Every figure of issues 5 and 20 in one run (bench/results/latest.md); BENCH_ARGS adds options,
 # e.g. BENCH_ARGS='--only first-up --runs 1' for the opt-in first `make up` with nothing cached.
 bench: $(BIN)/.installed engine
 	$(BIN)/python bench/run.py --runs 3 --connection ssh --rtt-ms 0,50 $(BENCH_ARGS)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark of issues 5 and 12: our Ansible-provisioned dev machine against the seed's boot path.
+"""Benchmark of issues 5 and 20: our Ansible-provisioned dev machine against the seed's boot path.
 
 Measures a snapshot of the project taken at the start (the commit HEAD, another with --commit,
 or with --worktree the working tree), so edits made meanwhile do not mix into a run. Builds both images on the same
