@@ -41,6 +41,7 @@ from ansible_collections.devbox.machine.plugins.module_utils.devbox_names import
     LOCAL_MACHINE_NAME, BadName)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import (  # noqa: E402
     JUPYTER, ServiceError, behind_jupyter)
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_tree import tree_files  # noqa: E402
 
 LOCAL_INVENTORY = os.path.join(ROOT, "inventory", "local.yml")
 # The local machine when DEVBOX_NAME names none: its container and the host of inventory/local.yml.
@@ -162,16 +163,10 @@ def facts_digest(name: str, given: str, root: str = ROOT) -> str | None:
     of FACTS_INPUTS; None when the inventory's files call a lookup (a value read from elsewhere, the environment
     say, which no digest of the files can tell has changed)."""
     hashed = hashlib.sha256(f"{name}\0{given}\0".encode())
-    for top in FACTS_INPUTS:
-        paths = [os.path.join(root, top)] if os.path.isfile(os.path.join(root, top)) else sorted(
-            os.path.join(folder, file) for folder, dirs, files in os.walk(os.path.join(root, top))
-            if "__pycache__" not in folder for file in files if not file.endswith(".pyc"))
-        for path in paths:
-            with open(path, "rb") as source:
-                data = source.read()
-            if top == "inventory" and re.search(rb"\b(lookup|query|q)\s*\(", data):
-                return None
-            hashed.update(os.path.relpath(path, root).encode() + b"\0" + data + b"\0")
+    for path, content in tree_files(root, FACTS_INPUTS):
+        if path.startswith("inventory" + os.sep) and re.search(rb"\b(lookup|query|q)\s*\(", content):
+            return None
+        hashed.update(path.encode() + b"\0" + content + b"\0")
     return hashed.hexdigest()
 
 

@@ -31,6 +31,7 @@ from ansible_collections.devbox.machine.plugins.action.devbox_services import LI
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import ROLES, digest
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import mask_credentials
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_tree import tree_files
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
     TOP, facts, play_value, role_defaults)
 
@@ -61,16 +62,8 @@ EXPECTED = ("no stamp yet", "inputs changed", "the CUDA smoke test", "swap ", "a
 def code_digest(top: str = TOP) -> str:
     """The digest of every file of the project's code (names and contents)."""
     hashed = hashlib.sha256()
-    for folder in CODE:
-        for root, dirs, files in os.walk(os.path.join(top, folder)):
-            dirs[:] = sorted(name for name in dirs if name != "__pycache__")
-            for name in sorted(files):
-                if name.endswith(".pyc"):
-                    continue
-                path = os.path.join(root, name)
-                hashed.update(os.path.relpath(path, top).encode() + b"\0")
-                with open(path, "rb") as source:
-                    hashed.update(source.read() + b"\0")
+    for path, content in tree_files(top, CODE):
+        hashed.update(path.encode() + b"\0" + content + b"\0")
     return hashed.hexdigest()[:16]
 
 

@@ -23,6 +23,7 @@ import sys
 import tempfile
 
 from ansible import constants as C
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_tree import tree_files
 from ansible.release import __version__ as ANSIBLE_VERSION
 
 PLUGINS = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -35,13 +36,8 @@ MODULE_PREFIX = "devbox_"
 def payload_key(plugins: str = PLUGINS) -> str:
     """The digest of ansible-core's version, the controller's Python and this collection's module code."""
     hashed = hashlib.sha256(f"{ANSIBLE_VERSION}\0{sys.version_info[:2]}\0".encode())
-    for folder in SOURCES:
-        for root, dirs, files in os.walk(os.path.join(plugins, folder)):
-            dirs[:] = sorted(name for name in dirs if name != "__pycache__")
-            for name in sorted(name for name in files if name.endswith(".py")):
-                path = os.path.join(root, name)
-                with open(path, "rb") as source:
-                    hashed.update(os.path.relpath(path, plugins).encode() + b"\0" + source.read() + b"\0")
+    for path, content in tree_files(plugins, SOURCES):
+        hashed.update(path.encode() + b"\0" + content + b"\0")
     return hashed.hexdigest()[:24]
 
 
