@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from ansible_collections.devbox.machine.plugins.module_utils import devbox_uv_bootstrap
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import (Lock, VenvError, check_free_space, converge, diff, forget_old_requested, install_command,
                          installed_distributions, installer_env, load_requested, lock_text, marker_holds,
                          mask_credentials, parse_lock, pip_conf_text, plan, read_distributions, venv_health)
@@ -140,9 +141,26 @@ def test_uv_installer_is_bootstrapped_and_used(tmp_path):
                 "installer": "uv"}
     result = converge(params(venv, installer="uv", settings=settings, requirements=["six==1.16.0"]))
     assert os.access(venv / "bin" / "uv", os.X_OK)
+    # uv's wheel read from the index (devbox_uv_bootstrap): the venv made by it, uv installed with its metadata.
+    assert "uv = " in (venv / "pyvenv.cfg").read_text(), "made by the fetched uv, not python -m venv"
+    assert "uv" in installed_distributions(str(venv))
+    assert subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--version"]).returncode == 0
+    assert not list(tmp_path.glob(".uv-bootstrap-*")), "the download folder is removed"
     assert "six==1.16.0" in result["installed"]
     again = converge(params(venv, installer=None, settings=None, requirements=["six==1.16.0"]))
     assert not again["changed"]
+
+
+def test_without_a_wheel_for_this_machine_uv_comes_through_ensurepip_and_pip(tmp_path, monkeypatch):
+    monkeypatch.setattr(devbox_uv_bootstrap, "glibc_version", lambda: None)  # as on a musl system
+    venv = tmp_path / "project-venv"
+    settings = {"index_url": None, "extra_index_urls": [], "ca_bundle": os.environ.get("SSL_CERT_FILE"),
+                "installer": "uv"}
+    result = converge(params(venv, installer="uv", settings=settings, requirements=["six==1.16.0"]))
+    assert "uv = " not in (venv / "pyvenv.cfg").read_text(), "python -m venv made it"
+    assert os.access(venv / "bin" / "uv", os.X_OK) and "uv" in installed_distributions(str(venv))
+    assert "six==1.16.0" in result["installed"]
+    assert not list(tmp_path.glob(".uv-bootstrap-*"))
 
 
 def test_a_service_venv_is_made_with_the_project_venvs_uv_and_still_has_pip(tmp_path):

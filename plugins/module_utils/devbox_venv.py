@@ -22,6 +22,7 @@ import time
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import (
     COMPLETE_MARKER, LOCK_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, built_for)
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_uv_bootstrap import BootstrapError, download_uv
 
 
 
@@ -137,16 +138,35 @@ def venv_health(venv: str, base_python: str) -> tuple[str, str]:
     return "ok", ""
 
 
-def create_venv(venv: str, base_python: str, uv: str | None = None, settings: dict | None = None) -> None:
-    """An empty venv with pip: python -m venv (ensurepip), or, given a uv binary, uv venv --seed, seconds faster
-    (pip from the indexes of the installer settings; JupyterLab's extension manager installs with it)."""
-    if uv and os.access(uv, os.X_OK):
-        shutil.rmtree(venv, ignore_errors=True)  # as --clear: uv venv may refuse a folder that is there
-        command = [uv, "venv", "--quiet", "--seed", "--python", base_python, "--python-preference", "only-system",
-                   venv]
-    else:
-        command = [base_python, "-m", "venv", "--clear", venv]
-    result = subprocess.run(command, capture_output=True, text=True, env=installer_env(settings or {}))
+def create_venv(venv: str, base_python: str, installer: str, settings: dict, uv: str | None = None) -> None:
+    """An empty venv with pip, made by uv for the uv installer: the binary `uv` names (the project venv's), else
+    one fetched from the index and installed into the venv too (devbox_uv_bootstrap), seconds faster than
+    ensurepip and pip. Where that cannot be done, and for pip: python -m venv, and ensure_uv installs uv."""
+    if installer == "uv" and uv and os.access(uv, os.X_OK):
+        _make_venv(_uv_venv_command(uv, base_python, venv), venv, settings)
+        return
+    if installer == "uv":
+        folder = tempfile.mkdtemp(prefix=".uv-bootstrap-", dir=os.path.dirname(venv))
+        try:
+            wheel, fetched_uv = download_uv(settings, folder)
+            _make_venv(_uv_venv_command(fetched_uv, base_python, venv), venv, settings)
+            run_installer([fetched_uv, "pip", "install", "--quiet", "--python", os.path.join(venv, "bin", "python"),
+                           wheel], installer_env(settings))
+            return
+        except (BootstrapError, VenvError):
+            pass  # the slow path below, whose installer knows every index
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    _make_venv([base_python, "-m", "venv", "--clear", venv], venv, settings)
+
+
+def _uv_venv_command(uv: str, base_python: str, venv: str) -> list[str]:
+    return [uv, "venv", "--quiet", "--seed", "--python", base_python, "--python-preference", "only-system", venv]
+
+
+def _make_venv(command: list[str], venv: str, settings: dict) -> None:
+    shutil.rmtree(venv, ignore_errors=True)  # as --clear: uv venv may refuse a folder that is there
+    result = subprocess.run(command, capture_output=True, text=True, env=installer_env(settings))
     if result.returncode != 0:
         raise VenvError(f"{' '.join(command[:2])} ... {venv} failed: {result.stderr.strip()}")
 
@@ -837,7 +857,7 @@ def converge(params: dict, converge_project=None) -> dict:
                 pending.update(owed)
                 write_if_changed(pending_path, json.dumps(pending, indent=2, sort_keys=True))
                 result["rebuilt"] = reason
-            create_venv(venv, base_python, params.get("uv_from") if installer == "uv" else None, settings)
+            create_venv(venv, base_python, installer, settings, params.get("uv_from"))
             result["changed"] = True
         if save_settings(venv, settings, diffs=result["diff"]):
             result["changed"] = True
