@@ -89,7 +89,7 @@ def test_observe_reads_the_venv_and_decide_names_what_changed(home):
     (home / "project" / "requirements.lock").write_text("six==1.16.0\n")
     todo = decide(stamp, dict(inputs, idle_stop={"x": "2"}), observe(params(home))["roles"])
     assert todo["python_env"] == ["project/requirements.lock created", "package removed by hand: six"]
-    assert todo["services"] == ["package removed by hand: six"]
+    assert todo["services"] == [], "no service runs from the project venv"
     assert todo["idle_stop"] == ["inputs changed: x"]
     assert todo["dev_user"] == todo["gpu"] == todo["swap"] == []
 
@@ -100,6 +100,22 @@ def test_a_services_own_venv_is_observed_as_the_project_venv(home):
     assert seen["services"]["packages venvs/jupyter"] == {} and seen["services"]["python venvs/jupyter"] == "absent"
     assert "packages venvs/jupyter" not in seen["python_env"], "a service's own venv is the services role's"
     assert seen["services"]["service jupyter"].startswith("down")
+
+
+def test_the_services_watch_the_project_venvs_packages_only_when_one_runs_from_it(home):
+    inputs = {role: {"x": "1"} for role in ROLES}
+    for venv, sees_packages in (("project", True), ("own", False)):
+        given = dict(params(home), services=[{"name": "board", "ip": "127.0.0.1", "venv": venv}])
+        seen = observe(given)["roles"]
+        stamp = {role: {"inputs": inputs[role], "observed": seen[role]} for role in ROLES}
+        (home / "venv" / "lib" / f"python3.{sys.version_info[1]}" / "site-packages" / "tomli_w-1.0.0.dist-info").mkdir()
+        todo = decide(stamp, inputs, observe(given)["roles"])
+        assert bool(todo["services"]) == sees_packages, todo
+        assert todo["python_env"], "the project venv is python_env's either way"
+        (home / "venv" / "lib" / f"python3.{sys.version_info[1]}" / "site-packages" / "tomli_w-1.0.0.dist-info").rmdir()
+    # A venv of its own is made with the project venv's installer settings: their change is the services' too.
+    (home / "venv" / "devbox-installer.json").write_text("{}\n")
+    assert decide(stamp, inputs, observe(given)["roles"])["services"] == ["venv/devbox-installer.json created"]
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="the stamp is root's own file")

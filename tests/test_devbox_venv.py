@@ -511,3 +511,62 @@ def test_the_requested_list_is_roots_and_the_venvs_old_one_moves_over(tmp_path):
     assert load_requested(str(venv), {"requested": {"six": []}}) == {"six": []}
     forget_old_requested(str(venv), {"requested": {"six": []}})
     assert not (venv / "devbox-requested.json").exists()
+
+
+def test_the_run_says_what_it_did_beyond_installing():
+    from ansible_collections.devbox.machine.plugins.modules.devbox_venv import notes
+    given = {"path": "/home/u/project-venv", "lock_name": "locks/m.lock", "project_name": "~/repo", "sync": True}
+    result = {"rebuilt": "its Python changed", "reinstalled": ["six==1.16.0"], "moved": [],
+              "url_requirements": ["pkg @ https://example.org/pkg.whl"], "installed": ["six==1.16.0"],
+              "removed": ["colorama==0.4.6"], "upgraded": [], "torch_index": "https://download.pytorch.org/whl/cpu",
+              "project": {"synced": True, "added_on_top": ["ipykernel"]}}
+    said = notes(result, given, dry_run=True)
+    assert said[0] == "Rebuilt /home/u/project-venv (its Python changed); reinstalled: six==1.16.0"
+    assert said[1].startswith("locks/m.lock installs from URLs") and said[1].endswith("pkg @ https://example.org/pkg.whl")
+    assert said[2].startswith("Synced ~/repo: installed six==1.16.0; removed colorama==0.4.6; added on top of the lock: "
+                              "ipykernel (the kernel needs it; `uv add --dev ipykernel`")
+    assert said[3].startswith("torch comes from https://download.pytorch.org/whl/cpu")
+    assert said[4] == "python_env_sync would remove what locks/m.lock does not list: colorama==0.4.6"
+    quiet = {"rebuilt": None, "url_requirements": [], "installed": ["six==1.16.0"], "removed": [], "project": None,
+             "torch_index": None}
+    assert notes(quiet, dict(given, sync=False), dry_run=False) == []
+
+
+def test_the_shell_block_is_kept_in_the_same_run(tmp_path):
+    from ansible_collections.devbox.machine.plugins.modules.devbox_venv import with_shell_block
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("alias ll='ls -l'\n")
+    work = lambda given: {"changed": False}  # noqa: E731 - a venv with nothing to do
+    assert with_shell_block(work, str(home), "project-venv", "project", False, {})["changed"]
+    text = (home / ".bashrc").read_text()
+    assert text.startswith("alias ll='ls -l'\n") and '. "$HOME/project-venv/bin/activate"' in text
+    assert not with_shell_block(work, str(home), "project-venv", "project", False, {})["changed"]
+    assert with_shell_block(work, str(home), "venvs/main", "project", True, {})["changed"], "a dry run says it"
+    assert (home / ".bashrc").read_text() == text, "and writes nothing"
+
+
+def test_metadata_headers_are_read_as_the_email_parser_reads_them(tmp_path):
+    """A folded License (its lines indented, some only spaces) and a body that looks like headers: what
+    importlib.metadata says, without its parser."""
+    import importlib.metadata
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    info = site / "Some_Pkg-1.2.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.4\nName: Some_Pkg\nVersion: 1.2\nLicense: MIT\n        \n        Name: not this\n"
+        "Requires-Dist: six>=1.16\nRequires-Dist: tomli-w; extra == \"dev\"\n\nName: nor this\nRequires-Dist: nope\n")
+    (info / "direct_url.json").write_text('{"url": "file:///src/some_pkg"}')
+    read = read_distributions(str(tmp_path / "venv"))
+    dist = importlib.metadata.PathDistribution(info)
+    assert read == {"some-pkg": {"name": "some-pkg", "version": dist.metadata["Version"], "requires": dist.requires,
+                                 "direct_url": {"url": "file:///src/some_pkg"}}}
+    assert dist.requires == ["six>=1.16", 'tomli-w; extra == "dev"']
+
+
+def test_an_egg_info_is_read_by_importlib_metadata(tmp_path):
+    info = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "old_pkg-0.1-py3.11.egg-info"
+    info.mkdir(parents=True)
+    (info / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: old-pkg\nVersion: 0.1\n")
+    (info / "requires.txt").write_text("six\n")
+    assert read_distributions(str(tmp_path / "venv"))["old-pkg"]["requires"] == ["six"]

@@ -1,6 +1,6 @@
 """The names of what the roles keep on the machine, one home for each, and the one reading the look shares.
 
-Read by the module that writes each file (devbox_venv, devbox_shell_init, devbox_idle) and by the look
+Read by the module that writes each file (devbox_venv, devbox_idle) and by the look
 (devbox_look), which then needs none of those larger libraries on the machine.
 """
 from __future__ import annotations

@@ -131,7 +131,14 @@ def as_user(params: dict) -> dict:
         keeper[f"interpreter {relative}"] = "runs" if os.access(os.path.join(path, "bin", "python"), os.X_OK) \
             else "missing"
         keeper.update({f"file {relative}/{name}": file_digest(os.path.join(path, name)) for name in VENV_FILES})
-        keeper[f"packages {relative}"] = services[f"packages {relative}"] = packages[relative]
+        keeper[f"packages {relative}"] = packages[relative]
+    # What the services read of the project venv: its packages when one of them runs from it, its installer
+    # settings when one has a venv of its own (made with them); a package the user adds is no concern of theirs.
+    own = [service.get("venv") == "own" for service in params["services"]]
+    if not all(own):
+        services[f"packages {params['venv_dir']}"] = packages[params["venv_dir"]]
+    if any(own):
+        services[f"file {params['venv_dir']}/{SETTINGS_FILE}"] = python_env[f"file {params['venv_dir']}/{SETTINGS_FILE}"]
     python_env.update({f"file {params['project_dir']}/{name}": file_digest(os.path.join(project, name))
                        for name in PROJECT_FILES})
     python_env["shell block ~/.bashrc"] = shell_block(home)

@@ -136,6 +136,15 @@ options:
         cannot use (CPU-only, or a newer CUDA than the driver's) is warned about.
     type: str
     default: ""
+  shell_block:
+    description:
+      - Also keep the block in O(home)/C(.bashrc) that activates the venv in interactive shells (unless one is
+        already active) and starts SSH logins that begin in the home in O(project_dir), except in VS Code's own
+        terminals; non-interactive shells (C(ssh host command), Ansible, VS Code's server) are untouched.
+      - Written by the user, in the same child; the block is replaced in place, never duplicated, the rest of the
+        file kept with its mode, a link's target changed. O(path) and O(project_dir) must lie in O(home).
+    type: bool
+    default: false
   index_credentials:
     description:
       - Credentials of the indexes C(pyproject.toml) names, index name to C(username) and C(password); uv gets them in
@@ -242,6 +251,12 @@ torch_index:
   returned: success
   type: str
   sample: https://download.pytorch.org/whl/cu124
+notes:
+  description: What the run did beyond installing, in words (the role shows them).
+  returned: success
+  type: list
+  elements: str
+  sample: ["torch comes from https://download.pytorch.org/whl/cu124 (what this machine's driver supports; ...)"]
 project:
   description:
     - With a uv project, whether this run synced it (C(synced)), what went on top of its lock (C(added_on_top)),
@@ -253,6 +268,7 @@ project:
 
 import functools
 import json
+import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule
@@ -260,6 +276,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     AccountError, read_root_json, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_shell_init import ensure_block
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_uv_project import (
     converge_project, credentials_problem, plan_project)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_torch import asks_for_torch, torch_index
@@ -294,6 +311,7 @@ ARGUMENT_SPEC = {
     "project_install": {"type": "bool", "default": False},
     "index_credentials": {"type": "dict", "default": {}, "no_log": True},
     "gpu_cuda_version": {"type": "str", "default": ""},
+    "shell_block": {"type": "bool", "default": False},
 }
 
 
@@ -332,6 +350,11 @@ def main() -> None:
     params["requested"] = requested_record(home) if home else None
     work = functools.partial(plan, plan_project=plan_project) if module.check_mode else functools.partial(
         converge, converge_project=converge_project)
+    if params["shell_block"]:
+        inside = [os.path.relpath(params[name], home or "/") for name in ("path", "project_dir") if params[name]]
+        if not home or len(inside) < 2 or any(relative.startswith("..") for relative in inside):
+            module.fail_json(msg="shell_block needs home, and path and project_dir inside it")
+        work = functools.partial(with_shell_block, work, home, *inside, module.check_mode)
     try:
         if user and module.check_mode and not user_exists(user):
             result = dict(empty_result(), changed=True)  # a fresh machine: everything is still to do
@@ -353,10 +376,46 @@ def main() -> None:
     for warning in result.pop("warnings", []):
         module.warn(warning)
     result["torch_index"] = picked
+    result["notes"] = notes(result, params, module.check_mode)
     diffs = result.pop("diff")
     if module._diff:  # the settings files hold the index URLs: shown masked
         result["diff"] = [{key: mask_credentials(value) for key, value in change.items()} for change in diffs]
     module.exit_json(**result)
+
+
+def notes(result: dict, params: dict, dry_run: bool) -> list[str]:
+    """What the run did beyond installing, in words, for the role to show."""
+    said = []
+    if result.get("rebuilt"):
+        moved = f"; versions that moved: {', '.join(result['moved'])}" if result.get("moved") else ""
+        said.append(f"Rebuilt {params['path']} ({result['rebuilt']}); reinstalled: "
+                    f"{', '.join(result.get('reinstalled') or [])}{moved}")
+    if result.get("url_requirements"):  # their build code runs on the machine: said, not installed silently
+        said.append(f"{params['lock_name'] or 'the lock'} installs from URLs (their build code runs on the machine): "
+                    f"{', '.join(result['url_requirements'])}")
+    project = result.get("project") or {}
+    if project.get("synced"):
+        parts = [f"{verb} {', '.join(result[verb])}" for verb in ("installed", "removed", "upgraded") if result.get(verb)]
+        if project.get("added_on_top"):
+            names = project["added_on_top"]
+            parts.append(f"added on top of the lock: {', '.join(names)} (the kernel needs it; `uv add --dev "
+                         f"{' '.join(names)}` puts it in the lock)")
+        said.append(f"Synced {params['project_name']}: {'; '.join(parts) or 'nothing to change'}")
+    if result.get("torch_index"):
+        said.append(f"torch comes from {result['torch_index']} (what this machine's driver supports; set "
+                    "python_env_index_url or python_env_extra_index_urls to choose another)")
+    if params["sync"] and result.get("removed"):
+        said.append(f"python_env_sync {'would remove' if dry_run else 'removed'} what "
+                    f"{params['lock_name'] or 'the lock'} does not list: {', '.join(result['removed'])}")
+    return said
+
+
+def with_shell_block(work, home: str, venv_dir: str, project_dir: str, dry_run: bool, params: dict) -> dict:
+    """The venv's work, then the ~/.bashrc block that gets interactive shells into it (as the same user)."""
+    result = work(params)
+    if ensure_block(home, dry_run, venv_dir, project_dir):
+        result["changed"] = True
+    return result
 
 
 def picked_torch_index(params: dict) -> str | None:
