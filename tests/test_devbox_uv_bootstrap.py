@@ -98,8 +98,8 @@ def index(monkeypatch):
 
 
 def test_the_wheel_is_fetched_with_the_index_login_checked_and_unpacked(index, tmp_path):
-    wheel, uv = download_uv({"index_url": index["url"]}, str(tmp_path))
-    assert os.path.basename(wheel).startswith("uv-1.2.3-") and os.path.getsize(wheel) > 0
+    version, uv = download_uv({"index_url": index["url"]}, str(tmp_path))
+    assert version == "1.2.3" and os.path.getsize(tmp_path / f"uv-1.2.3-py3-none-{X86}.whl") > 0
     assert open(uv).read() == "#!/bin/sh\necho uv 1.2.3\n" and os.access(uv, os.X_OK)
     assert len(index["logins"]) == 2 and None not in index["logins"], "the page and the file, both logged in"
 

@@ -125,7 +125,7 @@ def _get(opener, url: str, accept: str = "*/*"):
 
 def download_uv(settings: dict, folder: str) -> tuple[str, str]:
     """uv's wheel for this machine from the first index of the installer settings, into folder, its hash
-    checked: (the wheel's path, the uv binary's path)."""
+    checked, and its binary beside it: (the wheel's version, the binary's path)."""
     glibc, machine = glibc_version(), platform.machine()
     if glibc is None:
         raise BootstrapError("not a glibc system")
@@ -160,4 +160,4 @@ def download_uv(settings: dict, folder: str) -> tuple[str, str]:
     except (zipfile.BadZipFile, StopIteration) as error:
         raise BootstrapError(f"{wheel['filename']} holds no uv binary") from error
     os.chmod(binary, stat.S_IRWXU)
-    return path, binary
+    return WHEEL_NAME.match(wheel["filename"]).group("version"), binary

@@ -189,10 +189,12 @@ def create_venv(venv: str, base_python: str, installer: str, settings: dict, uv:
     if installer == "uv":
         folder = tempfile.mkdtemp(prefix=".uv-bootstrap-", dir=os.path.dirname(venv))
         try:
-            wheel, fetched_uv = download_uv(settings, folder)
+            version, fetched_uv = download_uv(settings, folder)
             _make_venv(_uv_venv_command(fetched_uv, base_python, venv), venv, settings)
+            # From the folder as from an index (--find-links): a wheel file named directly would be recorded as
+            # installed from that path (direct_url.json), and the lock would say `uv @ file:///...`.
             run_installer([fetched_uv, "pip", "install", "--quiet", "--python", os.path.join(venv, "bin", "python"),
-                           wheel], installer_env(settings))
+                           "--no-index", "--find-links", folder, f"uv=={version}"], installer_env(settings))
             return
         except (BootstrapError, VenvError):
             pass  # the slow path below, whose installer knows every index
