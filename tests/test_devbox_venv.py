@@ -145,6 +145,7 @@ def test_uv_installer_is_bootstrapped_and_used(tmp_path):
     assert "uv = " in (venv / "pyvenv.cfg").read_text(), "made by the fetched uv, not python -m venv"
     assert "uv" in installed_distributions(str(venv))
     assert read_distributions(str(venv))["uv"]["direct_url"] is None, "as from an index: the lock pins uv==version"
+    assert set(installed_distributions(str(venv))) == {"pip", "uv", "six"}, "pip beside uv, as python -m venv has it"
     assert subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "--version"]).returncode == 0
     assert not list(tmp_path.glob(".uv-bootstrap-*")), "the download folder is removed"
     assert "six==1.16.0" in result["installed"]

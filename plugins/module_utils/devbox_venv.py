@@ -190,11 +190,15 @@ def create_venv(venv: str, base_python: str, installer: str, settings: dict, uv:
         folder = tempfile.mkdtemp(prefix=".uv-bootstrap-", dir=os.path.dirname(venv))
         try:
             version, fetched_uv = download_uv(settings, folder)
-            _make_venv(_uv_venv_command(fetched_uv, base_python, venv), venv, settings)
-            # From the folder as from an index (--find-links): a wheel file named directly would be recorded as
+            # pip alone beside uv, as python -m venv gives it (uv venv --seed would add wheel and packaging, which
+            # a uv project's lock may pin otherwise).
+            _make_venv(_uv_venv_command(fetched_uv, base_python, venv, seed=False), venv, settings)
+            python = os.path.join(venv, "bin", "python")
+            # uv from the folder as from an index (--find-links): a wheel file named directly would be recorded as
             # installed from that path (direct_url.json), and the lock would say `uv @ file:///...`.
-            run_installer([fetched_uv, "pip", "install", "--quiet", "--python", os.path.join(venv, "bin", "python"),
-                           "--no-index", "--find-links", folder, f"uv=={version}"], installer_env(settings))
+            run_installer([fetched_uv, "pip", "install", "--quiet", "--python", python, "--no-index", "--find-links",
+                           folder, f"uv=={version}"], installer_env(settings))
+            run_installer([fetched_uv, "pip", "install", "--quiet", "--python", python, "pip"], installer_env(settings))
             return
         except (BootstrapError, VenvError):
             pass  # the slow path below, whose installer knows every index
@@ -203,8 +207,9 @@ def create_venv(venv: str, base_python: str, installer: str, settings: dict, uv:
     _make_venv([base_python, "-m", "venv", "--clear", venv], venv, settings)
 
 
-def _uv_venv_command(uv: str, base_python: str, venv: str) -> list[str]:
-    return [uv, "venv", "--quiet", "--seed", "--python", base_python, "--python-preference", "only-system", venv]
+def _uv_venv_command(uv: str, base_python: str, venv: str, seed: bool = True) -> list[str]:
+    return [uv, "venv", "--quiet", *(["--seed"] if seed else []), "--python", base_python, "--python-preference",
+            "only-system", venv]
 
 
 def _make_venv(command: list[str], venv: str, settings: dict) -> None:

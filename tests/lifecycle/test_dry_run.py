@@ -18,9 +18,9 @@ from docker_machines import TEST_IMAGE, LocalMachine, fresh, tagged
 
 HOME = "/home/pythonuser"
 PACKAGES = {"python_env_packages": ["six==1.16.0"]}
-# A run with everything to do: devbox_look, devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv,
-# devbox_shell_init, devbox_services (every service), devbox_idle_stop, devbox_provision_record (and the stamp).
-MODULE_RUNS = 9
+# A run with everything to do: devbox_look, devbox_user, devbox_gpu, the /proc/meminfo read, devbox_venv (with the
+# ~/.bashrc block), devbox_services (every service), devbox_idle_stop, devbox_provision_record (and the stamp).
+MODULE_RUNS = 8
 # A rerun on a converged machine: the look, and nothing else.
 RERUN_MODULE_RUNS = 1
 # The controller's copy of the machine's lock goes to a folder of this module's own: every local
