@@ -76,3 +76,42 @@ def test_a_cache_that_cannot_be_written_only_costs_the_builds(tmp_path):
     assert cache.keep(str(run_cache), str(kept / "key")) == 0
     assert cache.restore(str(run_cache), str(kept / "key")) == 0
     assert kept.read_text() == "a file where the folder should be"
+
+
+def test_a_kept_payload_carries_bytecode_that_python_imports_from_the_zip(tmp_path):
+    """The bytecode is what the import runs (the .py beside it is not compiled again): a .py changed after
+    with_bytecode still imports as it was."""
+    import base64
+    import importlib.util
+    import io
+    import pickle
+    import sys
+    import zipfile
+
+    from ansible.executor.module_common import _CachedModule
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("pkg/__init__.py", "")
+        zipped.writestr("pkg/answer.py", "VALUE = 'compiled'\n")
+    cached = _CachedModule(zip_data=base64.b64encode(buffer.getvalue()), metadata=None, source_mapping={})
+    kept = pickle.loads(cache.with_bytecode(pickle.dumps(cached)))
+    original = zipfile.ZipFile(io.BytesIO(base64.b64decode(kept.zip_data)))
+    assert sorted(original.namelist()) == ["pkg/__init__.py", "pkg/__init__.pyc", "pkg/answer.py", "pkg/answer.pyc"]
+    assert original.read("pkg/answer.pyc")[:4] == importlib.util.MAGIC_NUMBER
+    changed = tmp_path / "payload.zip"
+    with zipfile.ZipFile(changed, "w") as zipped:
+        for name in original.namelist():
+            text = original.read(name)
+            zipped.writestr(name, b"VALUE = 'source'\n" if name == "pkg/answer.py" else text)
+    found = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(changed)!r}); "
+                            "import pkg.answer; print(pkg.answer.VALUE)"], capture_output=True, text=True)
+    assert found.stdout.strip() == "compiled", found.stderr
+
+
+def test_an_entry_in_an_unknown_shape_is_kept_as_it_is(tmp_path):
+    run_cache, kept = tmp_path / "run", tmp_path / "ansiballz" / "key"
+    run_cache.mkdir()
+    (run_cache / "ansible.legacy.devbox_swap-ZIP_DEFLATED-none").write_bytes(b"not a pickle")
+    assert cache.keep(str(run_cache), str(kept)) == 1
+    assert (kept / "ansible.legacy.devbox_swap-ZIP_DEFLATED-none").read_bytes() == b"not a pickle"
