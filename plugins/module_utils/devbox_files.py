@@ -36,3 +36,12 @@ def built_for(venv: str, parts: int = 2) -> str | None:
     except OSError:
         pass
     return None
+
+
+def read_text(path: str) -> str | None:
+    """A UTF-8 file's text; None when it cannot be read as such."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None

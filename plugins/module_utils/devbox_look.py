@@ -25,7 +25,7 @@ import subprocess
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import (
     COMPLETE_MARKER, IDLE_SETTING_FILE as IDLE_SETTING, LOCK_FILE, PENDING_RESTART_FILE as PENDING_RESTART,
     REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, SHELL_BLOCK_BEGIN_PREFIX as BEGIN_PREFIX, SHELL_BLOCK_END as END,
-    built_for)
+    built_for, read_text)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_gpu import (
     QUERY_ARGS, device_groups_needed, find_nvidia_smi, parse_cuda_version, parse_query)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_launcher import (
@@ -77,14 +77,6 @@ def file_digest(path: str) -> str:
         return ABSENT
     except OSError as error:
         return f"unreadable ({error.strerror})"
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def root_digest(home: str, relative: str) -> str:

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import (
-    COMPLETE_MARKER, LOCK_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, built_for)
+    COMPLETE_MARKER, LOCK_FILE, REQUESTED_FILE, REQUESTED_RECORD, SETTINGS_FILE, built_for, read_text)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_uv_bootstrap import BootstrapError, download_uv
 
 
@@ -91,14 +91,6 @@ def _dist_info_fields(folder: str) -> dict | None:
     except (OSError, UnicodeDecodeError):
         return None
     return fields
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _metadata_folders(sites: list[str]) -> tuple:

@@ -117,6 +117,7 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_address import listen_address_problem, listen_name
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_files import read_text
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_idle import (
     jupyter_activity, keep_pending, read_pending)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_jupyter_settings import merged, settings_problem
@@ -257,14 +258,6 @@ def jupyter_files(params: dict, venv: str, project: str, dry_run: bool, diffs: l
         settings.append("JupyterLab's defaults (no news from the internet): written")
         changed = True
     return changed
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as existing:
-            return existing.read()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def jupyter_state(home: str) -> dict:
