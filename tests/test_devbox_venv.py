@@ -572,3 +572,11 @@ def test_an_egg_info_is_read_by_importlib_metadata(tmp_path):
     (info / "PKG-INFO").write_text("Metadata-Version: 1.1\nName: old-pkg\nVersion: 0.1\n")
     (info / "requires.txt").write_text("six\n")
     assert read_distributions(str(tmp_path / "venv"))["old-pkg"]["requires"] == ["six"]
+
+
+def test_the_shell_block_takes_plain_folders_in_the_home_only():
+    from ansible_collections.devbox.machine.plugins.modules.devbox_venv import shell_block_dirs
+    assert shell_block_dirs("/home/u", "/home/u/.venvs/main", "/home/u/project") == ([".venvs/main", "project"], None)
+    for home, venv, project in (("/home/u", "/home/u/v$(id)", "/home/u/p"), ("/home/u", "/opt/venv", "/home/u/p"),
+                                (None, "/home/u/v", "/home/u/p"), ("/home/u", "/home/u/v", None)):
+        assert shell_block_dirs(home, venv, project)[1], (home, venv, project)

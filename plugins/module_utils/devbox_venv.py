@@ -71,8 +71,8 @@ _last_read: dict[str, tuple] = {}
 
 def _dist_info_fields(folder: str) -> dict | None:
     """Name, Version and every Requires-Dist of a .dist-info's METADATA, read from its headers (the lines before
-    the first empty one; a line that starts with a space or tab continues the one before) without the email parser, which reads
-    the whole file and takes most of a run's time; None when METADATA is missing or not UTF-8."""
+    the first empty one; a line that starts with a space or tab continues the one before) without the email
+    parser, which reads the whole file and took most of a run's time; None when METADATA is missing or not UTF-8."""
     fields = {"Name": None, "Version": None, "Requires-Dist": []}
     try:
         with open(os.path.join(folder, "METADATA"), encoding="utf-8") as metadata:

@@ -273,6 +273,7 @@ import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.devbox.machine.plugins.module_utils.devbox_layout import dir_problem
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_records import (
     AccountError, read_root_json, write_root_file_if_changed)
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_run_as import RunAsError, run_as, user_exists
@@ -351,9 +352,9 @@ def main() -> None:
     work = functools.partial(plan, plan_project=plan_project) if module.check_mode else functools.partial(
         converge, converge_project=converge_project)
     if params["shell_block"]:
-        inside = [os.path.relpath(params[name], home or "/") for name in ("path", "project_dir") if params[name]]
-        if not home or len(inside) < 2 or any(relative.startswith("..") for relative in inside):
-            module.fail_json(msg="shell_block needs home, and path and project_dir inside it")
+        inside, problem = shell_block_dirs(home, params["path"], params["project_dir"])
+        if problem:
+            module.fail_json(msg=f"shell_block needs home, and path and project_dir inside it: {problem}")
         work = functools.partial(with_shell_block, work, home, *inside, module.check_mode)
     try:
         if user and module.check_mode and not user_exists(user):
@@ -408,6 +409,13 @@ def notes(result: dict, params: dict, dry_run: bool) -> list[str]:
         said.append(f"python_env_sync {'would remove' if dry_run else 'removed'} what "
                     f"{params['lock_name'] or 'the lock'} does not list: {', '.join(result['removed'])}")
     return said
+
+
+def shell_block_dirs(home: str | None, *paths: str | None) -> tuple[list, str | None]:
+    """The folders relative to the home, as the ~/.bashrc block names them, and why they cannot be used: each must be
+    a plain name (devbox_layout's rule), never text that would read as shell."""
+    inside = [os.path.relpath(path, home) if home and path else None for path in paths]
+    return inside, next((dir_problem(relative) for relative in inside if dir_problem(relative)), None)
 
 
 def with_shell_block(work, home: str, venv_dir: str, project_dir: str, dry_run: bool, params: dict) -> dict:
