@@ -30,7 +30,7 @@ def ssh_config(app, tmp_path_factory):  # noqa: F811 - the imported fixture
     result, output = converge(app)
     assert result.returncode == 0, failures(output)
     close_ssh_masters(app)  # Ansible's own masters: the Machines' only `fly proxy` is then the config's
-    # site.yml's python_env role wrote the login block (devbox_shell_init): nothing to add here.
+    # site.yml's python_env role wrote the login block (devbox_venv's shell_block): nothing to add here.
     folder = tmp_path_factory.mktemp("ssh-config")
     result, output = ansible(app, "ansible-playbook", "-e", f"ssh_config_dir={folder}", "playbooks/ssh_config.yml")
     assert result.returncode == 0, output[-3000:]
