@@ -23,6 +23,11 @@ def params(venv, **overrides):
     return base
 
 
+def uv_settings():
+    """The uv installer with PyPI, trusting the CA bundle this computer uses."""
+    return {"index_url": None, "extra_index_urls": [], "ca_bundle": os.environ.get("SSL_CERT_FILE"), "installer": "uv"}
+
+
 def write_dist(site, name, version):
     info = site / f"{name}-{version}.dist-info"
     info.mkdir(parents=True)
@@ -137,8 +142,7 @@ def test_interrupted_creation_is_redone(tmp_path):
 
 def test_uv_installer_is_bootstrapped_and_used(tmp_path):
     venv = tmp_path / "project-venv"
-    settings = {"index_url": None, "extra_index_urls": [], "ca_bundle": os.environ.get("SSL_CERT_FILE"),
-                "installer": "uv"}
+    settings = uv_settings()
     result = converge(params(venv, installer="uv", settings=settings, requirements=["six==1.16.0"]))
     assert os.access(venv / "bin" / "uv", os.X_OK)
     # uv's wheel read from the index (devbox_uv_bootstrap): the venv made by it, uv installed with its metadata.
@@ -156,8 +160,7 @@ def test_uv_installer_is_bootstrapped_and_used(tmp_path):
 def test_without_a_wheel_for_this_machine_uv_comes_through_ensurepip_and_pip(tmp_path, monkeypatch):
     monkeypatch.setattr(devbox_uv_bootstrap, "glibc_version", lambda: None)  # as on a musl system
     venv = tmp_path / "project-venv"
-    settings = {"index_url": None, "extra_index_urls": [], "ca_bundle": os.environ.get("SSL_CERT_FILE"),
-                "installer": "uv"}
+    settings = uv_settings()
     result = converge(params(venv, installer="uv", settings=settings, requirements=["six==1.16.0"]))
     assert "uv = " not in (venv / "pyvenv.cfg").read_text(), "python -m venv made it"
     assert os.access(venv / "bin" / "uv", os.X_OK) and "uv" in installed_distributions(str(venv))
@@ -170,8 +173,7 @@ def test_a_service_venv_is_made_with_the_project_venvs_uv_and_still_has_pip(tmp_
     copy of it; pip is there (JupyterLab's extension manager installs with it)."""
     uv = os.path.join(os.path.dirname(sys.executable), "uv")
     venv = tmp_path / "jupyter"
-    settings = {"index_url": None, "extra_index_urls": [], "ca_bundle": os.environ.get("SSL_CERT_FILE"),
-                "installer": "uv"}
+    settings = uv_settings()
     result = converge(params(venv, installer=None, settings=settings, requirements=["six==1.16.0"], uv_from=uv))
     assert "six==1.16.0" in result["installed"]
     assert venv_health(str(venv), sys.executable)[0] == "ok"

@@ -31,7 +31,7 @@ from ansible_collections.devbox.machine.plugins.action.devbox_services import LI
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_look import ROLES, digest
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_service import ServiceError
 from ansible_collections.devbox.machine.plugins.module_utils.devbox_venv import mask_credentials
-from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_tree import tree_files
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_tree import hash_tree
 from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_machine import (
     TOP, facts, play_value, role_defaults)
 
@@ -62,8 +62,7 @@ EXPECTED = ("no stamp yet", "inputs changed", "the CUDA smoke test", "swap ", "a
 def code_digest(top: str = TOP) -> str:
     """The digest of every file of the project's code (names and contents)."""
     hashed = hashlib.sha256()
-    for path, content in tree_files(top, CODE):
-        hashed.update(path.encode() + b"\0" + content + b"\0")
+    hash_tree(hashed, top, CODE)
     return hashed.hexdigest()[:16]
 
 

@@ -415,7 +415,7 @@ def shell_block_dirs(home: str | None, *paths: str | None) -> tuple[list, str | 
     """The folders relative to the home, as the ~/.bashrc block names them, and why they cannot be used: each must be
     a plain name (devbox_layout's rule), never text that would read as shell."""
     inside = [os.path.relpath(path, home) if home and path else None for path in paths]
-    return inside, next((dir_problem(relative) for relative in inside if dir_problem(relative)), None)
+    return inside, next(filter(None, map(dir_problem, inside)), None)
 
 
 def with_shell_block(work, home: str, venv_dir: str, project_dir: str, dry_run: bool, params: dict) -> dict:

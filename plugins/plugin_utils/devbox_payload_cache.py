@@ -35,7 +35,7 @@ import tempfile
 import zipfile
 
 from ansible import constants as C
-from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_tree import tree_files
+from ansible_collections.devbox.machine.plugins.plugin_utils.devbox_tree import hash_tree
 from ansible.release import __version__ as ANSIBLE_VERSION
 
 PLUGINS = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -53,8 +53,7 @@ def payload_key(plugins: str = PLUGINS) -> str:
     """The digest of ansible-core's version, the controller's Python, what an entry holds and this collection's module
     code."""
     hashed = hashlib.sha256(f"{ANSIBLE_VERSION}\0{sys.version_info[:2]}\0{FORMAT}\0".encode())
-    for path, content in tree_files(plugins, SOURCES):
-        hashed.update(path.encode() + b"\0" + content + b"\0")
+    hash_tree(hashed, plugins, SOURCES)
     return hashed.hexdigest()[:24]
 
 

@@ -24,3 +24,9 @@ def tree_files(top: str, folders) -> Iterator[tuple[str, bytes]]:
         for path in paths:
             with open(path, "rb") as source:
                 yield os.path.relpath(path, top), source.read()
+
+
+def hash_tree(hashed, top: str, folders) -> None:
+    """Each file's path and content, as tree_files gives them, into a hashlib object."""
+    for path, content in tree_files(top, folders):
+        hashed.update(path.encode() + b"\0" + content + b"\0")
