@@ -33,7 +33,9 @@ def test_the_newest_wheel_that_runs_here_is_picked():
     files = [entry(f"uv-0.9.10-py3-none-{X86}.whl"), entry(f"uv-0.10.2-py3-none-{X86}.whl"),
              entry(f"uv-0.11.0-py3-none-{X86}.whl", yanked=True), entry("uv-0.12.0-py3-none-musllinux_1_1_x86_64.whl"),
              entry("uv-0.12.0.tar.gz"), entry(f"uv-0.12.0rc1-py3-none-{X86}.whl"),
-             entry("uv-0.10.3-py3-none-manylinux_2_17_aarch64.manylinux2014_aarch64.whl")]
+             entry("uv-0.10.3-py3-none-manylinux_2_17_aarch64.manylinux2014_aarch64.whl"),
+             # A name that would leave the download folder is no wheel at all.
+             entry(f"uv-9.0-py3-none-{X86}.x/../../y.whl"), entry(f"uv-9.1-py3-none-{X86}.x/y.whl")]
     assert pick_wheel(files, "x86_64", (2, 36))["filename"] == f"uv-0.10.2-py3-none-{X86}.whl"
     assert pick_wheel(files, "aarch64", (2, 36))["filename"].startswith("uv-0.10.3-")
     with pytest.raises(BootstrapError, match="no uv wheel for x86_64 with glibc 2.5"):

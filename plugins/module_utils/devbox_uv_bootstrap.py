@@ -25,8 +25,9 @@ PYPI = "https://pypi.org/simple"
 # PEP 691's JSON first; PEP 503's HTML is what older mirrors serve.
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.1"
 TIMEOUT_S = 30
-# uv-0.9.5-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl: version, then the platform tags.
-WHEEL_NAME = re.compile(r"^uv-(?P<version>\d+(?:\.\d+)*)-py3-none-(?P<platforms>[^-]+)\.whl$")
+# uv-0.9.5-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl: version, then the platform tags. The index's
+# file name becomes a file name in the download folder: nothing but these characters (no '/', no '..' part).
+WHEEL_NAME = re.compile(r"^uv-(?P<version>\d+(?:\.\d+)*)-py3-none-(?P<platforms>[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)\.whl$")
 # Old manylinux names and the glibc each stands for.
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
