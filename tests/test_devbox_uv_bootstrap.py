@@ -76,7 +76,8 @@ def index(monkeypatch):
             if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"me:s3cret").decode():
                 self.send_error(401)
             elif self.path == "/simple/uv/":
-                body = f'<a href="../../packages/{name}#sha256={served["sha256"]}">{name}</a>'.encode()
+                href = served.get("href") or f"../../packages/{name}#sha256={served['sha256']}"
+                body = f'<a href="{href}">{name}</a>'.encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
                 self.end_headers()
@@ -119,3 +120,11 @@ def test_an_index_that_refuses_is_a_bootstrap_error(index, tmp_path):
         download_uv({"index_url": index["url"].replace("s3cret", "wrong")}, str(tmp_path))
     with pytest.raises(BootstrapError, match="CA bundle"):
         download_uv({"index_url": index["url"], "ca_bundle": str(tmp_path / "absent.pem")}, str(tmp_path))
+
+
+def test_a_link_to_a_local_file_is_not_followed(index, tmp_path):
+    local = tmp_path / f"uv-1.2.3-py3-none-{X86}.whl"
+    local.write_bytes(wheel_bytes())
+    index["href"] = local.as_uri()
+    with pytest.raises(BootstrapError, match="not an http"):
+        download_uv({"index_url": index["url"]}, str(tmp_path / "dl"))

@@ -112,6 +112,8 @@ def _opener(ca_bundle: str | None) -> urllib.request.OpenerDirector:
 def _get(opener, url: str, accept: str = "*/*"):
     """GET url; a URL's user:password goes in an Authorization header, as the installers send it."""
     parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):  # an index's link is fetched, never a local file (file://)
+        raise BootstrapError(f"not an http(s) URL: {parts.scheme}://...")
     headers = {"Accept": accept, "User-Agent": "devbox-uv-bootstrap"}
     if parts.username is not None:
         login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
